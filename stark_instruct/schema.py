@@ -1,0 +1,110 @@
+"""The index schema: which metadata fields a search plan may filter on, their types and allowed ops.
+
+It is the single source for the filter semantics of both engines, for the plan language's JSON schema
+(rewards/) and for the text the planner's prompt shows, so it is data, not code spread across modules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+
+# Field types of the filter language and the ops each allows.
+#   keyword  - one normalised string (brand)
+#   keywords - a set of normalised strings (category, color): eq/contains = has the value,
+#              ne = lacks it, in = has any of the values, nin = has none of them
+#   number   - float or int; a missing value (price "") fails every op except ne/nin
+#   date     - ISO YYYY-MM-DD
+OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "keyword": ("eq", "ne", "in", "nin"),
+    "keywords": ("eq", "ne", "in", "nin", "contains"),
+    "number": ("eq", "ne", "gt", "gte", "lt", "lte"),
+    "date": ("eq", "ne", "gt", "gte", "lt", "lte"),
+}
+LIST_OPS = ("in", "nin")
+NEGATIVE_OPS = ("ne", "nin")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    description: str
+    examples: tuple = ()
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return OPS_BY_TYPE[self.type]
+
+
+@dataclass(frozen=True)
+class IndexSchema:
+    """Filterable fields plus the date the planner should treat as 'today'."""
+
+    fields: tuple[FieldSpec, ...]
+    reference_date: dt.date
+    text_description: str = "title, brand, categories, colours, features, description, reviews and Q&A"
+    name: str = "products"
+    extra: dict = field(default_factory=dict)
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "reference_date": self.reference_date.isoformat(),
+            "text_description": self.text_description,
+            "fields": [
+                {**asdict(f), "examples": list(f.examples), "ops": list(f.ops)} for f in self.fields
+            ],
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> IndexSchema:
+        fields = tuple(
+            FieldSpec(f["name"], f["type"], f["description"], tuple(f.get("examples", ()))) for f in data["fields"]
+        )
+        return cls(
+            fields=fields,
+            reference_date=dt.date.fromisoformat(data["reference_date"]),
+            text_description=data.get("text_description", ""),
+            name=data.get("name", "products"),
+            extra=data.get("extra", {}),
+        )
+
+    def render(self) -> str:
+        """The text rendering that prompts embed: fields, types, ops, examples and today's date."""
+        lines = [
+            f"Index `{self.name}`: keyword search (BM25) over {self.text_description}.",
+            f"Today is {self.reference_date.isoformat()}. Dates are ISO YYYY-MM-DD.",
+            "Filterable fields:",
+        ]
+        for f in self.fields:
+            ex = ", ".join(json.dumps(e) for e in f.examples[:4])
+            lines.append(f"- {f.name} ({f.type}; ops: {', '.join(f.ops)}): {f.description}" + (f" e.g. {ex}" if ex else ""))
+        return "\n".join(lines)
+
+
+def product_schema(reference_date: dt.date, brands: list[str] = (), colors: list[str] = (),
+                   categories: list[str] = ()) -> IndexSchema:
+    """The schema of the product catalogue (synthetic or STaRK-Amazon), with example values from the data."""
+    return IndexSchema(
+        fields=(
+            FieldSpec("brand", "keyword", "manufacturer brand, lower-case", tuple(brands[:4])),
+            FieldSpec("category", "keywords", "product categories, lower-case", tuple(categories[:4])),
+            FieldSpec("color", "keywords", "colours the product comes in, lower-case", tuple(colors[:4])),
+            FieldSpec("price", "number", "price in US dollars (missing for some products)", (19.99, 120.0)),
+            FieldSpec("rating", "number", "mean review rating, 1 to 5 (missing without reviews)", (4.5,)),
+            FieldSpec("review_count", "number", "number of reviews", (12,)),
+            FieldSpec("first_review_date", "date", "date of the oldest review", ("2012-05-01",)),
+            FieldSpec("last_review_date", "date", "date of the newest review", (reference_date.isoformat(),)),
+        ),
+        reference_date=reference_date,
+    )
