@@ -1,0 +1,44 @@
+# Instructed Retriever. `make demo` runs the main job end to end offline; `make test` runs the tests.
+# Every target bootstraps its own virtual environment (.venv) first.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTHON ?= python3
+BENCH ?= data/benchmark/synthetic
+SIZE ?= 20000
+SEED ?= 0
+
+.PHONY: venv demo test lint build-benchmark benchmark bench-index card
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: this CPU build is on disk here; a plain `torch` would pull GBs of CUDA wheels.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+build-benchmark: venv
+	$(PY) -m stark_instruct.build --source synthetic --size $(SIZE) --seed $(SEED) --out $(BENCH)
+
+# The default benchmark as a file target, so other targets can depend on it without rebuilding.
+benchmark: venv $(BENCH)/card.md
+$(BENCH)/card.md:
+	$(PY) -m stark_instruct.build --source synthetic --size $(SIZE) --seed $(SEED) --out $(BENCH)
+
+card: benchmark
+	@cat $(BENCH)/card.md
+
+bench-index: venv
+	$(PY) scripts/bench_index.py --sizes 100000 1000000 --out runs/bench/index.json
+
+lint: venv
+	$(PY) -m ruff check .
+
+test: venv
+	$(PY) -m pytest -q
+
+demo: venv benchmark
+	@cat $(BENCH)/card.md
+
+-include mk/*.mk
