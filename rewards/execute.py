@@ -1,0 +1,220 @@
+"""Execute search plans against an index and turn them into rewards.
+
+One executor serves training rewards, evaluation and baselines, so a plan scores the same everywhere:
+each search runs with its filter pushed into the engine, the rankings are fused by weighted reciprocal-
+rank fusion with a total, deterministic order, and the reward is Recall@k of the fused list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rewards.metrics import all_metrics, recall_at_k
+from rewards.parse import PlanError, parse_plan
+from rewards.plan import SearchPlan
+from stark_instruct.filters import Node, to_json
+from stark_instruct.schema import IndexSchema
+
+
+class SearchIndex(Protocol):
+    def search(self, query: str, filter: Node | None = None, k: int = 100) -> list[tuple[int, float]]: ...
+
+
+class Reranker(Protocol):
+    def rerank(self, text: str, doc_ids: list[int]) -> list[int]: ...
+
+
+@dataclass
+class RewardResult:
+    """The reward of one completion plus what a log needs to explain it."""
+
+    reward: float
+    valid: bool
+    error_code: str | None = None
+    error: str | None = None
+    n_searches: int = 0
+    retrieved: int = 0  # length of the fused ranking
+    ranking: list[int] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Executor:
+    """Runs plans on one index; caches repeated (query, filter, k) searches, as N samples of a prompt repeat."""
+
+    def __init__(self, index: SearchIndex, depth: int = 100, rrf_k: int = 60,
+                 reranker: Reranker | None = None, cache_size: int = 8192):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+        if not isinstance(rrf_k, int | float) or not math.isfinite(rrf_k) or rrf_k < 0:
+            raise ValueError(f"rrf_k must be a finite number >= 0, got {rrf_k!r}")
+        if reranker is not None and not callable(getattr(reranker, "rerank", None)):
+            raise TypeError("reranker must have a method rerank(text, doc_ids) -> list[int]")
+        self.index, self.depth, self.rrf_k, self.reranker = index, depth, rrf_k, reranker
+        self.cache_size = cache_size
+        # functools.lru_cache would key on the Node object; keying on its canonical JSON makes equal
+        # filters written differently (e.g. 20 vs 20.0) share an entry, so the LRU is kept by hand.
+        self._cache: OrderedDict[tuple[str, str, int], tuple[tuple[int, float], ...]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def search(self, query: str, filter: Node | None) -> tuple[tuple[int, float], ...]:
+        """One engine search at this executor's depth, through the LRU cache."""
+        key = (query, "" if filter is None else json.dumps(to_json(filter), sort_keys=True), self.depth)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self.hits += 1
+            self._cache.move_to_end(key)
+            return hit
+        self.misses += 1
+        result = tuple((int(d), float(s)) for d, s in self.index.search(query, filter, self.depth))
+        self._cache[key] = result
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return result
+
+    def fuse(self, plan: SearchPlan) -> list[int]:
+        """Weighted RRF: sum of weight / (rrf_k + rank); ties by best rank, then doc_id; top `depth`."""
+        score: dict[int, float] = {}
+        best: dict[int, int] = {}
+        for s in plan.searches:
+            for rank, (doc, _) in enumerate(self.search(s.query, s.filter), 1):
+                score[doc] = score.get(doc, 0.0) + s.weight / (self.rrf_k + rank)
+                if rank < best.get(doc, rank + 1):
+                    best[doc] = rank
+        order = sorted(score, key=lambda d: (-score[d], best[d], d))
+        return order[: self.depth]
+
+    def run(self, plan: SearchPlan, rerank_text: str | None = None) -> list[int]:
+        """The plan's fused ranking, reranked by the reranker when `rerank_text` is given."""
+        fused = self.fuse(plan)
+        if rerank_text is None:
+            return fused
+        if self.reranker is None:
+            raise ValueError("rerank_text given but the executor has no reranker")
+        reranked = [int(d) for d in self.reranker.rerank(rerank_text, list(fused))]
+        if len(set(reranked)) != len(reranked) or not set(reranked) <= set(fused):
+            raise ValueError("reranker must return a permutation of (a subset of) the doc ids it was given")
+        return reranked
+
+
+def _invalid(code: str, reason: str, relevant: Iterable[int]) -> RewardResult:
+    return RewardResult(0.0, False, code, reason, metrics=all_metrics([], relevant))
+
+
+def score_plan(plan: SearchPlan, relevant: Iterable[int], executor: Executor, k: int = 20,
+               rerank_text: str | None = None) -> RewardResult:
+    """Reward = Recall@k of the executed plan against the relevant ids."""
+    rel = set(relevant)
+    ranking = executor.run(plan, rerank_text)
+    return RewardResult(
+        reward=recall_at_k(ranking, rel, k), valid=True, n_searches=len(plan.searches),
+        retrieved=len(ranking), ranking=ranking, metrics=all_metrics(ranking, rel),
+    )
+
+
+def score_text(text: str | None, relevant: Iterable[int], schema: IndexSchema, executor: Executor,
+               k: int = 20, rerank_text: str | None = None) -> RewardResult:
+    """Parse, validate, execute and score one completion; an invalid plan scores 0 with its reason."""
+    rel = set(relevant)
+    if text is None:
+        return _invalid("no_output", "the planner returned no text", rel)
+    try:
+        plan = parse_plan(text, schema)
+    except PlanError as e:
+        return _invalid(e.code, e.reason, rel)
+    return score_plan(plan, rel, executor, k, rerank_text)
+
+
+# ---- batch scoring over processes -------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _open_bench(bench_path: str, engine: str, depth: int, rrf_k: int) -> tuple[IndexSchema, Executor]:
+    from stark_instruct.benchmark import Benchmark  # the benchmark pulls in the engines; load lazily
+
+    bench = Benchmark.load(bench_path)
+    return bench.schema, Executor(bench.index(engine), depth=depth, rrf_k=rrf_k)
+
+
+def _init_worker(bench_path: str, engine: str, depth: int, rrf_k: int) -> None:
+    # An exception escaping a Pool initializer makes the pool respawn workers forever; keep it and
+    # re-raise from the first task instead, so the caller sees the real error.
+    try:
+        _WORKER["state"] = _open_bench(bench_path, engine, depth, rrf_k)
+    except Exception as e:  # noqa: BLE001 - re-raised in _score_in_worker
+        _WORKER["error"] = e
+
+
+def _score_in_worker(item: tuple[str | None, list[int], int]) -> RewardResult:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
+    schema, executor = _WORKER["state"]
+    text, relevant, k = item
+    return score_text(text, relevant, schema, executor, k)
+
+
+class BatchScorer:
+    """Scores many completions against one on-disk benchmark, in this process or a pool of workers.
+
+    Each worker opens the index once; results come back in input order. Reuse one scorer across
+    batches (e.g. TAO rounds) to pay the worker start-up once. Use as a context manager.
+    """
+
+    def __init__(self, bench_path: str | Path, engine: str = "tantivy", processes: int = 2, k: int = 20,
+                 depth: int = 100, rrf_k: int = 60):
+        if not Path(bench_path).exists():
+            raise FileNotFoundError(f"benchmark not found: {bench_path}")
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        self.k, self.processes = k, processes
+        args = (str(bench_path), engine, depth, rrf_k)
+        self._pool = None
+        self._local: tuple[IndexSchema, Executor] | None = None
+        if processes == 1:
+            self._local = _open_bench(*args)
+        else:
+            # spawn, not fork: callers may hold threads (torch, tantivy) that fork would copy mid-state
+            self._pool = mp.get_context("spawn").Pool(processes, initializer=_init_worker, initargs=args)
+
+    def score(self, items: Sequence[tuple[str | None, Iterable[int]]]) -> list[RewardResult]:
+        payload = [(text, list(relevant), self.k) for text, relevant in items]
+        for _, relevant, _ in payload:
+            if not relevant:
+                raise ValueError("every item needs a non-empty relevant set")
+        if self._local is not None:
+            schema, executor = self._local
+            return [score_text(t, r, schema, executor, k) for t, r, k in payload]
+        if self._pool is None:
+            raise RuntimeError("scorer is closed")
+        chunksize = max(1, len(payload) // (self.processes * 8))
+        return self._pool.map(_score_in_worker, payload, chunksize=chunksize)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> BatchScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def score_batch(items: Sequence[tuple[str | None, Iterable[int]]], bench_path: str | Path,
+                engine: str = "tantivy", processes: int = 2, k: int = 20) -> list[RewardResult]:
+    """Score (completion, relevant ids) pairs with `processes` workers, preserving order."""
+    with BatchScorer(bench_path, engine=engine, processes=processes, k=k) as scorer:
+        return scorer.score(items)

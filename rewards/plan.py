@@ -1,0 +1,161 @@
+"""The search-plan language: what a planner writes and the executor runs.
+
+A plan is 1-5 keyword searches, each with an optional metadata filter (`stark_instruct.filters`) and a
+fusion weight. The typed objects here are what parsing produces and execution consumes; the JSON Schema
+is generated from the index schema so that prompts, API tool definitions and grammar-constrained
+decoding all describe exactly the fields, ops and value types the index accepts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from stark_instruct.filters import MAX_CHILDREN, MAX_DEPTH, MAX_LIST_VALUES, Node, to_json
+from stark_instruct.schema import LIST_OPS, IndexSchema
+
+MIN_SEARCHES = 1
+MAX_SEARCHES = 5
+MAX_QUERY_CHARS = 1000
+MAX_WEIGHT = 10.0
+ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@dataclass(frozen=True)
+class Search:
+    """One keyword search; `filter` is pushed into the engine, `weight` scales its fused contribution."""
+
+    query: str
+    filter: Node | None = None
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.query, str):
+            raise TypeError(f"query must be a string, got {type(self.query).__name__}")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, int | float) \
+                or not math.isfinite(self.weight) or not 0 < self.weight <= MAX_WEIGHT:
+            raise ValueError(f"weight must be a number in (0, {MAX_WEIGHT}], got {self.weight!r}")
+        object.__setattr__(self, "weight", float(self.weight))
+        if not self.query.strip() and self.filter is None:
+            raise ValueError("a search needs a query or a filter")
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """The fused searches; their order only matters for tie-breaking reproducibility, not scoring."""
+
+    searches: tuple[Search, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.searches, tuple):
+            object.__setattr__(self, "searches", tuple(self.searches))
+        if not MIN_SEARCHES <= len(self.searches) <= MAX_SEARCHES:
+            raise ValueError(f"a plan has {MIN_SEARCHES}-{MAX_SEARCHES} searches, got {len(self.searches)}")
+
+
+def search_to_json(search: Search) -> dict:
+    """Canonical JSON of a search: `filter` only when set, `weight` only when not the default 1."""
+    out: dict = {"query": search.query}
+    if search.filter is not None:
+        out["filter"] = to_json(search.filter)
+    if search.weight != 1.0:
+        out["weight"] = float(search.weight)
+    return out
+
+
+def plan_to_json(plan: SearchPlan) -> dict:
+    """Canonical JSON of a plan (values normalised as parsed), valid against `plan_json_schema`."""
+    return {"searches": [search_to_json(s) for s in plan.searches]}
+
+
+def _value_schema(ftype: str) -> dict:
+    if ftype in ("keyword", "keywords"):
+        return {"type": "string", "minLength": 1}
+    if ftype == "number":
+        return {"type": "number"}
+    if ftype == "date":
+        return {"type": "string", "pattern": ISO_DATE_PATTERN}
+    raise ValueError(f"unknown field type {ftype!r}")
+
+
+def _leaf_schemas(schema: IndexSchema) -> list[dict]:
+    """One alternative per (field, scalar ops) and per (field, list ops): field enum, op enum, value type."""
+    leaves = []
+    for spec in schema.fields:
+        scalar_ops = [op for op in spec.ops if op not in LIST_OPS]
+        list_ops = [op for op in spec.ops if op in LIST_OPS]
+        value = _value_schema(spec.type)
+        for ops, value_schema in (
+            (scalar_ops, value),
+            (list_ops, {"type": "array", "items": value, "minItems": 1, "maxItems": MAX_LIST_VALUES}),
+        ):
+            if not ops:
+                continue
+            leaves.append({
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string", "enum": [spec.name]},
+                    "op": {"type": "string", "enum": list(ops)},
+                    "value": value_schema,
+                },
+                "required": ["field", "op", "value"],
+                "additionalProperties": False,
+            })
+    if not leaves:
+        raise ValueError("the index schema has no filterable fields")
+    return leaves
+
+
+def _combinator(key: str, child_ref: dict) -> dict:
+    if key == "not":
+        prop = child_ref
+    else:
+        prop = {"type": "array", "items": child_ref, "minItems": 1, "maxItems": MAX_CHILDREN}
+    return {"type": "object", "properties": {key: prop}, "required": [key], "additionalProperties": False}
+
+
+def plan_json_schema(schema: IndexSchema) -> dict:
+    """JSON Schema (draft 2020-12) of a plan over this index.
+
+    Filter nesting is unrolled into `filter_1` .. `filter_{MAX_DEPTH}` (the deepest level is a leaf)
+    instead of a recursive `$ref`, so the schema is acyclic: API tool definitions and grammar-constrained
+    decoders that refuse recursion accept it, and it admits exactly the depth `parse_filter` allows.
+    """
+    defs: dict[str, dict] = {"leaf": {"anyOf": _leaf_schemas(schema)}}
+    defs[f"filter_{MAX_DEPTH}"] = {"$ref": "#/$defs/leaf"}
+    for level in range(MAX_DEPTH - 1, 0, -1):
+        child = {"$ref": f"#/$defs/filter_{level + 1}"}
+        defs[f"filter_{level}"] = {"anyOf": [
+            {"$ref": "#/$defs/leaf"},
+            _combinator("all", child),
+            _combinator("any", child),
+            _combinator("not", child),
+        ]}
+    search = {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "maxLength": MAX_QUERY_CHARS,
+                      "description": "keywords to search the product text for"},
+            "filter": {"anyOf": [{"$ref": "#/$defs/filter_1"}, {"type": "null"}],
+                       "description": "metadata filter the results must satisfy"},
+            "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WEIGHT,
+                       "description": "weight of this search in rank fusion (default 1)"},
+        },
+        "required": ["query"],
+        "additionalProperties": False,
+    }
+    defs["search"] = search
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "SearchPlan",
+        "description": f"Keyword searches with metadata filters over the `{schema.name}` index; "
+                       "their rankings are fused.",
+        "type": "object",
+        "properties": {
+            "searches": {"type": "array", "items": {"$ref": "#/$defs/search"},
+                         "minItems": MIN_SEARCHES, "maxItems": MAX_SEARCHES},
+        },
+        "required": ["searches"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }

@@ -1,0 +1,162 @@
+"""The planner prompt: the one place every backend (transformers, vLLM, OpenAI, Anthropic) gets it from.
+
+The system specification holds the role, the output contract (one JSON plan, with a compact grammar),
+the index schema, labelled examples and the user's instructions; the user message holds the query. The
+same prompt is used for sampling, training and evaluation so that a plan's reward does not depend on
+which backend wrote it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+
+from rewards.plan import MAX_SEARCHES
+from stark_instruct.filters import MAX_DEPTH
+from stark_instruct.schema import IndexSchema
+
+MODES = ("separate", "merged")
+
+ROLE = (
+    "You are a query planner for a product search engine. You turn a shopper's request into a search "
+    "plan: keyword searches over the product text, each with metadata filters that enforce the user's "
+    "instructions. You never answer the request yourself."
+)
+
+GRAMMAR = f"""\
+Reply with ONLY one JSON object, no prose and no code fences:
+{{"searches": [{{"query": "<keywords>", "filter": <filter or null>}}, ...]}}
+- 1 to {MAX_SEARCHES} searches; their result lists are fused, so extra searches can cover synonyms or
+  alternative phrasings. An optional "weight" (number > 0, default 1) scales a search in the fusion.
+- filter := {{"field": <field>, "op": <op>, "value": <value>}} | {{"all": [filter, ...]}}
+  | {{"any": [filter, ...]}} | {{"not": filter}}   (nested at most {MAX_DEPTH} levels)
+- Use only the fields and ops listed in the index schema. "in" and "nin" take a list of values;
+  numbers are plain JSON numbers; dates are "YYYY-MM-DD" strings.
+- Express every instruction about brand, colour, price, rating or review dates as a filter, and apply
+  it to every search; keep the query to the words that describe the product itself."""
+
+
+def _check_example(ex: dict, i: int) -> None:
+    if not isinstance(ex, dict) or not isinstance(ex.get("query"), str) or not isinstance(ex.get("plan"), dict):
+        raise ValueError(f"example {i + 1} must be a dict with 'query' (str), 'instruction' (str|None), 'plan' (dict)")
+    if ex.get("instruction") is not None and not isinstance(ex["instruction"], str):
+        raise ValueError(f"example {i + 1}: 'instruction' must be a string or None")
+
+
+def _merge(query: str, instruction: str | None) -> str:
+    if not instruction:
+        return query
+    from stark_instruct.instructions import merge  # the benchmark owns how merged queries read
+
+    return merge(query, instruction)
+
+
+def _render_example(ex: dict, mode: str) -> str:
+    plan = json.dumps(ex["plan"], ensure_ascii=False)
+    if mode == "merged":
+        return f"Request: {_merge(ex['query'], ex.get('instruction'))}\nPlan: {plan}"
+    return f"Request: {ex['query']}\nUser instructions: {ex.get('instruction') or '(none)'}\nPlan: {plan}"
+
+
+def system_prompt(schema: IndexSchema, instruction: str | None = None, examples: Sequence[dict] = (),
+                  mode: str = "separate") -> str:
+    """The system specification; in "merged" mode there is no separate instructions section."""
+    parts = [ROLE, "## Output format\n" + GRAMMAR, "## Index schema\n" + schema.render()]
+    if examples:
+        rendered = "\n\n".join(_render_example(ex, mode) for ex in examples)
+        parts.append("## Examples\n" + rendered)
+    if mode == "separate":
+        parts.append("## User instructions\n" + (instruction.strip() if instruction and instruction.strip()
+                                                  else "(none)"))
+    return "\n\n".join(parts)
+
+
+def build_messages(schema: IndexSchema, query: str, instruction: str | None = None,
+                   examples: Sequence[dict] = (), mode: str = "separate") -> list[dict]:
+    """[system spec, user query] chat messages.
+
+    mode "separate": the instruction goes into the system spec's "User instructions" section.
+    mode "merged": `query` is already the merged query (query + instruction in one text); passing an
+    instruction too is an error, so the instruction cannot silently appear twice.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("query must be a non-empty string")
+    if mode == "merged" and instruction is not None:
+        raise ValueError("mode 'merged' takes the merged query as `query` and no separate instruction")
+    for i, ex in enumerate(examples):
+        _check_example(ex, i)
+    return [
+        {"role": "system", "content": system_prompt(schema, instruction, examples, mode)},
+        {"role": "user", "content": query.strip()},
+    ]
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> str:
+    """The prompt text for a local model, via its chat template (generation prompt appended).
+
+    Templates that refuse a system role (they raise a TemplateError) get the system spec folded into
+    the user turn instead.
+    """
+    import jinja2
+
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("tokenizer has no chat template; use an instruction-tuned model or set tokenizer.chat_template")
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except jinja2.exceptions.TemplateError:
+        if not messages or messages[0].get("role") != "system":
+            raise
+        system, rest = messages[0]["content"], list(messages[1:])
+        if not rest or rest[0].get("role") != "user":
+            raise
+        rest[0] = {**rest[0], "content": f"{system}\n\n{rest[0]['content']}"}
+        return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
+
+
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def _example_value(schema: IndexSchema, name: str, fallback: str) -> str:
+    spec = schema.field(name)
+    values = [v for v in (spec.examples if spec else ()) if isinstance(v, str) and v.strip()]
+    return values[0] if values else fallback
+
+
+def default_examples(schema: IndexSchema) -> list[dict]:
+    """Three hand-written few-shot examples (inclusion, exclusion, recency) for the product schema."""
+    missing = [f for f in ("brand", "color", "last_review_date") if schema.field(f) is None]
+    if missing:
+        raise ValueError(f"default examples need the product schema; missing fields {missing}")
+    brand = _example_value(schema, "brand", "summitline")
+    color = _example_value(schema, "color", "orange")
+    since = _years_before(schema.reference_date, 2).isoformat()
+    brand_filter = {"field": "brand", "op": "eq", "value": brand}
+    color_filter = {"field": "color", "op": "ne", "value": color}
+    recent_filter = {"field": "last_review_date", "op": "gte", "value": since}
+    return [
+        {
+            "query": "lightweight waterproof rain jacket for hiking",
+            "instruction": f"Only show me products made by {brand}.",
+            "plan": {"searches": [{"query": "lightweight waterproof rain jacket hiking", "filter": brand_filter}]},
+        },
+        {
+            "query": "an insulated water bottle that keeps drinks cold all day",
+            "instruction": f"I don't want anything in {color}.",
+            "plan": {"searches": [
+                {"query": "insulated water bottle keeps drinks cold", "filter": color_filter},
+                {"query": "vacuum insulated stainless steel bottle", "filter": color_filter},
+            ]},
+        },
+        {
+            "query": "two person backpacking tent",
+            "instruction": "Only products with reviews from the last two years.",
+            "plan": {"searches": [{"query": "two person backpacking tent", "filter": recent_filter}]},
+        },
+    ]
