@@ -1,0 +1,105 @@
+import datetime as dt
+import json
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from rewards.parse import parse_plan
+from rewards.prompts import GRAMMAR, build_messages, default_examples, render_prompt
+from stark_instruct.schema import product_schema
+
+SCHEMA = product_schema(dt.date(2024, 2, 29), brands=["trailforge", "acme"], colors=["olive"], categories=["tents"])
+
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+NO_SYSTEM_TEMPLATE = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                      "{% endif %}" + TEMPLATE)
+
+
+def tokenizer(template):
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    t = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+    t.chat_template = template
+    return t
+
+
+def test_separate_mode_puts_instruction_in_system_spec():
+    msgs = build_messages(SCHEMA, "a two person tent", "Only TrailForge products.", default_examples(SCHEMA))
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    system, user = msgs[0]["content"], msgs[1]["content"]
+    assert user == "a two person tent"
+    assert GRAMMAR in system
+    assert SCHEMA.render() in system
+    assert system.rstrip().endswith("## User instructions\nOnly TrailForge products.")
+    assert system.count("Plan: ") == 3
+    assert "Today is 2024-02-29" in system
+
+
+def test_no_instruction_and_no_examples():
+    system = build_messages(SCHEMA, "tent")[0]["content"]
+    assert "## User instructions\n(none)" in system
+    assert "## Examples" not in system
+
+
+def test_merged_mode_has_no_instruction_section():
+    ex = default_examples(SCHEMA)
+    msgs = build_messages(SCHEMA, "a two person tent Only TrailForge products.", examples=ex, mode="merged")
+    system = msgs[0]["content"]
+    assert "User instructions" not in system
+    assert msgs[1]["content"] == "a two person tent Only TrailForge products."
+    # examples show the merged request, so the model sees one format
+    assert f"Request: {ex[0]['query']} {ex[0]['instruction']}" in system
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"query": "tent", "mode": "both"}, "mode must be one of"),
+    ({"query": "  "}, "non-empty string"),
+    ({"query": "tent", "instruction": "only acme", "mode": "merged"}, "no separate instruction"),
+    ({"query": "tent", "examples": [{"query": "x"}]}, "example 1 must be a dict"),
+    ({"query": "tent", "examples": [{"query": "x", "instruction": 3, "plan": {}}]}, "instruction"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_messages(SCHEMA, **kwargs)
+
+
+def test_default_examples_are_valid_plans_covering_three_kinds():
+    examples = default_examples(SCHEMA)
+    assert len(examples) == 3
+    plans = [parse_plan(json.dumps(ex["plan"]), SCHEMA) for ex in examples]
+    leaves = [p.searches[0].filter for p in plans]
+    assert (leaves[0].field, leaves[0].op, leaves[0].value) == ("brand", "eq", "trailforge")
+    assert (leaves[1].field, leaves[1].op) == ("color", "ne")
+    assert all(s.filter == leaves[1] for s in plans[1].searches)  # the exclusion applies to every search
+    # two years before a 29 February reference date
+    assert (leaves[2].field, leaves[2].op, leaves[2].value) == ("last_review_date", "gte", dt.date(2022, 2, 28))
+
+
+def test_default_examples_need_product_fields():
+    from stark_instruct.schema import FieldSpec, IndexSchema
+
+    with pytest.raises(ValueError, match="missing fields"):
+        default_examples(IndexSchema((FieldSpec("price", "number", "usd"),), dt.date(2020, 1, 1)))
+
+
+def test_render_prompt_uses_chat_template():
+    msgs = build_messages(SCHEMA, "tent", "Only acme.")
+    text = render_prompt(tokenizer(TEMPLATE), msgs)
+    assert text.startswith("<|system|>You are a query planner")
+    assert "<|user|>tent<|end|>" in text
+    assert text.endswith("<|assistant|>")
+
+
+def test_render_prompt_folds_system_into_user_when_template_refuses_it():
+    msgs = build_messages(SCHEMA, "tent", "Only acme.")
+    text = render_prompt(tokenizer(NO_SYSTEM_TEMPLATE), msgs)
+    assert "<|system|>" not in text
+    assert text.startswith("<|user|>You are a query planner")
+    assert text.endswith("Only acme.\n\ntent<|end|>\n<|assistant|>")
+
+
+def test_render_prompt_without_template_is_a_clear_error():
+    with pytest.raises(ValueError, match="no chat template"):
+        render_prompt(tokenizer(None), build_messages(SCHEMA, "tent"))
