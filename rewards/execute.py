@@ -7,10 +7,9 @@ rank fusion with a total, deterministic order, and the reward is Recall@k of the
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import multiprocessing as mp
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 from rewards.metrics import all_metrics, recall_at_k
 from rewards.parse import PlanError, parse_plan
 from rewards.plan import SearchPlan
-from stark_instruct.filters import Node, to_json
+from stark_instruct.filters import Node
 from stark_instruct.schema import IndexSchema
 
 
@@ -60,27 +59,24 @@ class Executor:
         if reranker is not None and not callable(getattr(reranker, "rerank", None)):
             raise TypeError("reranker must have a method rerank(text, doc_ids) -> list[int]")
         self.index, self.depth, self.rrf_k, self.reranker = index, depth, rrf_k, reranker
-        self.cache_size = cache_size
-        # functools.lru_cache would key on the Node object; keying on its canonical JSON makes equal
-        # filters written differently (e.g. 20 vs 20.0) share an entry, so the LRU is kept by hand.
-        self._cache: OrderedDict[tuple[str, str, int], tuple[tuple[int, float], ...]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+        # Keyed on (query, filter node, depth): nodes are frozen dataclasses, hashed by value, so equal
+        # filters share an entry (20 == 20.0 too). N samples of one prompt repeat many searches.
+        self._cached_search = functools.lru_cache(maxsize=cache_size)(self._search)
+
+    def _search(self, query: str, filter: Node | None, k: int) -> tuple[tuple[int, float], ...]:
+        return tuple((int(d), float(s)) for d, s in self.index.search(query, filter, k))
 
     def search(self, query: str, filter: Node | None) -> tuple[tuple[int, float], ...]:
         """One engine search at this executor's depth, through the LRU cache."""
-        key = (query, "" if filter is None else json.dumps(to_json(filter), sort_keys=True), self.depth)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self.hits += 1
-            self._cache.move_to_end(key)
-            return hit
-        self.misses += 1
-        result = tuple((int(d), float(s)) for d, s in self.index.search(query, filter, self.depth))
-        self._cache[key] = result
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return result
+        return self._cached_search(query, filter, self.depth)
+
+    @property
+    def hits(self) -> int:
+        return self._cached_search.cache_info().hits
+
+    @property
+    def misses(self) -> int:
+        return self._cached_search.cache_info().misses
 
     def fuse(self, plan: SearchPlan) -> list[int]:
         """Weighted RRF: sum of weight / (rrf_k + rank); ties by best rank, then doc_id; top `depth`."""
