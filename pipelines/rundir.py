@@ -1,0 +1,284 @@
+"""Run directories: every TAO stage reads and writes files under one folder so a run can be audited and resumed.
+
+A run directory holds a ``manifest.json`` (config, code version, input hashes, seeds, package versions),
+one ``.done/<stage>.json`` marker per finished stage (a finished stage is never redone), and JSONL files
+written through :class:`JsonlAppender`, which makes a killed stage resume where it stopped: rows are
+keyed, keys already on disk are skipped, and a torn last line (the process died mid-write) is cut off.
+All whole-file writes go through a temporary file and ``os.replace`` so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+# Config keys whose values must never reach a manifest, a log or wandb.
+_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|authorization)", re.I)
+_REDACTED = "<redacted>"
+
+MANIFEST = "manifest.json"
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "vllm",
+    "deepspeed",
+    "tantivy",
+    "rank-bm25",
+    "wandb",
+)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` so that ``path`` holds either the old content or all of the new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All complete rows of a JSONL file (a torn final line, left by a killed writer, is ignored)."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break  # torn tail
+            line = raw.strip()
+            if line:
+                yield json.loads(line)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Write a whole JSONL file atomically (for outputs that are produced in one go)."""
+    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+    return atomic_write_text(path, text)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def path_fingerprint(path: str | Path) -> str:
+    """A content hash of a file, or of every file in a folder (names and bytes), to pin a run's inputs."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(path)).encode())
+        h.update(file_sha256(p).encode())
+    return h.hexdigest()
+
+
+def redact(obj: Any) -> Any:
+    """Copy of a config with every secret-looking key's value replaced, so keys never reach disk or wandb."""
+    if isinstance(obj, dict):
+        return {k: (_REDACTED if _SECRET_KEY.search(str(k)) and v else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def code_version(repo: str | Path | None = None) -> dict:
+    """The git commit the code ran from, and whether the tree had uncommitted changes."""
+    repo = Path(repo) if repo else Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+class JsonlAppender:
+    """Append-only JSONL writer that resumes: existing keys are loaded, a torn last line is truncated.
+
+    ``key`` maps a row to its identity (e.g. ``(prompt_id, sample_idx)``); :meth:`append` refuses a key
+    that is already on disk, so a rerun after a kill neither loses nor duplicates rows. Every row is
+    flushed (and fsynced when ``fsync``) before ``append`` returns.
+    """
+
+    def __init__(self, path: str | Path, key: Callable[[dict], Hashable], fsync: bool = False):
+        self.path = Path(path)
+        self.key = key
+        self.fsync = fsync
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.keys: set[Hashable] = set()
+        self.rows_on_disk = 0
+        self._repair_and_load()
+        self._fh = self.path.open("ab")
+
+    def _repair_and_load(self) -> None:
+        if not self.path.exists():
+            return
+        good = 0
+        with self.path.open("rb") as fh:
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError:
+                    break  # a line that was cut and then followed by nothing valid
+                good += len(raw)
+                self.keys.add(self.key(row))
+                self.rows_on_disk += 1
+        if good != self.path.stat().st_size:
+            with self.path.open("r+b") as fh:
+                fh.truncate(good)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self.keys
+
+    def append(self, row: dict) -> bool:
+        """Write ``row`` unless its key is already present; returns whether it was written."""
+        k = self.key(row)
+        if k in self.keys:
+            return False
+        self._fh.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+        self.keys.add(k)
+        return True
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RunDir:
+    """One run's folder: manifest, stage markers and paths, shared by every stage and round."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def __truediv__(self, rel: str) -> Path:
+        return self.path / rel
+
+    def sub(self, name: str) -> RunDir:
+        """A nested run directory (e.g. one per round) with its own stage markers."""
+        return RunDir(self.path / name)
+
+    # --- manifest -------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def manifest(self) -> dict:
+        return read_json(self.manifest_path) if self.manifest_path.exists() else {}
+
+    def write_manifest(
+        self,
+        config: dict,
+        inputs: dict[str, str | Path] | None = None,
+        seeds: dict | None = None,
+        extra: dict | None = None,
+    ) -> dict:
+        """Record what the run is made of; on resume, keep the creation time and note the restart."""
+        old = self.manifest()
+        manifest = {
+            "created": old.get("created", dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
+            "config": redact(config),
+            "code": code_version(),
+            "inputs": {
+                name: {"path": str(p), "sha256": path_fingerprint(p)}
+                for name, p in (inputs or {}).items()
+                if Path(p).exists()
+            },
+            "seeds": seeds or {},
+            "packages": package_versions(),
+            **(redact(extra) if extra else {}),
+        }
+        if old:
+            manifest["resumed"] = old.get("resumed", 0) + 1
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    # --- stage markers ----------------------------------------------------------------------------
+    def _marker(self, stage: str) -> Path:
+        return self.path / ".done" / f"{stage}.json"
+
+    def is_done(self, stage: str) -> bool:
+        return self._marker(stage).exists()
+
+    def mark_done(self, stage: str, info: dict | None = None) -> None:
+        atomic_write_json(
+            self._marker(stage),
+            {"stage": stage, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(info or {})},
+        )
+
+    def done_info(self, stage: str) -> dict | None:
+        m = self._marker(stage)
+        return read_json(m) if m.exists() else None
+
+    def stage(self, name: str, fn: Callable[[], dict | None]) -> dict:
+        """Run ``fn`` unless ``name`` is already done; the marker stores fn's (JSON) result for later rounds."""
+        info = self.done_info(name)
+        if info is not None:
+            return info
+        result = fn() or {}
+        self.mark_done(name, result)
+        return self.done_info(name) or {}

@@ -1,0 +1,117 @@
+"""Turn scored candidates into a training set: best-of-N SFT rows, DPO pairs or KTO labels.
+
+Rows are TRL's conversational formats, so the prompt the model trains on is exactly the chat the sampler
+and the evaluator saw (``rewards.prompts``):
+
+- ``best-of-n``  {"prompt": messages, "completion": [assistant]} for the top plan when reward >= threshold
+  (rejection-sampling fine-tuning);
+- ``dpo``        {"prompt", "chosen", "rejected"} = best vs worst plan, only when their reward gap >= min_gap;
+- ``kto``        {"prompt", "completion", "label"} for every distinct plan, label = reward >= threshold.
+
+A prompt whose candidates all have the same reward carries no preference signal and is dropped (counted
+in the stats). Ties for the best/worst place are broken by the lowest sample index, so selection is
+deterministic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipelines.rundir import atomic_write_json, write_jsonl
+
+STRATEGIES = ("best-of-n", "dpo", "kto")
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def select(
+    scored: Sequence[dict],
+    prompts: Sequence[dict],
+    strategy: str,
+    threshold: float = 0.1,
+    min_gap: float = 0.1,
+    drop_ties: bool = True,
+) -> tuple[list[dict], dict]:
+    """Training rows and stats (counts of prompts kept, tied, under threshold, below gap, ...)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
+    messages = {p["prompt_id"]: p["messages"] for p in prompts}
+    by_prompt: dict[str, list[dict]] = defaultdict(list)
+    for r in scored:
+        by_prompt[r["prompt_id"]].append(r)
+
+    stats = {
+        "strategy": strategy,
+        "threshold": threshold,
+        "min_gap": min_gap,
+        "prompts": len(by_prompt),
+        "candidates": len(scored),
+        "dropped_tie": 0,
+        "dropped_threshold": 0,
+        "dropped_gap": 0,
+        "rows": 0,
+        "mean_best_reward": 0.0,
+        "mean_reward": sum(float(r["reward"]) for r in scored) / len(scored) if scored else 0.0,
+    }
+    rows: list[dict] = []
+    best_rewards = []
+    for pid in [p["prompt_id"] for p in prompts if p["prompt_id"] in by_prompt]:
+        cands = sorted(by_prompt[pid], key=lambda r: r["sample_idx"])
+        usable = [c for c in cands if c.get("text")]
+        if not usable:
+            stats["dropped_threshold"] += 1
+            continue
+        rewards = [float(c["reward"]) for c in cands]
+        best = max(usable, key=lambda c: (float(c["reward"]), -c["sample_idx"]))
+        worst = min(usable, key=lambda c: (float(c["reward"]), c["sample_idx"]))
+        best_rewards.append(float(best["reward"]))
+        if drop_ties and max(rewards) == min(rewards):
+            stats["dropped_tie"] += 1
+            continue
+        prompt = messages[pid]
+        if strategy == "best-of-n":
+            if float(best["reward"]) < threshold or not best.get("valid", True):
+                stats["dropped_threshold"] += 1
+                continue
+            rows.append({"prompt": prompt, "completion": _assistant(best["text"])})
+        elif strategy == "dpo":
+            if float(best["reward"]) - float(worst["reward"]) < min_gap or best["text"] == worst["text"]:
+                stats["dropped_gap"] += 1
+                continue
+            rows.append({"prompt": prompt, "chosen": _assistant(best["text"]), "rejected": _assistant(worst["text"])})
+        else:  # kto
+            seen: set[str] = set()
+            for c in usable:
+                if c["text"] in seen:
+                    continue
+                seen.add(c["text"])
+                rows.append(
+                    {"prompt": prompt, "completion": _assistant(c["text"]), "label": float(c["reward"]) >= threshold}
+                )
+    stats["rows"] = len(rows)
+    stats["mean_best_reward"] = sum(best_rewards) / len(best_rewards) if best_rewards else 0.0
+    if strategy == "kto":
+        stats["desirable"] = sum(r["label"] for r in rows)
+        stats["undesirable"] = len(rows) - stats["desirable"]
+    return rows, stats
+
+
+def select_to_files(
+    scored: Sequence[dict],
+    prompts: Sequence[dict],
+    out_path: str | Path,
+    strategy: str,
+    threshold: float = 0.1,
+    min_gap: float = 0.1,
+    drop_ties: bool = True,
+) -> dict:
+    """Write the rows as JSONL (``datasets.load_dataset("json", data_files=...)`` reads it) and stats beside."""
+    rows, stats = select(scored, prompts, strategy, threshold, min_gap, drop_ties)
+    out_path = Path(out_path)
+    write_jsonl(out_path, rows)
+    atomic_write_json(out_path.with_name(out_path.stem + ".stats.json"), stats)
+    return stats
