@@ -1,0 +1,352 @@
+"""`make build-benchmark`: knowledge base -> corpus, index, schema, instructed queries, qrels, card.
+
+The build writes into `<out>.partial/` and renames it to `<out>` only when complete, so a killed build
+never leaves a half benchmark that later stages would trust; a finished build with the same config is
+not redone (pass --force to rebuild).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from stark_instruct import synthetic
+from stark_instruct.index import TantivyIndex
+from stark_instruct.records import Product, derive_meta
+from stark_instruct.schema import product_schema
+from stark_instruct.variants import make_variants
+
+SPLITS = ("train", "dev", "test")
+KINDS = ("none", "inclusion", "exclusion", "recency")
+
+_REVIEW = pa.struct([("reviewerID", pa.string()), ("summary", pa.string()), ("reviewText", pa.string()),
+                     ("overall", pa.float64()), ("vote", pa.int64()), ("reviewTime", pa.string())])
+_QA = pa.struct([("question", pa.string()), ("answer", pa.string()), ("answerTime", pa.string())])
+CORPUS_SCHEMA = pa.schema([
+    ("doc_id", pa.int64()), ("asin", pa.string()), ("title", pa.string()), ("brand", pa.string()),
+    ("category", pa.list_(pa.string())), ("color", pa.list_(pa.string())), ("price", pa.string()),
+    ("feature", pa.list_(pa.string())), ("description", pa.list_(pa.string())),
+    ("review", pa.list_(_REVIEW)), ("qa", pa.list_(_QA)),
+])
+META_SCHEMA = pa.schema([
+    ("doc_id", pa.int64()), ("brand", pa.string()), ("category", pa.list_(pa.string())),
+    ("color", pa.list_(pa.string())), ("price", pa.float64()), ("rating", pa.float64()),
+    ("review_count", pa.float64()), ("first_review_date", pa.date32()), ("last_review_date", pa.date32()),
+])
+_PRODUCT_FIELDS = [f.name for f in CORPUS_SCHEMA]
+
+
+def product_row(p: Product) -> dict:
+    return {name: getattr(p, name) for name in _PRODUCT_FIELDS}
+
+
+class _CorpusWriter:
+    """Streams products to corpus.parquet / meta.parquet in row groups, keeping only metas in memory."""
+
+    def __init__(self, out: Path, chunk: int = 20_000):
+        self.corpus = pq.ParquetWriter(out / "corpus.parquet", CORPUS_SCHEMA)
+        self.meta = pq.ParquetWriter(out / "meta.parquet", META_SCHEMA)
+        self.chunk, self.rows, self.meta_rows = chunk, [], []
+        self.metas: list[dict] = []
+        self.brand_forms: dict[str, Counter] = {}
+
+    def add(self, p: Product) -> dict:
+        if p.doc_id != len(self.metas):
+            raise ValueError(f"doc ids must be dense and ordered: got {p.doc_id}, expected {len(self.metas)}")
+        meta = derive_meta(p)
+        self.metas.append(meta)
+        if meta["brand"]:
+            self.brand_forms.setdefault(meta["brand"], Counter())[p.brand] += 1
+        self.rows.append(product_row(p))
+        self.meta_rows.append({"doc_id": p.doc_id, **meta})
+        if len(self.rows) >= self.chunk:
+            self.flush()
+        return meta
+
+    def flush(self) -> None:
+        if self.rows:
+            self.corpus.write_table(pa.Table.from_pylist(self.rows, schema=CORPUS_SCHEMA))
+            self.meta.write_table(pa.Table.from_pylist(self.meta_rows, schema=META_SCHEMA))
+            self.rows, self.meta_rows = [], []
+
+    def close(self) -> None:
+        self.flush()
+        self.corpus.close()
+        self.meta.close()
+
+
+def _index_stream(products: Iterable[Product], writer: _CorpusWriter, total: int | None) -> Iterator[tuple]:
+    for p in tqdm(products, total=total, desc="products", unit="doc", mininterval=2, disable=None):
+        meta = writer.add(p)
+        yield p.doc_id, p.text(), meta
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        for r in rows:
+            row = dict(r)
+            row["constraint"] = json.dumps(row["constraint"]) if row["constraint"] is not None else None
+            f.write(json.dumps(row) + "\n")
+
+
+def _code_version() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _synthetic_source(args: argparse.Namespace) -> tuple[Iterator[Product], int, dt.date, dict]:
+    ref = synthetic.REFERENCE_DATE
+    attrs_cols: dict[str, list[int]] = {k: [] for k in ("ptype", "material", "uses", "features", "colors")}
+
+    def products() -> Iterator[Product]:
+        for p, a in synthetic.iter_products(args.size, args.seed, reference_date=ref):
+            for k in attrs_cols:
+                attrs_cols[k].append(getattr(a, k))
+            yield p
+
+    def base_queries() -> list[dict]:
+        attrs = {k: np.asarray(v, dtype=np.int64) for k, v in attrs_cols.items()}
+        n = args.queries or max(300, min(1000, args.size // 25))
+        bases = synthetic.base_queries(attrs, n, args.seed)
+        rng = random.Random(f"{args.seed}:splits")
+        rng.shuffle(bases)
+        cut1, cut2 = int(0.6 * len(bases)), int(0.8 * len(bases))
+        for i, b in enumerate(bases):
+            b["id"] = f"q{i:05d}"
+            b["split"] = "train" if i < cut1 else "dev" if i < cut2 else "test"
+        return bases
+
+    return products(), args.size, ref, {"base_queries": base_queries, "inputs": {}}
+
+
+def _stark_source(args: argparse.Namespace) -> tuple[Iterator[Product], int | None, dt.date | None, dict]:
+    from stark_instruct import stark_amazon
+
+    root = Path(args.stark_root)
+    if args.download:
+        stark_amazon.download_skb(root)
+    stats: Counter = Counter()
+    qdir = Path(args.stark_queries)
+    inputs = {}
+
+    def base_queries(known: set[int]) -> list[dict]:
+        bases = []
+        human = qdir / "stark_qa" / "stark_qa_human_generated_eval.csv"
+        synth = qdir / "stark_qa" / "stark_qa.csv"
+        for p in (human, synth):
+            if p.exists():
+                inputs[str(p)] = _file_hash(p)
+        if args.query_set in ("human", "both"):
+            for r in stark_amazon.read_query_csv(human, known):
+                bases.append({"id": f"h{r['id']}", "query": r["query"], "answer_ids": r["answer_ids"], "split": "test"})
+        if args.query_set in ("synthesized", "both"):
+            rows = {r["id"]: r for r in stark_amazon.read_query_csv(synth, known)}
+            split_names = {"train": "train", "val": "dev", "test": "test" if args.query_set == "synthesized" else None}
+            for fname, split in split_names.items():
+                if split is None:
+                    continue
+                ids = stark_amazon.read_split_ids(qdir / "split" / f"{fname}.index")
+                if args.max_base_queries:
+                    ids = ids[: args.max_base_queries]
+                for qid in ids:
+                    if qid in rows:
+                        r = rows[qid]
+                        bases.append({"id": f"s{qid}", "query": r["query"], "answer_ids": r["answer_ids"], "split": split})
+        return bases
+
+    return stark_amazon.load_products(root, stats), None, None, {"base_queries": base_queries, "stats": stats,
+                                                                  "inputs": inputs}
+
+
+def build(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    config = {k: v for k, v in vars(args).items() if k not in ("force", "out")}
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists() and not args.force:
+        old = json.loads(manifest_path.read_text())
+        if old.get("config") == config:
+            print(f"{out}: already built with this config (use --force to rebuild)", file=sys.stderr)
+            return out
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "queries").mkdir(parents=True)
+    (tmp / "qrels").mkdir()
+    t0 = time.time()
+
+    products, total, ref, extra = (_synthetic_source if args.source == "synthetic" else _stark_source)(args)
+    writer = _CorpusWriter(tmp)
+    TantivyIndex.build(tmp / "index" / "tantivy", _index_stream(products, writer, total), threads=args.threads)
+    writer.close()
+    metas = writer.metas
+    t_index = time.time() - t0
+
+    if args.source == "synthetic":
+        bases = extra["base_queries"]()
+    else:
+        bases = extra["base_queries"](set(range(len(metas))))
+        dates = [m["last_review_date"] for m in metas if m["last_review_date"]]
+        ref = dt.date.fromisoformat(args.reference_date) if args.reference_date else max(dates)
+    display = {b: forms.most_common(1)[0][0] for b, forms in writer.brand_forms.items()}
+
+    rng = random.Random(f"{args.seed}:variants")
+    rows = [r for b in tqdm(bases, desc="variants", disable=None) for r in make_variants(b, metas, ref, rng, display)]
+    for split in SPLITS:
+        split_rows = [r for r in rows if r["split"] == split]
+        _write_jsonl(tmp / "queries" / f"{split}.jsonl", split_rows)
+        with open(tmp / "qrels" / f"{split}.trec", "w") as f:
+            for r in split_rows:
+                f.writelines(f"{r['id']} 0 {d} 1\n" for d in r["relevant_ids"])
+    with open(tmp / "base_queries.jsonl", "w") as f:
+        f.writelines(json.dumps(b) + "\n" for b in bases)
+
+    top_brands = [b for b, _ in Counter(m["brand"] for m in metas if m["brand"]).most_common(4)]
+    top_colors = [c for c, _ in Counter(c for m in metas for c in m["color"]).most_common(4)]
+    top_cats = [c for c, _ in Counter(c for m in metas for c in m["category"]).most_common(6)][2:6]
+    schema = product_schema(ref, top_brands, top_colors, top_cats)
+    (tmp / "schema.json").write_text(json.dumps(schema.to_json(), indent=2))
+    (tmp / "schema.txt").write_text(schema.render() + "\n")
+
+    stats = card_stats(rows, bases, len(metas))
+    stats["build_seconds"] = round(time.time() - t0, 1)
+    stats["index_seconds"] = round(t_index, 1)
+    stats["normalised"] = dict(extra.get("stats") or {})
+    (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+    (tmp / "card.md").write_text(render_card(stats, args.source, ref))
+    manifest = {
+        "config": config, "code_version": _code_version(), "created": dt.datetime.now(dt.UTC).isoformat(),
+        "reference_date": ref.isoformat(), "input_hashes": extra.get("inputs", {}),
+        "packages": {p: _version(p) for p in ("tantivy", "rank-bm25", "numpy", "pyarrow", "datasets")},
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def card_stats(rows: list[dict], bases: list[dict], n_products: int) -> dict:
+    by = {}
+    for split in (*SPLITS, "all"):
+        sel = [r for r in rows if split == "all" or r["split"] == split]
+        by[split] = {k: sum(r["kind"] == k for r in sel) for k in KINDS}
+    instructed = [r for r in rows if r["kind"] != "none"]
+    base_sizes = [len(b["answer_ids"]) for b in bases]
+    return {
+        "products": n_products,
+        "base_queries": len(bases),
+        "base_queries_per_split": {s: sum(b["split"] == s for b in bases) for s in SPLITS},
+        "rows_per_split_and_kind": by,
+        "instructed_variants": len(instructed),
+        "mean_relevant_base": round(float(np.mean(base_sizes)), 2) if base_sizes else 0.0,
+        "median_relevant_base": float(np.median(base_sizes)) if base_sizes else 0.0,
+        "max_relevant_base": max(base_sizes, default=0),
+        "mean_relevant_instructed": round(float(np.mean([len(r["relevant_ids"]) for r in instructed])), 2)
+        if instructed else 0.0,
+        "mean_relevant_by_kind": {
+            k: round(float(np.mean([len(r["relevant_ids"]) for r in rows if r["kind"] == k])), 2)
+            for k in KINDS if any(r["kind"] == k for r in rows)
+        },
+        "constraints_by_attribute": dict(Counter(
+            f"{r['kind']}:{r['constraint']['attribute']}" for r in instructed)),
+    }
+
+
+def render_card(s: dict, source: str, ref: dt.date) -> str:
+    lines = [
+        f"# StaRK-Instruct benchmark card ({source})", "",
+        f"- products: {s['products']:,}; reference date (today): {ref.isoformat()}",
+        f"- base queries: {s['base_queries']} ({', '.join(f'{k} {v}' for k, v in s['base_queries_per_split'].items())})",
+        f"- instructed variants: {s['instructed_variants']}",
+        f"- mean relevant per query: {s['mean_relevant_base']} before instructions (median "
+        f"{s['median_relevant_base']:g}, max {s['max_relevant_base']}), {s['mean_relevant_instructed']} after",
+        "", "| split | " + " | ".join(KINDS) + " | total |", "|---" * (len(KINDS) + 2) + "|",
+    ]
+    for split, counts in s["rows_per_split_and_kind"].items():
+        lines.append(f"| {split} | " + " | ".join(str(counts[k]) for k in KINDS) + f" | {sum(counts.values())} |")
+    lines += ["", "| kind | mean relevant |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in s["mean_relevant_by_kind"].items()]
+    lines += ["", "Constraints: " + ", ".join(f"{k} {v}" for k, v in sorted(s["constraints_by_attribute"].items()))]
+    if s.get("normalised"):
+        lines.append("Normalised input: " + ", ".join(f"{k} {v}" for k, v in sorted(s["normalised"].items())))
+    lines.append(f"Built in {s['build_seconds']} s (catalogue + index {s['index_seconds']} s).")
+    return "\n".join(lines) + "\n"
+
+
+def build_benchmark(out_dir: str | Path, source: str = "synthetic", size: int = 20_000, seed: int = 0,
+                    force: bool = False, **kwargs) -> Path:
+    """Programmatic entry point (tests, benchmarks); same defaults as the CLI."""
+    args = parser().parse_args([])
+    vars(args).update(out=str(out_dir), source=source, size=size, seed=seed, force=force, **kwargs)
+    return build(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m stark_instruct.build",
+        description="Build StaRK-Instruct: corpus, tantivy index, index schema, instructed queries with filtered "
+                    "qrels (JSONL + TREC), and a dataset card. The synthetic source runs offline.",
+    )
+    ap.add_argument("--source", choices=("synthetic", "stark"), default="synthetic",
+                    help="synthetic: the embedded catalogue; stark: STaRK-Amazon (needs its node_info.pkl)")
+    ap.add_argument("--out", default="data/benchmark/synthetic", help="output directory")
+    ap.add_argument("--size", type=int, default=20_000, help="synthetic catalogue size (up to 1M)")
+    ap.add_argument("--queries", type=int, default=0, help="synthetic base queries (0: scale with --size)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="tantivy indexing threads")
+    ap.add_argument("--stark-root", default="data/stark-amazon", help="STaRK-Amazon root holding processed/")
+    ap.add_argument("--stark-queries", default="../shared/data/stark-amazon-qa",
+                    help="folder with stark_qa/*.csv and split/*.index")
+    ap.add_argument("--query-set", choices=("human", "synthesized", "both"), default="both",
+                    help="human: the 81 human queries (test); synthesized: the 9,100 with their splits; "
+                         "both: human as test, synthesized train/val as train/dev")
+    ap.add_argument("--max-base-queries", type=int, default=0, help="cap synthesized queries per split (0: all)")
+    ap.add_argument("--reference-date", default=None, help="'today' for recency (default: newest review)")
+    ap.add_argument("--download", action="store_true", help="fetch STaRK-Amazon through stark-qa first (network)")
+    ap.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    from stark_instruct.records import DataError
+
+    try:
+        out = build(args)
+    except (DataError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print((out / "card.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Keyword search with metadata filters behind one interface, two engines.
+
+- `TantivyIndex` (default): BM25 over the product text, metadata as indexed fast fields, filters executed
+  inside the engine, index persisted on disk and memory-mapped so worker processes share its pages.
+- `BM25Index`: rank-bm25's BM25Okapi with the filter applied in Python through `filters.matches`; the
+  reference engine for small corpora and tests.
+
+Both return only documents that satisfy the filter AND contain at least one query term (a query with no
+terms returns the filter's documents with score 0 in doc_id order), so results are comparable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from stark_instruct.filters import All, AnyOf, Leaf, Node, Not, matches
+from stark_instruct.text import query_terms, tokenize
+
+_EPOCH = dt.date(1970, 1, 1)
+NUMBER_FIELDS = ("price", "rating", "review_count")
+DATE_FIELDS = ("first_review_date", "last_review_date")
+KEYWORD_FIELDS = ("brand", "category", "color")
+
+
+class SearchIndex(Protocol):
+    def search(self, query: str, filter: Node | None = None, k: int = 100) -> list[tuple[int, float]]: ...
+
+    def __len__(self) -> int: ...
+
+
+def _days(value: dt.date) -> int:
+    return (value - _EPOCH).days
+
+
+def _rank(hits: Iterable[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+    """Deterministic order for both engines: score descending, then doc_id ascending."""
+    return sorted(hits, key=lambda h: (-h[1], h[0]))[:k]
+
+
+class TantivyIndex:
+    """A tantivy index on disk; open it in every process that searches (the files are mmapped)."""
+
+    def __init__(self, path: str | Path):
+        import tantivy
+
+        self._t = tantivy
+        self.path = Path(path)
+        if not tantivy.Index.exists(str(self.path)):
+            raise FileNotFoundError(f"{self.path}: no tantivy index here (build the benchmark first)")
+        self.index = tantivy.Index.open(str(self.path))
+        self.schema = self.index.schema
+        self.searcher = self.index.searcher()
+        self._all = tantivy.Query.all_query()
+
+    def __len__(self) -> int:
+        return self.searcher.num_docs
+
+    @staticmethod
+    def build(path: str | Path, docs: Iterable[tuple[int, str, dict]], heap_mb: int = 512, threads: int = 2) -> None:
+        """Write (doc_id, text, meta) triples into a fresh index at `path`."""
+        import tantivy
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        sb = tantivy.SchemaBuilder()
+        sb.add_integer_field("doc_id", stored=True, indexed=True, fast=True)
+        sb.add_text_field("text", stored=False, tokenizer_name="default", index_option="freq")
+        for name in KEYWORD_FIELDS:
+            sb.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
+        for name in NUMBER_FIELDS:
+            sb.add_float_field(name, stored=False, indexed=True, fast=True)
+        for name in DATE_FIELDS:
+            sb.add_integer_field(name, stored=False, indexed=True, fast=True)
+        index = tantivy.Index(sb.build(), path=str(path), reuse=False)
+        writer = index.writer(heap_size=heap_mb * 1_000_000, num_threads=threads)
+        for doc_id, text, meta in docs:
+            d = tantivy.Document()
+            d.add_integer("doc_id", int(doc_id))
+            d.add_text("text", text)
+            if meta.get("brand"):
+                d.add_text("brand", meta["brand"])
+            for name in ("category", "color"):
+                for v in meta.get(name) or ():
+                    d.add_text(name, v)
+            for name in NUMBER_FIELDS:
+                if meta.get(name) is not None:
+                    d.add_float(name, float(meta[name]))
+            for name in DATE_FIELDS:
+                if meta.get(name) is not None:
+                    d.add_integer(name, _days(meta[name]))
+            writer.add_document(d)
+        writer.commit()
+        writer.wait_merging_threads()
+
+    # -- filters -> tantivy queries -------------------------------------------------------------
+    def _negate(self, q):
+        Occur = self._t.Occur
+        return self._t.Query.boolean_query([(Occur.Must, self._all), (Occur.MustNot, q)])
+
+    def _any(self, queries: list):
+        return self._t.Query.boolean_query([(self._t.Occur.Should, q) for q in queries])
+
+    def _leaf(self, leaf: Leaf):
+        Q, FT = self._t.Query, self._t.FieldType
+        f, op, v = leaf.field, leaf.op, leaf.value
+        if f in KEYWORD_FIELDS:
+            if op in ("in", "nin"):
+                q = self._any([Q.term_query(self.schema, f, x) for x in v])
+            else:
+                q = Q.term_query(self.schema, f, v)
+            return self._negate(q) if op in ("ne", "nin") else q
+        if f in DATE_FIELDS:
+            ftype, v = FT.Integer, (tuple(_days(x) for x in v) if isinstance(v, tuple) else _days(v))
+        else:
+            ftype = FT.Float
+        if op in ("in", "nin"):
+            q = self._any([Q.range_query(self.schema, f, ftype, x, x) for x in v])
+            return self._negate(q) if op == "nin" else q
+        bounds = {
+            "eq": (v, v, True, True), "ne": (v, v, True, True),
+            "gt": (v, None, False, True), "gte": (v, None, True, True),
+            "lt": (None, v, True, False), "lte": (None, v, True, True),
+        }[op]
+        q = Q.range_query(self.schema, f, ftype, *bounds)
+        return self._negate(q) if op == "ne" else q
+
+    def filter_query(self, node: Node):
+        Occur, Q = self._t.Occur, self._t.Query
+        if isinstance(node, Leaf):
+            return self._leaf(node)
+        if isinstance(node, All):
+            return Q.boolean_query([(Occur.Must, self.filter_query(c)) for c in node.children])
+        if isinstance(node, AnyOf):
+            return self._any([self.filter_query(c) for c in node.children])
+        if isinstance(node, Not):
+            return self._negate(self.filter_query(node.child))
+        raise TypeError(f"not a filter node: {node!r}")
+
+    def search(self, query: str, filter: Node | None = None, k: int = 100) -> list[tuple[int, float]]:
+        Occur, Q = self._t.Occur, self._t.Query
+        terms = query_terms(query)
+        k = max(1, min(k, len(self)))
+        if not terms:
+            q = self.filter_query(filter) if filter is not None else self._all
+            res = self.searcher.search(q, limit=k, order_by_field="doc_id", order=self._t.Order.Asc)
+            ids = self.searcher.fast_field_values("doc_id", [a for _, a in res.hits])
+            return [(int(i), 0.0) for i in ids]
+        # Text terms go in a Must clause of their own (a disjunction), so at least one must match: left as
+        # Should next to a Must filter, tantivy would also return filter-only documents with score 0.
+        text_q = self._any([Q.term_query(self.schema, "text", t) for t in terms])
+        q = text_q
+        if filter is not None:
+            q = Q.boolean_query([(Occur.Must, text_q), (Occur.Must, Q.const_score_query(self.filter_query(filter), 0.0))])
+        res = self.searcher.search(q, limit=k)
+        ids = self.searcher.fast_field_values("doc_id", [a for _, a in res.hits])
+        return _rank(((int(i), float(s)) for i, (s, _) in zip(ids, res.hits, strict=True)), k)
+
+
+class BM25Index:
+    """rank-bm25 in memory; filters evaluated with the reference `filters.matches` on candidates."""
+
+    def __init__(self, docs: Iterable[tuple[int, str, dict]]):
+        from rank_bm25 import BM25Okapi
+
+        self.doc_ids: list[int] = []
+        self.metas: list[dict] = []
+        corpus: list[list[str]] = []
+        for doc_id, text, meta in docs:
+            self.doc_ids.append(int(doc_id))
+            self.metas.append(meta)
+            corpus.append(tokenize(text))
+        self.bm25 = BM25Okapi(corpus)
+        # Postings (term -> positions) decide "contains a query term" exactly; BM25Okapi's scores alone
+        # cannot, because its idf floor can make a matching term contribute nothing.
+        postings: dict[str, list[int]] = {}
+        for pos, toks in enumerate(corpus):
+            for t in set(toks):
+                postings.setdefault(t, []).append(pos)
+        self.postings = {t: np.asarray(p, dtype=np.int64) for t, p in postings.items()}
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def search(self, query: str, filter: Node | None = None, k: int = 100) -> list[tuple[int, float]]:
+        terms = query_terms(query)
+        if not terms:
+            keep = [i for i in range(len(self.doc_ids)) if matches(filter, self.metas[i])]
+            return sorted((self.doc_ids[i], 0.0) for i in keep)[:k]
+        hit = [self.postings[t] for t in terms if t in self.postings]
+        if not hit:
+            return []
+        cand = np.unique(np.concatenate(hit))
+        if filter is not None:
+            cand = np.asarray([i for i in cand if matches(filter, self.metas[i])], dtype=np.int64)
+        if len(cand) == 0:
+            return []
+        scores = self.bm25.get_batch_scores(terms, cand.tolist())
+        return _rank(((self.doc_ids[i], float(s)) for i, s in zip(cand, scores, strict=True)), k)
+
+
+ENGINES = ("tantivy", "bm25")
