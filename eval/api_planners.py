@@ -26,7 +26,6 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from eval.planners import PlanRequest, PlanResponse
@@ -39,7 +38,13 @@ TOOL_DESCRIPTION = (
     "Run the search plan against the product index: one or more keyword searches, each with an optional "
     "metadata filter that enforces the user's instructions."
 )
-DEFAULT_CACHE_DIR = Path(os.environ.get("IR_API_CACHE", "runs/api_cache"))
+DEFAULT_CACHE_DIR = "runs/api_cache"
+# The harness builds planners from a spec alone, so run-wide knobs also come from the environment.
+ENV_CACHE_DIR = "IR_API_CACHE"
+ENV_CONCURRENCY = "IR_API_CONCURRENCY"
+ENV_TIMEOUT = "IR_API_TIMEOUT"
+ENV_MAX_RETRIES = "IR_API_MAX_RETRIES"
+_USE_DEFAULT: Any = object()
 INSTALL_HINT = "pip install 'instructed-retriever[api]'"
 
 # List prices in USD per 1M tokens (input, output) at the time of writing; pass `prices=` to override.
@@ -66,8 +71,9 @@ AUTH_STATUS = frozenset({401, 403})
 _KEY_PATTERN = re.compile(r"\b(sk-(?:ant-)?[A-Za-z0-9_\-]{8,})")
 
 
-class MissingAPIKeyError(RuntimeError):
-    """The provider's key variable is not set; raised before any request is sent."""
+class MissingAPIKeyError(ValueError):
+    """The provider's key variable is not set; raised before any request is sent (a ValueError, so CLIs
+    that report bad configuration cleanly report this one too)."""
 
 
 class MissingSDKError(ImportError):
@@ -101,6 +107,17 @@ class _Outcome:
     output_tokens: int | None = None
     cacheable: bool = True
     attempts: int = 0
+    raw: str | None = None  # what the model wrote when it is not a usable plan (kept for error analysis)
+
+    def settle(self) -> _Outcome:
+        """An outcome with an error carries no text: the harness parses any text it gets, so the raw
+        answer moves into `raw` and a snippet of it into the error message."""
+        if self.error is not None and self.text is not None:
+            self.raw = self.text
+            self.text = None
+            if _short(self.raw, 120) not in self.error:
+                self.error = f"{self.error}; answer: {_short(self.raw, 120)!r}"
+        return self
 
 
 class _Retryable(Exception):
@@ -114,6 +131,16 @@ class _Final(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
 def _retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -152,20 +179,27 @@ class _APIPlanner:
         model: str,
         *,
         tool_schema: dict,
-        cache_dir: str | os.PathLike[str] | None = DEFAULT_CACHE_DIR,
-        concurrency: int = 4,
-        timeout: float = 60.0,
-        max_retries: int = 5,
+        cache_dir: str | os.PathLike[str] | None = _USE_DEFAULT,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
         base_url: str | None = None,
         prices: Mapping[str, tuple[float, float]] | None = None,
         params: Mapping[str, Any] | None = None,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
     ):
+        if cache_dir is _USE_DEFAULT:
+            cache_dir = os.environ.get(ENV_CACHE_DIR) or DEFAULT_CACHE_DIR
+        concurrency = concurrency if concurrency is not None else int(_env_number(ENV_CONCURRENCY, 4))
+        timeout = timeout if timeout is not None else float(_env_number(ENV_TIMEOUT, 60.0))
+        max_retries = max_retries if max_retries is not None else int(_env_number(ENV_MAX_RETRIES, 5))
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
         self.model = model
         self.name = f"{self.provider}:{model}"
         self.tool_schema = tool_schema
@@ -288,8 +322,8 @@ class _APIPlanner:
         except Exception as exc:  # a bug or an SDK surprise must not sink the whole run
             out = _Outcome(None, f"client_error: {type(exc).__name__}: {exc}", cacheable=False)
         latency = time.monotonic() - start
-        out.text = self._redact(out.text)
-        out.error = self._redact(out.error)
+        out.settle()
+        out.text, out.error, out.raw = self._redact(out.text), self._redact(out.error), self._redact(out.raw)
         if out.cacheable and self.cache is not None:
             self.cache.put(key, {
                 "provider": self.provider,
@@ -297,6 +331,7 @@ class _APIPlanner:
                 "request_id": req.id,
                 "text": out.text,
                 "error": out.error,
+                "raw": out.raw,
                 "input_tokens": out.input_tokens,
                 "output_tokens": out.output_tokens,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -322,7 +357,7 @@ class _APIPlanner:
             except _Retryable as exc:
                 reason = self._redact(exc.reason) or ""
                 if attempt >= self.max_retries:
-                    return _Outcome(None, f"{reason} (gave up after {attempt + 1} attempts)",
+                    return _Outcome(None, f"{reason} (gave up after {attempt + 1} attempt(s))",
                                     cacheable=False, attempts=attempt + 1)
                 delay = self._backoff(attempt, exc.retry_after)
                 log.info("%s: request %s: %s; retry %d/%d in %.2fs", self.name, req.id, reason,

@@ -1,0 +1,402 @@
+"""GPT/Claude planners against a local stub of both HTTP APIs, through the real OpenAI and Anthropic SDKs.
+
+Covers: forced tool calling and the request shape each provider gets, every way a response can be
+unusable (each ends as a PlanResponse with a reason, never an exception), retries with backoff that
+honour retry-after(-ms), timeouts, bounded concurrency, the on-disk cache (a rerun sends nothing; a
+transport failure is not cached), token/cost accounting, and that the API key never leaves the process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from stub_llm_server import VALID_PLAN, StubLLMServer  # noqa: E402
+
+from eval import api_planners  # noqa: E402
+from eval.api_planners import (  # noqa: E402
+    AnthropicPlanner,
+    APIAuthError,
+    MissingAPIKeyError,
+    MissingSDKError,
+    OpenAIPlanner,
+    _retry_after_seconds,
+    estimate_cost,
+    make_api_planner,
+)
+from eval.planners import PlanRequest  # noqa: E402
+from eval.response_cache import ResponseCache, cache_key  # noqa: E402
+
+SECRET = "sk-test-PLANTED-SECRET-123"
+TOOL_SCHEMA = {
+    "type": "object",
+    "properties": {"searches": {"type": "array", "minItems": 1, "maxItems": 5, "items": {"type": "object"}}},
+    "required": ["searches"],
+}
+PROVIDERS = {"openai": OpenAIPlanner, "anthropic": AnthropicPlanner}
+# the installed anthropic SDK warns that claude-sonnet-4-5 (the issue's default) retires 2026-11-30
+pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "OPENAI_LOG", "ANTHROPIC_LOG",
+                "IR_API_CACHE", "IR_API_CONCURRENCY", "IR_API_TIMEOUT", "IR_API_MAX_RETRIES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+
+
+@pytest.fixture
+def stub():
+    with StubLLMServer() as server:
+        yield server
+
+
+def make(provider: str, stub: StubLLMServer, cache_dir: Path | None, **kw):
+    opts = {"tool_schema": TOOL_SCHEMA, "cache_dir": cache_dir, "timeout": 0.4, "max_retries": 2,
+            "backoff_base": 0.001, "concurrency": 4,
+            "base_url": stub.openai_url if provider == "openai" else stub.anthropic_url}
+    return PROVIDERS[provider](**{**opts, **kw})
+
+
+def req(scenario: str, tag: str = "") -> PlanRequest:
+    return PlanRequest(id=f"{scenario}{tag}", messages=[
+        {"role": "system", "content": "You write search plans."},
+        {"role": "user", "content": f"insulated jacket, not FooBrand {tag} scenario={scenario}"},
+    ])
+
+
+# scenario -> (error code or None for a valid plan, HTTP requests it takes, cached afterwards?)
+SCENARIOS = {
+    "ok": (None, 1, True),
+    "malformed": ("malformed_arguments", 1, True),
+    "empty": ("empty_arguments", 1, True),
+    "notool": ("no_tool_call", 1, True),
+    "refusal": ("refusal", 1, True),
+    "truncated": ("truncated", 1, True),
+    "wrongtool": ("wrong_tool", 1, True),
+    "ratelimit": (None, 2, True),
+    "server_error": (None, 2, True),
+    "overloaded": (None, 3, True),
+    "hang_then_ok": (None, 2, True),
+    "drop_then_ok": (None, 2, True),
+    "always_500": ("http_500", 3, False),
+    "always_hang": ("timeout", 3, False),
+    "bad_request": ("http_400", 1, False),
+}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_scenario_ends_as_documented_and_rerun_uses_cache(provider, stub, tmp_path):
+    cache = tmp_path / "cache"
+    planner = make(provider, stub, cache)
+    names = list(SCENARIOS)
+    responses = planner.plan([req(s) for s in names])
+
+    assert len(responses) == len(names)
+    for name, resp in zip(names, responses, strict=True):
+        code, n_requests, _ = SCENARIOS[name]
+        assert stub.count(provider, name) == n_requests, name
+        assert resp.usage["attempts"] == n_requests, name
+        assert resp.usage["cached"] is False
+        if code is None:
+            assert resp.error is None, name
+            assert json.loads(resp.text) == VALID_PLAN, name
+            assert resp.usage["input_tokens"] == 1000 and resp.usage["output_tokens"] == 200
+        else:
+            assert resp.text is None, name  # the harness parses any text, so errors carry none
+            assert resp.error.startswith(code + ":"), (name, resp.error)
+    assert planner.requests_sent == stub.count(provider)
+
+    # rerun with the same cache: model answers cost nothing; transport failures are retried
+    first = stub.count(provider)
+    again = make(provider, stub, cache).plan([req(s) for s in names])
+    for name, old, new in zip(names, responses, again, strict=True):
+        _, n_requests, cached = SCENARIOS[name]
+        if cached:
+            assert (new.text, new.error) == (old.text, old.error), name
+            assert new.usage["cached"] is True and new.usage["attempts"] == 0
+            assert new.usage["cost_usd"] == old.usage["cost_usd"]
+        else:
+            assert new.usage["cached"] is False and new.error is not None
+    retried = sum(n for _, n, cached in SCENARIOS.values() if not cached)
+    assert stub.count(provider) - first == retried
+
+    cached_only = [req(s) for s, (_, _, cached) in SCENARIOS.items() if cached]
+    before = stub.count()
+    make(provider, stub, cache).plan(cached_only)
+    assert stub.count() == before  # ZERO requests
+
+
+def test_request_shape_openai(stub, tmp_path):
+    make("openai", stub, None, params={"reasoning_effort": "low"}).plan([req("ok")])
+    (rec,) = stub.state.requests
+    body = rec.body
+    assert rec.credential == SECRET
+    assert body["model"] == "gpt-5-nano"
+    assert body["messages"] == req("ok").messages  # sent as is, system message first
+    assert body["tools"] == [{"type": "function", "function": {
+        "name": "search_plan", "description": api_planners.TOOL_DESCRIPTION, "parameters": TOOL_SCHEMA}}]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "search_plan"}}
+    assert body["reasoning_effort"] == "low"
+
+
+def test_request_shape_anthropic(stub, tmp_path):
+    make("anthropic", stub, None).plan([req("ok")])
+    (rec,) = stub.state.requests
+    body = rec.body
+    assert rec.credential == SECRET
+    assert body["model"] == "claude-sonnet-4-5"
+    assert body["system"] == "You write search plans."
+    assert body["messages"] == [m for m in req("ok").messages if m["role"] != "system"]
+    assert body["tools"] == [{"name": "search_plan", "description": api_planners.TOOL_DESCRIPTION,
+                              "input_schema": TOOL_SCHEMA}]
+    assert body["tool_choice"] == {"type": "tool", "name": "search_plan", "disable_parallel_tool_use": True}
+    assert body["max_tokens"] == 2048
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("scenario", ["ratelimit_ms", "ratelimit_s"])
+def test_retry_after_headers_set_the_wait(provider, scenario, stub):
+    t0 = time.monotonic()
+    (resp,) = make(provider, stub, None, backoff_base=0.001).plan([req(scenario)])
+    assert resp.error is None and stub.count(provider, scenario) == 2
+    assert time.monotonic() - t0 >= 0.28  # the server asked for 0.3 s; backoff alone would be ~1 ms
+
+
+def test_retry_after_zero_overrides_exponential_backoff(stub):
+    t0 = time.monotonic()
+    (resp,) = make("openai", stub, None, backoff_base=10.0).plan([req("ratelimit")])
+    assert resp.error is None
+    assert time.monotonic() - t0 < 3.0  # without the header the first backoff would sleep 5-10 s
+
+
+def test_retry_after_parsing_and_backoff_growth(stub):
+    assert _retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert _retry_after_seconds({"retry-after": "2"}) == 2.0
+    assert _retry_after_seconds({"retry-after": "soon"}) is None
+    assert _retry_after_seconds({}) is None
+    in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
+    assert 50 <= _retry_after_seconds({"retry-after": in_a_minute}) <= 61
+    planner = make("openai", stub, None, backoff_base=1.0, backoff_max=5.0)
+    for attempt, cap in [(0, 1.0), (1, 2.0), (2, 4.0), (5, 5.0)]:
+        delays = [planner._backoff(attempt, None) for _ in range(50)]
+        assert all(cap * 0.5 <= d <= cap for d in delays)  # exponential, capped, with jitter
+        assert len(set(delays)) > 1
+    assert planner._backoff(3, 120.0) == 5.0  # a server's wait is honoured up to the cap
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_sdk_retries_are_off_and_ours_are_bounded(provider, stub):
+    planner = make(provider, stub, None, max_retries=0)
+    assert planner._client.max_retries == 0
+    (resp,) = planner.plan([req("always_500")])
+    assert stub.count(provider, "always_500") == 1  # the SDKs would retry twice by default
+    assert resp.text is None and resp.error.startswith("http_500:")
+
+
+def test_concurrency_is_bounded_and_duplicates_sent_once(stub):
+    planner = make("openai", stub, None, concurrency=3)
+    requests = [req("slow", tag=str(i)) for i in range(8)] + [req("slow", tag="0")]
+    responses = planner.plan(requests)
+    assert all(r.error is None for r in responses)
+    assert stub.count() == 8  # the duplicate of request 0 is answered by the same call
+    assert 2 <= stub.state.peak_in_flight <= 3
+    assert responses[-1].text == responses[0].text
+
+
+@pytest.mark.parametrize("provider,var", [("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY")])
+def test_missing_key_names_the_variable_before_any_request(provider, var, stub, monkeypatch):
+    monkeypatch.delenv(var)
+    with pytest.raises(MissingAPIKeyError, match=var):
+        make(provider, stub, None)
+    assert stub.count() == 0
+
+
+def test_missing_sdk_says_how_to_install(monkeypatch, stub):
+    monkeypatch.setitem(sys.modules, "anthropic", None)  # `import anthropic` now fails
+    with pytest.raises(MissingSDKError, match=r"pip install 'instructed-retriever\[api\]'"):
+        make("anthropic", stub, None)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_rejected_key_stops_the_run(provider, stub):
+    planner = make(provider, stub, None, concurrency=1)
+    with pytest.raises(APIAuthError) as info:
+        planner.plan([req("auth"), req("ok"), req("notool")])
+    message = str(info.value)
+    assert PROVIDERS[provider].key_env in message and SECRET not in message
+    assert stub.count() == 1  # nothing else is sent once the key is known to be bad
+
+
+def test_crash_part_way_keeps_paid_responses(stub, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    planner = make("openai", stub, cache, concurrency=1)
+    real_extract = planner._extract
+
+    def extract_then_die(response):
+        if response.choices[0].message.content:  # the 'notool' answer arrives second
+            raise KeyboardInterrupt
+        return real_extract(response)
+
+    monkeypatch.setattr(planner, "_extract", extract_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        planner.plan([req("ok"), req("notool")])
+    assert len(ResponseCache(cache)) == 1 and not list(cache.rglob("*.tmp"))
+    rerun = make("openai", stub, cache).plan([req("ok"), req("notool")])
+    assert stub.count("openai", "ok") == 1 and stub.count("openai", "notool") == 2
+    assert rerun[0].usage["cached"] is True and rerun[1].error.startswith("no_tool_call:")
+
+
+def test_cost_accounting():
+    prices = api_planners.DEFAULT_PRICES
+    assert estimate_cost("gpt-5-nano", 1_000_000, 1_000_000, prices) == pytest.approx(0.45)
+    assert estimate_cost("claude-sonnet-4-5-20250929", 1000, 200, prices) == pytest.approx(0.006)
+    assert estimate_cost("gpt-5-nano-2025-08-07", 1000, 0, prices) == pytest.approx(0.00005)
+    assert estimate_cost("gpt-5", 1000, 0, prices) == pytest.approx(0.00125)  # not gpt-5-nano's price
+    assert estimate_cost("my-finetune", 1000, 200, prices) is None
+    assert estimate_cost("gpt-5-nano", None, 200, prices) is None
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_usage_prices_overridable_and_unknown_model_unpriced(provider, stub):
+    (priced,) = make(provider, stub, None, prices={"tiny": (1.0, 2.0)}, model="tiny").plan([req("ok")])
+    assert priced.usage["cost_usd"] == pytest.approx((1000 * 1.0 + 200 * 2.0) / 1e6)
+    (unpriced,) = make(provider, stub, None, model="unknown-model").plan([req("ok")])
+    assert unpriced.usage["input_tokens"] == 1000 and unpriced.usage["cost_usd"] is None
+
+
+def test_cache_key_covers_every_input_and_entries_are_atomic(tmp_path):
+    msgs = [{"role": "user", "content": "q"}]
+    base = cache_key("openai", "m", msgs, TOOL_SCHEMA, {"a": 1, "b": 2})
+    assert base == cache_key("openai", "m", [{"content": "q", "role": "user"}], TOOL_SCHEMA, {"b": 2, "a": 1})
+    variants = [
+        cache_key("anthropic", "m", msgs, TOOL_SCHEMA, {"a": 1, "b": 2}),
+        cache_key("openai", "m2", msgs, TOOL_SCHEMA, {"a": 1, "b": 2}),
+        cache_key("openai", "m", [{"role": "user", "content": "q2"}], TOOL_SCHEMA, {"a": 1, "b": 2}),
+        cache_key("openai", "m", msgs, {"type": "object"}, {"a": 1, "b": 2}),
+        cache_key("openai", "m", msgs, TOOL_SCHEMA, {"a": 1, "b": 3}),
+    ]
+    assert len({base, *variants}) == 6
+    cache = ResponseCache(tmp_path)
+    assert cache.get(base) is None
+    cache.put(base, {"text": "{}", "error": None})
+    assert cache.get(base)["text"] == "{}" and len(cache) == 1
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [f"{base}.json"]
+    cache.path(base).write_text("{not json")
+    assert cache.get(base) is None  # a damaged entry is a miss, not a crash
+
+
+def test_env_knobs_and_spec_helper(monkeypatch, stub, tmp_path):
+    monkeypatch.setenv("IR_API_CACHE", str(tmp_path / "envcache"))
+    monkeypatch.setenv("IR_API_CONCURRENCY", "7")
+    monkeypatch.setenv("IR_API_MAX_RETRIES", "1")
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.openai_url)
+    planner = make_api_planner("openai:gpt-5-mini", TOOL_SCHEMA)
+    assert (planner.name, planner.concurrency, planner.max_retries) == ("openai:gpt-5-mini", 7, 1)
+    planner.plan([req("ok")])
+    assert len(ResponseCache(tmp_path / "envcache")) == 1 and stub.count("openai") == 1
+    assert SECRET not in json.dumps(planner.config()) + repr(planner)
+    with pytest.raises(ValueError, match="openai:<model>"):
+        make_api_planner("gemini:x", TOOL_SCHEMA)
+
+
+def test_key_never_leaves_the_process(stub, tmp_path, caplog, capsys):
+    for name in ("", "openai", "anthropic", "httpx", "httpx2", "eval.api_planners", "eval.response_cache"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    scenarios = ["ok", "echo_key", "malformed", "always_500", "notool"]
+    for provider in PROVIDERS:
+        planner = make(provider, stub, cache, max_retries=1)
+        responses = planner.plan([req(s) for s in scenarios])
+        assert responses[1].error.startswith("http_500") and "***" in responses[1].error
+        (out / provider).mkdir(parents=True)
+        for s, r in zip(scenarios, responses, strict=True):  # what a harness writes per query
+            (out / provider / f"{s}.json").write_text(json.dumps({"id": s, "text": r.text, "error": r.error,
+                                                                  "usage": r.usage, "config": planner.config()}))
+        with pytest.raises(APIAuthError) as info:
+            make(provider, stub, cache).plan([req("auth")])
+        print(info.value, repr(planner))
+        logging.getLogger("test").error("failure: %s", info.value)
+    # the key did reach the server (and the server echoed it back), so its absence below is meaningful
+    assert all(r.credential == SECRET for r in stub.state.requests)
+    assert stub.count(scenario="echo_key") == 4
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    for path in files:
+        assert SECRET not in path.read_text(errors="replace"), path
+    captured = capsys.readouterr()
+    assert caplog.records and SECRET not in caplog.text
+    assert SECRET not in captured.out + captured.err
+
+
+class _FakeBench:
+    """Just what the harness reads: a schema, query rows and a path (no corpus: the executor is faked)."""
+
+    def __init__(self, rows: list[dict]):
+        import datetime as dt
+
+        from stark_instruct.schema import product_schema
+
+        self.schema = product_schema(dt.date(2018, 6, 1), brands=["foobrand", "acme"])
+        self.rows = rows
+        self.path = "fake-bench"
+
+    def queries(self, split: str | None = None) -> list[dict]:
+        return [r for r in self.rows if split is None or r["split"] == split]
+
+
+class _FixedExecutor:
+    def run(self, plan) -> list[int]:
+        return list(range(30))
+
+
+def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch):
+    from eval.harness import evaluate
+    from eval.report import read_metrics
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.openai_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.anthropic_url)
+    monkeypatch.setenv("IR_API_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("IR_API_MAX_RETRIES", "1")
+    scenarios = ["ok", "malformed", "bad_request", "ratelimit"]
+    rows = [{"id": f"q{i}", "base_id": f"b{i}", "split": "test", "kind": "exclusion" if i % 2 else "none",
+             "query": f"insulated jacket scenario={s}", "instruction": "not FooBrand" if i % 2 else "",
+             "merged_query": f"insulated jacket scenario={s}", "constraint": None, "relevant_ids": [1, 2, 40]}
+            for i, s in enumerate(scenarios)]
+    methods = ["raw", "openai:gpt-5-nano", "anthropic:claude-sonnet-4-5"]
+    out = tmp_path / "eval"
+    result = evaluate(_FakeBench(rows), "test", methods, out_dir=out, executor=_FixedExecutor(), n_resamples=50)
+
+    for spec in methods[1:]:
+        res = result["methods"][spec]
+        assert res["by_kind"]["all"]["validity"] == 0.5  # ok and ratelimit (retried) parse; two do not
+        assert res["errors"] == {"backend_error": 2}
+        usage = res["usage"]["total"]
+        assert usage["input_tokens"] == 3000 and usage["output_tokens"] == 600  # the 400 reported none
+        expected = estimate_cost(spec.split(":")[1], 3000, 600, api_planners.DEFAULT_PRICES)
+        assert usage["cost_usd"] == pytest.approx(expected)
+        errors = {r["id"]: r["error"] for r in result["per_query"][spec]}
+        assert errors["q1"].startswith("backend_error: malformed_arguments")
+        assert errors["q2"].startswith("backend_error: http_400") and errors["q0"] is None
+    report = read_metrics(out)
+    assert set(methods) <= set(report["methods"])
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".jsonl" for p in files) and any(p.name == "metrics.json" for p in files)
+    for path in files:
+        assert SECRET not in path.read_text(errors="replace"), path
+
+    before = stub.count()
+    again = evaluate(_FakeBench(rows), "test", methods[1:], out_dir=tmp_path / "eval2",
+                     executor=_FixedExecutor(), n_resamples=50)
+    assert stub.count() - before == 2  # only the uncached transport failures are sent again
+    for spec in methods[1:]:
+        assert again["methods"][spec]["by_kind"] == result["methods"][spec]["by_kind"]
