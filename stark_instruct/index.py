@@ -50,7 +50,7 @@ class TantivyIndex:
 
         self._t = tantivy
         self.path = Path(path)
-        if not tantivy.Index.exists(str(self.path)):
+        if not self.path.is_dir() or not tantivy.Index.exists(str(self.path)):
             raise FileNotFoundError(f"{self.path}: no tantivy index here (build the benchmark first)")
         self.index = tantivy.Index.open(str(self.path))
         self.schema = self.index.schema

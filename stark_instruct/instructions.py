@@ -52,8 +52,8 @@ _TEMPLATES: dict[tuple[str, str, str], list[str]] = {
         "Ignore anything nobody has reviewed in the last {v}.", "Reviews from the last {v} only.",
     ],
     ("recency", "recency", "lt"): [
-        "Only products nobody has reviewed in the last {v}.", "Show items whose latest review is older than {v}.",
-        "I want older products, with no reviews in the past {v}.",
+        "Show items whose latest review is older than {v}.", "Only products last reviewed more than {v} ago.",
+        "I want older products whose newest review is over {v} old.",
     ],
 }
 
@@ -88,7 +88,11 @@ def paraphrase(constraint: dict, rng: random.Random) -> str:
 
 
 def complement(constraint: dict) -> dict:
-    """The constraint under which the documents it admits are excluded and vice versa (polarity reversal)."""
+    """The constraint under which the documents it admits are excluded and vice versa (polarity reversal).
+
+    Exact for documents that have the field; one without it (no price, no reviews) satisfies neither a
+    bound nor its flipped bound, so callers that need a strict swap verify it on both documents.
+    """
     c = dict(constraint)
     attr, op = c["attribute"], c["op"]
     if attr in ("brand", "color"):

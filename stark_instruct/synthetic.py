@@ -156,7 +156,7 @@ def make_product(seed: int, i: int, reference_date: dt.date = REFERENCE_DATE) ->
     span = min((reference_date - start).days, int(rng.uniform(1, 8) * 365))
     n_reviews = 0 if rng.random() < 0.12 else min(40, int(rng.expovariate(1 / 4.0)) + 1)
     reviews = []
-    for r in range(n_reviews):
+    for _ in range(n_reviews):
         day = start + dt.timedelta(days=rng.randint(0, max(span, 0)))
         overall = int(min(5, max(1, round(rng.gauss(1 + 4 * p["quality"], 0.9)))))
         good = overall >= 4
