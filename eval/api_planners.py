@@ -246,6 +246,11 @@ class _APIPlanner:
     def _extract(self, response: Any) -> _Outcome:
         raise NotImplementedError
 
+    def _tool_parameters(self) -> dict:
+        """The plan schema as tool parameters; the `$schema` dialect tag is metadata that tool
+        definitions do not need, so it is left out rather than risk a provider rejecting it."""
+        return {k: v for k, v in self.tool_schema.items() if k != "$schema"}
+
     # ---- public API -----------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """What a manifest may record about this planner (never the key)."""
@@ -442,7 +447,7 @@ class OpenAIPlanner(_APIPlanner):
                 model=self.model,
                 messages=messages,
                 tools=[{"type": "function", "function": {
-                    "name": TOOL_NAME, "description": TOOL_DESCRIPTION, "parameters": self.tool_schema}}],
+                    "name": TOOL_NAME, "description": TOOL_DESCRIPTION, "parameters": self._tool_parameters()}}],
                 tool_choice={"type": "function", "function": {"name": TOOL_NAME}},
                 **self.params,
             )
@@ -508,7 +513,7 @@ class AnthropicPlanner(_APIPlanner):
             return self._client.messages.create(
                 model=self.model,
                 messages=chat,
-                tools=[{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": self.tool_schema}],
+                tools=[{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": self._tool_parameters()}],
                 tool_choice={"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True},
                 **extra,
                 **self.params,

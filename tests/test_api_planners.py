@@ -137,7 +137,8 @@ def test_every_scenario_ends_as_documented_and_rerun_uses_cache(provider, stub, 
 
 
 def test_request_shape_openai(stub, tmp_path):
-    make("openai", stub, None, params={"reasoning_effort": "low"}).plan([req("ok")])
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **TOOL_SCHEMA}
+    make("openai", stub, None, params={"reasoning_effort": "low"}, tool_schema=schema).plan([req("ok")])
     (rec,) = stub.state.requests
     body = rec.body
     assert rec.credential == SECRET
@@ -387,6 +388,10 @@ def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch):
         errors = {r["id"]: r["error"] for r in result["per_query"][spec]}
         assert errors["q1"].startswith("backend_error: malformed_arguments")
         assert errors["q2"].startswith("backend_error: http_400") and errors["q0"] is None
+    # the harness handed over the real plan schema from rewards.plan, minus its `$schema` tag
+    sent = {r.provider: r.body["tools"][0] for r in stub.state.requests}
+    for tool in (sent["openai"]["function"]["parameters"], sent["anthropic"]["input_schema"]):
+        assert "$defs" in tool and "$schema" not in tool and tool["required"] == ["searches"]
     report = read_metrics(out)
     assert set(methods) <= set(report["methods"])
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
