@@ -267,7 +267,11 @@ class RunDir:
     def mark_done(self, stage: str, info: dict | None = None) -> None:
         atomic_write_json(
             self._marker(stage),
-            {"stage": stage, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(info or {})},
+            {
+                "stage": stage,
+                "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                **(info or {}),
+            },
         )
 
     def done_info(self, stage: str) -> dict | None:

@@ -82,7 +82,9 @@ def select(
             if float(best["reward"]) - float(worst["reward"]) < min_gap or best["text"] == worst["text"]:
                 stats["dropped_gap"] += 1
                 continue
-            rows.append({"prompt": prompt, "chosen": _assistant(best["text"]), "rejected": _assistant(worst["text"])})
+            rows.append(
+                {"prompt": prompt, "chosen": _assistant(best["text"]), "rejected": _assistant(worst["text"])}
+            )
         else:  # kto
             seen: set[str] = set()
             for c in usable:
@@ -90,7 +92,11 @@ def select(
                     continue
                 seen.add(c["text"])
                 rows.append(
-                    {"prompt": prompt, "completion": _assistant(c["text"]), "label": float(c["reward"]) >= threshold}
+                    {
+                        "prompt": prompt,
+                        "completion": _assistant(c["text"]),
+                        "label": float(c["reward"]) >= threshold,
+                    }
                 )
     stats["rows"] = len(rows)
     stats["mean_best_reward"] = sum(best_rewards) / len(best_rewards) if best_rewards else 0.0

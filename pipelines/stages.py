@@ -180,8 +180,15 @@ def make_scorer(bench: Any, engine: str = "bm25", k: int = 20) -> Scorer:
 
     def score(text: str | None, relevant: Sequence[int]) -> dict:
         if text is None:
-            return {"reward": 0.0, "valid": False, "error_code": "no_text", "error": "backend returned no text",
-                    "n_searches": 0, "retrieved": 0, "metrics": {}}
+            return {
+                "reward": 0.0,
+                "valid": False,
+                "error_code": "no_text",
+                "error": "backend returned no text",
+                "n_searches": 0,
+                "retrieved": 0,
+                "metrics": {},
+            }
         res = score_text(text, list(relevant), schema, executor, k=k)
         return {
             "reward": float(res.reward),
@@ -254,17 +261,38 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     policy = read_json(rd / "policy.json")
     if args.stage == "sample":
         shard = parse_shard(args.shard)
-        sampler = make_sampler(cfg, policy["model_path"], policy.get("adapter_path"), read_json(rd / "plan_schema.json"))
+        sampler = make_sampler(
+            cfg, policy["model_path"], policy.get("adapter_path"), read_json(rd / "plan_schema.json")
+        )
         out = shard_path(rd / CANDIDATES, shard)
         stage = "sample" if shard[1] == 1 else f"sample-shard-{shard[0]:03d}-of-{shard[1]:03d}"
-        info = rd.stage(stage, lambda: sample_stage(
-            sampler, prompts, out, cfg.n, cfg.temperature, cfg.top_p, cfg.seed + args.round,
-            shard=shard, batch_size=cfg.sample_batch_size, progress=not args.no_progress))
+        info = rd.stage(
+            stage,
+            lambda: sample_stage(
+                sampler,
+                prompts,
+                out,
+                cfg.n,
+                cfg.temperature,
+                cfg.top_p,
+                cfg.seed + args.round,
+                shard=shard,
+                batch_size=cfg.sample_batch_size,
+                progress=not args.no_progress,
+            ),
+        )
     else:
         bench = open_benchmark(cfg.benchmark)
-        info = rd.stage("score", lambda: score_stage(
-            rd / CANDIDATES, prompts, rd / SCORED, make_scorer(bench, cfg.engine, cfg.k),
-            progress=not args.no_progress))
+        info = rd.stage(
+            "score",
+            lambda: score_stage(
+                rd / CANDIDATES,
+                prompts,
+                rd / SCORED,
+                make_scorer(bench, cfg.engine, cfg.k),
+                progress=not args.no_progress,
+            ),
+        )
     print(info)
     return 0
 

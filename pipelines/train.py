@@ -186,6 +186,8 @@ def train(cfg: TrainConfig) -> dict:
     trainer = _trainer_cls(objective)(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
+    if len(trainer.train_dataset) == 0:  # TRL drops rows whose completion was truncated away
+        raise ValueError(f"every row of {cfg.data_path} is longer than max_length={cfg.max_length}; raise it")
     t0 = time.perf_counter()
     result = trainer.train()
     runtime = time.perf_counter() - t0
@@ -252,7 +254,9 @@ def load_config_file(path: str | Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipelines.train", description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True, help="JSON/YAML with TrainConfig fields")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (JSON value)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (JSON value)"
+    )
     args = ap.parse_args(argv)
     d = load_config_file(args.config)
     for kv in args.set:

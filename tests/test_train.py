@@ -20,8 +20,11 @@ _CORPUS = [
 ] * 50
 
 
-def make_tiny_model(path: Path, hidden: int = 32, layers: int = 2) -> Path:
-    """A randomly initialised 2-layer Llama with a byte-level BPE tokenizer and a ChatML template."""
+def make_tiny_model(path: Path, hidden: int = 32, layers: int = 2, corpus: list[str] | None = None) -> Path:
+    """A randomly initialised 2-layer Llama with a byte-level BPE tokenizer and a ChatML template.
+
+    ``corpus`` (e.g. real planner prompts) trains the tokenizer so long prompts stay a few hundred tokens.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -31,9 +34,11 @@ def make_tiny_model(path: Path, hidden: int = 32, layers: int = 2) -> Path:
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=1200 if corpus else 400,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(_CORPUS, trainer)
+    tok.train_from_iterator(_CORPUS + list(corpus or []), trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
@@ -46,7 +51,7 @@ def make_tiny_model(path: Path, hidden: int = 32, layers: int = 2) -> Path:
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=4096,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
@@ -69,7 +74,13 @@ def _prompt(i: int) -> list[dict]:
 
 
 def _plan(value: str) -> list[dict]:
-    text = json.dumps({"searches": [{"query": "insulated jacket", "filter": {"field": "brand", "op": "ne", "value": value}}]})
+    text = json.dumps(
+        {
+            "searches": [
+                {"query": "insulated jacket", "filter": {"field": "brand", "op": "ne", "value": value}}
+            ]
+        }
+    )
     return [{"role": "assistant", "content": text}]
 
 
@@ -117,7 +128,9 @@ def _lora_b_nonzero(adapter: Path) -> bool:
 
 
 def test_sft_completion_only_trains_lora(tiny_model, tmp_path):
-    data = write_jsonl(tmp_path / "sft.jsonl", [{"prompt": _prompt(i), "completion": _plan("acme")} for i in range(6)])
+    data = write_jsonl(
+        tmp_path / "sft.jsonl", [{"prompt": _prompt(i), "completion": _plan("acme")} for i in range(6)]
+    )
     m = train(_base_cfg(tiny_model, tmp_path, data, "best-of-n"))
     assert m["objective"] == "sft" and m["steps"] == 3
     adapter = Path(m["adapter_path"])
@@ -137,13 +150,15 @@ def test_sft_loss_is_on_completion_only(tiny_model):
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     ds = Dataset.from_list([{"prompt": _prompt(1), "completion": _plan("acme")}])
-    args = SFTConfig(output_dir="/tmp/unused", completion_only_loss=True, report_to=[], bf16=False, max_length=256)
+    args = SFTConfig(
+        output_dir="/tmp/unused", completion_only_loss=True, report_to=[], bf16=False, max_length=256
+    )
     tr = SFTTrainer(model=str(tiny_model), args=args, train_dataset=ds, processing_class=tok)
     batch = tr.data_collator([tr.train_dataset[0]])
     labels = batch["labels"][0]
-    n_completion = len(tok.apply_chat_template(_prompt(1) + _plan("acme"), tokenize=True, return_dict=False)) - len(
-        tok.apply_chat_template(_prompt(1), tokenize=True, add_generation_prompt=True, return_dict=False)
-    )
+    n_completion = len(
+        tok.apply_chat_template(_prompt(1) + _plan("acme"), tokenize=True, return_dict=False)
+    ) - len(tok.apply_chat_template(_prompt(1), tokenize=True, add_generation_prompt=True, return_dict=False))
     assert int((labels != -100).sum()) == n_completion
     assert labels[0] == -100
 
@@ -166,7 +181,10 @@ def test_dpo_changes_weights_and_continues_adapter(tiny_model, tmp_path):
 def test_kto_full_finetune_changes_weights(tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    rows = [{"prompt": _prompt(i), "completion": _plan("acme" if i % 2 else "zzz"), "label": bool(i % 2)} for i in range(8)]
+    rows = [
+        {"prompt": _prompt(i), "completion": _plan("acme" if i % 2 else "zzz"), "label": bool(i % 2)}
+        for i in range(8)
+    ]
     data = write_jsonl(tmp_path / "kto.jsonl", rows)
     m = train(_base_cfg(tiny_model, tmp_path, data, "kto", lora=False, merge=False))
     assert m["steps"] == 3

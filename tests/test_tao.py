@@ -1,0 +1,155 @@
+"""The TAO loop end to end for one round on a tiny benchmark: real scorer, selection, TRL training and
+eval harness; the sampler is a fake (a random tiny model writes no valid plans, so nothing would train)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_train import make_tiny_model
+
+from eval.planners import PlanResponse
+from pipelines.rundir import read_json, read_jsonl
+from pipelines.tao import TaoConfig, markdown_table, run_tao
+
+
+class FakePolicy:
+    """Plans from the user's query: sample j alternates between the query itself and junk keywords."""
+
+    def __init__(self, model_path: str, adapter_path: str | None, calls: list):
+        self.name = "fake"
+        calls.append((model_path, adapter_path))
+
+    @staticmethod
+    def _plan(query: str) -> str:
+        return json.dumps({"searches": [{"query": query, "filter": None}]})
+
+    def plan(self, requests):
+        return [PlanResponse(self._plan(r.messages[-1]["content"])) for r in requests]
+
+    def sample(self, requests, n, temperature, top_p, seed):
+        out = []
+        for r in requests:
+            q = r.messages[-1]["content"]
+            out.append(
+                [
+                    PlanResponse(self._plan(q if j % 2 == 0 else "zzzz qqqq"), usage={"seed": seed})
+                    for j in range(n)
+                ]
+            )
+        return out
+
+
+@pytest.fixture(scope="module")
+def bench_path(request, tmp_path_factory) -> Path:
+    if "tiny_benchmark" in request.fixturenames or _has_fixture(request, "tiny_benchmark"):
+        tb = request.getfixturevalue("tiny_benchmark")
+        return Path(getattr(tb, "path", tb))
+    from stark_instruct.build import build_benchmark
+
+    return Path(build_benchmark(tmp_path_factory.mktemp("bench") / "b", size=2000, seed=0))
+
+
+def _has_fixture(request, name: str) -> bool:
+    try:
+        request.getfixturevalue(name)
+        return True
+    except pytest.FixtureLookupError:
+        return False
+
+
+def test_one_round_end_to_end(bench_path, tmp_path):
+    from pipelines.stages import build_prompts
+    from stark_instruct.benchmark import Benchmark
+
+    texts = [
+        m["content"] for p in build_prompts(Benchmark.load(bench_path), "train", 40) for m in p["messages"]
+    ]
+    model = make_tiny_model(tmp_path / "model", corpus=texts)
+    calls: list = []
+    cfg = TaoConfig(
+        benchmark=str(bench_path),
+        model=str(model),
+        run_dir=str(tmp_path / "run"),
+        rounds=1,
+        n=4,
+        max_train_prompts=12,
+        sample_batch_size=4,
+        strategy="best-of-n",
+        threshold=0.05,
+        epochs=1,
+        batch_size=4,
+        max_length=2048,
+        lora_r=4,
+        lora_alpha=8,
+        eval_dev_limit=16,
+        eval_test_limit=8,
+        report_to="none",
+        engine="tantivy",
+    )
+    factory = lambda c, m, a, s: FakePolicy(m, a, calls)  # noqa: E731
+    summary = run_tao(cfg, planner_factory=factory, progress=False)
+    run = Path(cfg.run_dir)
+    rd = run / "round-01"
+    cands = read_jsonl(rd / "candidates.jsonl")
+    assert len(cands) == 12 * 4
+    assert {(c["prompt_id"], c["sample_idx"]) for c in cands} == {
+        (p["prompt_id"], j) for p in read_jsonl(rd / "prompts.jsonl") for j in range(4)
+    }
+    scored = read_jsonl(rd / "scored.jsonl")
+    assert all("reward" in s and "valid" in s for s in scored)
+    assert any(s["reward"] > 0 for s in scored) and any(s["reward"] == 0 for s in scored)
+    stats = read_json(rd / "train.stats.json")
+    assert stats["rows"] + stats["dropped_tie"] + stats["dropped_threshold"] == 12
+    assert stats["rows"] > 0
+    assert (rd / "train" / "adapter" / "adapter_config.json").exists()
+    # the trained adapter is what round 1 evaluates
+    assert (str(model), str(rd / "train" / "adapter")) in calls
+    rows = read_jsonl(run / "rounds.jsonl")
+    assert [r["round"] for r in rows] == [0, 1]
+    assert "raw" in rows[0]["dev"]["baselines"]
+    for r in rows:
+        assert 0.0 <= r["dev"]["policy"]["all"]["recall"] <= 1.0
+        assert r["test"]["policy"]["all"]["n"] == 8
+    assert summary["best"]["round"] in (0, 1)
+    table = (run / "rounds.md").read_text()
+    assert "| 0 | dev |" in table and "| 1 | dev |" in table and "| raw | dev |" in table
+    manifest = read_json(run / "manifest.json")
+    assert manifest["inputs"]["benchmark_queries"]["sha256"]
+    assert manifest["config"]["strategy"] == "best-of-n"
+
+    # a second call finds every stage done and changes nothing
+    before = (run / "rounds.jsonl").read_bytes()
+    n_calls = len(calls)
+    run_tao(cfg, planner_factory=factory, progress=False)
+    assert (run / "rounds.jsonl").read_bytes() == before
+    assert len(calls) == n_calls
+
+
+def test_best_is_chosen_on_dev_not_test():
+    rows = [
+        {
+            "round": 0,
+            "dev": {"policy": {"all": {"recall": 0.30, "validity": 1.0}}},
+            "test": {"policy": {"all": {"recall": 0.90, "validity": 1.0}}},
+        },
+        {
+            "round": 1,
+            "dev": {"policy": {"all": {"recall": 0.40, "validity": 1.0}}},
+            "test": {"policy": {"all": {"recall": 0.10, "validity": 1.0}}},
+        },
+    ]
+    from pipelines.tao import _best
+
+    assert _best({r["round"]: r for r in rows}, TaoConfig())["round"] == 1
+    assert "| 1 | dev |" in markdown_table(rows, 20)
+
+
+def test_config_rejects_greedy_and_unknown_keys():
+    with pytest.raises(ValueError):
+        TaoConfig.from_dict({"temperature": 0.0})
+    with pytest.raises(ValueError):
+        TaoConfig.from_dict({"strategy": "ppo"})
+    with pytest.raises(ValueError):
+        TaoConfig.from_dict({"no_such_key": 1})
