@@ -44,6 +44,7 @@ ENV_CACHE_DIR = "IR_API_CACHE"
 ENV_CONCURRENCY = "IR_API_CONCURRENCY"
 ENV_TIMEOUT = "IR_API_TIMEOUT"
 ENV_MAX_RETRIES = "IR_API_MAX_RETRIES"
+ENV_PRICES = "IR_API_PRICES"  # JSON: {"model": [usd_per_1m_input, usd_per_1m_output], ...}
 _USE_DEFAULT: Any = object()
 INSTALL_HINT = "pip install 'instructed-retriever[api]'"
 
@@ -143,6 +144,17 @@ def _env_number(name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
+def _env_prices() -> dict[str, tuple[float, float]]:
+    raw = os.environ.get(ENV_PRICES)
+    if not raw:
+        return {}
+    try:
+        table = json.loads(raw)
+        return {str(m): (float(p[0]), float(p[1])) for m, p in table.items()}
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise ValueError(f'{ENV_PRICES} must be JSON like {{"gpt-5-nano": [0.05, 0.4]}}') from None
+
+
 def _retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """Seconds the server asked us to wait: `retry-after-ms`, then `retry-after` (seconds or HTTP date)."""
     if not headers:
@@ -208,7 +220,7 @@ class _APIPlanner:
         self.timeout = timeout
         self.max_retries = max_retries
         self.base_url = base_url
-        self.prices: dict[str, tuple[float, float]] = {**DEFAULT_PRICES, **(prices or {})}
+        self.prices: dict[str, tuple[float, float]] = {**DEFAULT_PRICES, **_env_prices(), **(prices or {})}
         self.params: dict[str, Any] = {**self.default_params(), **(params or {})}
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max

@@ -306,6 +306,12 @@ def test_env_knobs_and_spec_helper(monkeypatch, stub, tmp_path):
     planner.plan([req("ok")])
     assert len(ResponseCache(tmp_path / "envcache")) == 1 and stub.count("openai") == 1
     assert SECRET not in json.dumps(planner.config()) + repr(planner)
+    monkeypatch.setenv("IR_API_PRICES", '{"gpt-5-mini": [2, 4]}')
+    (resp,) = make_api_planner("openai:gpt-5-mini", TOOL_SCHEMA, cache_dir=None).plan([req("ok")])
+    assert resp.usage["cost_usd"] == pytest.approx((1000 * 2 + 200 * 4) / 1e6)
+    monkeypatch.setenv("IR_API_PRICES", "[1, 2]")
+    with pytest.raises(ValueError, match="IR_API_PRICES"):
+        make_api_planner("openai:gpt-5-mini", TOOL_SCHEMA)
     with pytest.raises(ValueError, match="openai:<model>"):
         make_api_planner("gemini:x", TOOL_SCHEMA)
 
