@@ -1,0 +1,88 @@
+"""Selection strategies on hand-made candidates: thresholds, gaps, ties, determinism, file output."""
+
+from __future__ import annotations
+
+import pytest
+from datasets import load_dataset
+
+from pipelines.select import select, select_to_files
+
+
+def _prompts(*ids: str) -> list[dict]:
+    return [
+        {"prompt_id": i, "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": i}]}
+        for i in ids
+    ]
+
+
+def _cands(pid: str, rewards: list[float], valid: list[bool] | None = None) -> list[dict]:
+    valid = valid or [r > 0 for r in rewards]
+    return [
+        {"prompt_id": pid, "sample_idx": j, "text": f"{pid}-plan{j}", "reward": r, "valid": v}
+        for j, (r, v) in enumerate(zip(rewards, valid, strict=True))
+    ]
+
+
+def test_best_of_n_takes_top_plan_above_threshold_and_drops_ties():
+    scored = (
+        _cands("a", [0.2, 0.6, 0.6, 0.0])  # best = first of the tied 0.6 -> plan1
+        + _cands("b", [0.5, 0.5, 0.5])  # all tie -> dropped
+        + _cands("c", [0.05, 0.0, 0.02])  # best under threshold
+        + _cands("d", [0.0, 0.0, 0.0])
+    )  # all zero: tie
+    rows, stats = select(scored, _prompts("a", "b", "c", "d"), "best-of-n", threshold=0.1)
+    assert [r["completion"][0]["content"] for r in rows] == ["a-plan1"]
+    assert rows[0]["prompt"][1]["content"] == "a"
+    assert rows[0]["completion"][0]["role"] == "assistant"
+    assert stats["dropped_tie"] == 2 and stats["dropped_threshold"] == 1 and stats["rows"] == 1
+    assert stats["prompts"] == 4 and stats["candidates"] == 13
+
+
+def test_keeping_ties_when_asked():
+    rows, stats = select(_cands("b", [0.5, 0.5]), _prompts("b"), "best-of-n", threshold=0.1, drop_ties=False)
+    assert stats["dropped_tie"] == 0 and [r["completion"][0]["content"] for r in rows] == ["b-plan0"]
+
+
+def test_dpo_pairs_best_and_worst_only_above_gap():
+    scored = _cands("a", [0.3, 0.9, 0.1, 0.1]) + _cands("b", [0.4, 0.45]) + _cands("c", [0.2, 0.2])
+    rows, stats = select(scored, _prompts("a", "b", "c"), "dpo", min_gap=0.2)
+    assert len(rows) == 1
+    assert rows[0]["chosen"][0]["content"] == "a-plan1"
+    assert rows[0]["rejected"][0]["content"] == "a-plan2"  # lowest sample index among the worst
+    assert stats["dropped_gap"] == 1 and stats["dropped_tie"] == 1
+
+
+def test_kto_labels_by_threshold_and_dedupes_texts():
+    scored = _cands("a", [0.3, 0.0, 0.8]) + _cands("b", [0.1, 0.1])
+    scored[1]["text"] = scored[0]["text"]  # a duplicate plan text is kept once
+    rows, stats = select(scored, _prompts("a", "b"), "kto", threshold=0.25)
+    assert [(r["completion"][0]["content"], r["label"]) for r in rows] == [
+        ("a-plan0", True),
+        ("a-plan2", True),
+    ]
+    assert stats["dropped_tie"] == 1
+    rows, stats = select(_cands("a", [0.3, 0.0, 0.8]), _prompts("a"), "kto", threshold=0.5)
+    assert [r["label"] for r in rows] == [False, False, True]
+    assert stats["desirable"] == 1 and stats["undesirable"] == 2
+
+
+def test_invalid_or_missing_text_is_never_chosen():
+    scored = _cands("a", [0.0, 0.4])
+    scored[1]["text"] = None  # backend failure scored 0.4 by mistake must not be used
+    scored.append({"prompt_id": "a", "sample_idx": 2, "text": "ok", "reward": 0.3, "valid": True})
+    rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
+    assert rows[0]["completion"][0]["content"] == "ok"
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError):
+        select([], [], "ppo")
+
+
+def test_files_load_with_datasets(tmp_path):
+    scored = _cands("a", [0.3, 0.9, 0.1]) + _cands("b", [0.0, 0.7])
+    stats = select_to_files(scored, _prompts("a", "b"), tmp_path / "dpo.jsonl", "dpo", min_gap=0.2)
+    ds = load_dataset("json", data_files=str(tmp_path / "dpo.jsonl"), split="train")
+    assert set(ds.column_names) == {"chosen", "prompt", "rejected"}
+    assert len(ds) == stats["rows"] == 2
+    assert (tmp_path / "dpo.stats.json").exists()
