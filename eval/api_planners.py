@@ -234,6 +234,7 @@ class _APIPlanner:
         self._secrets = (key,)
         self._client = self._make_client(key)
         self._fatal: str | None = None
+        self._stopping = False
         self._lock = threading.Lock()
         self.requests_sent = 0  # HTTP attempts made by this planner (retries included), for reports/tests
 
@@ -297,21 +298,31 @@ class _APIPlanner:
                 todo[key] = req
         if todo:
             log.info("%s: %d request(s) to send, %d answered from cache", self.name, len(todo), len(results))
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as pool:
+            self._stopping = False
+            pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)))
+            try:
                 futures = {key: pool.submit(self._request_one, key, req) for key, req in todo.items()}
                 for key, fut in futures.items():
                     results[key] = fut.result()
+            except BaseException:
+                # Ctrl-C or a crash: send nothing new, let in-flight calls land in the cache, re-raise
+                self._stopping = True
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown()
         if self._fatal is not None:
             raise APIAuthError(self._fatal)
         return [results[key] for key in keys]
 
     # ---- internals ------------------------------------------------------------------------------
-    def _redact(self, text: str | None) -> str | None:
+    def _redact(self, text: str | None, *, loose: bool = True) -> str | None:
+        """Remove the key from text; `loose` also masks anything shaped like a key (error texts only,
+        so that a plan's own words are never rewritten)."""
         if text is None:
             return None
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return _KEY_PATTERN.sub("sk-***", text)
+        return _KEY_PATTERN.sub("sk-***", text) if loose else text
 
     def _usage(self, out: _Outcome, cached: bool, latency: float) -> dict[str, Any]:
         return {
@@ -338,9 +349,12 @@ class _APIPlanner:
             out = self._attempt_loop(req)
         except Exception as exc:  # a bug or an SDK surprise must not sink the whole run
             out = _Outcome(None, f"client_error: {type(exc).__name__}: {exc}", cacheable=False)
+        except BaseException:  # interrupt / exit inside a worker: stop the run like Ctrl-C would
+            self._stopping = True
+            raise
         latency = time.monotonic() - start
         out.settle()
-        out.text, out.error, out.raw = self._redact(out.text), self._redact(out.error), self._redact(out.raw)
+        out.text, out.error, out.raw = self._redact(out.text, loose=False), self._redact(out.error), self._redact(out.raw)
         if out.cacheable and self.cache is not None:
             self.cache.put(key, {
                 "provider": self.provider,
@@ -367,6 +381,8 @@ class _APIPlanner:
         while True:
             if self._fatal is not None:
                 return _Outcome(None, f"skipped: {self._fatal}", cacheable=False, attempts=attempt)
+            if self._stopping:
+                return _Outcome(None, "cancelled: the run is stopping", cacheable=False, attempts=attempt)
             with self._lock:
                 self.requests_sent += 1
             try:
@@ -518,9 +534,14 @@ class AnthropicPlanner(_APIPlanner):
         return self._sdk.Anthropic(**opts)
 
     def _send(self, messages: list[dict]) -> Any:
-        system = "\n\n".join(str(m["content"]) for m in messages if m.get("role") == "system")
+        system_parts = [m["content"] for m in messages if m.get("role") == "system"]
         chat = [{"role": m["role"], "content": m["content"]} for m in messages if m.get("role") != "system"]
-        extra: dict[str, Any] = {"system": system} if system else {}
+        extra: dict[str, Any] = {}
+        if system_parts and all(isinstance(c, str) for c in system_parts):
+            extra["system"] = "\n\n".join(system_parts)
+        elif system_parts:  # content blocks: pass them on as text blocks
+            extra["system"] = [b for c in system_parts
+                               for b in ([{"type": "text", "text": c}] if isinstance(c, str) else c)]
         try:
             return self._client.messages.create(
                 model=self.model,

@@ -250,7 +250,8 @@ def test_crash_part_way_keeps_paid_responses(stub, tmp_path, monkeypatch):
 
     monkeypatch.setattr(planner, "_extract", extract_then_die)
     with pytest.raises(KeyboardInterrupt):
-        planner.plan([req("ok"), req("notool")])
+        planner.plan([req("ok"), req("notool"), req("malformed")])
+    assert stub.count("openai", "malformed") == 0  # queued work is cancelled, not sent
     assert len(ResponseCache(cache)) == 1 and not list(cache.rglob("*.tmp"))
     rerun = make("openai", stub, cache).plan([req("ok"), req("notool")])
     assert stub.count("openai", "ok") == 1 and stub.count("openai", "notool") == 2
