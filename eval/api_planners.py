@@ -69,6 +69,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 AUTH_STATUS = frozenset({401, 403})
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
 _KEY_PATTERN = re.compile(r"\b(sk-(?:ant-)?[A-Za-z0-9_\-]{8,})")
 
 
@@ -87,14 +88,15 @@ class APIAuthError(RuntimeError):
 
 def estimate_cost(model: str, input_tokens: int | None, output_tokens: int | None,
                   prices: Mapping[str, tuple[float, float]]) -> float | None:
-    """USD cost from the price table; the longest table entry that prefixes the model name applies
-    (so dated snapshots like `claude-sonnet-4-5-20250929` are priced), unknown models give None."""
+    """USD cost from the price table. A dated snapshot (`claude-sonnet-4-5-20250929`,
+    `gpt-5-nano-2025-08-07`) or `-latest` alias takes its base model's price; any other unknown model
+    gets None (a `gpt-5-pro` is not priced as `gpt-5`)."""
     if input_tokens is None or output_tokens is None:
         return None
-    match = max((name for name in prices if model == name or model.startswith(name + "-")), key=len, default=None)
-    if match is None:
+    base = model if model in prices else _SNAPSHOT_SUFFIX.sub("", model)
+    if base not in prices:
         return None
-    price_in, price_out = prices[match]
+    price_in, price_out = prices[base]
     return (input_tokens * price_in + output_tokens * price_out) / 1e6
 
 
@@ -356,6 +358,15 @@ class _APIPlanner:
         out.settle()
         out.text, out.error, out.raw = self._redact(out.text, loose=False), self._redact(out.error), self._redact(out.raw)
         if out.cacheable and self.cache is not None:
+            self._store(key, req, out)
+        if out.error:
+            log.warning("%s: request %s: %s", self.name, req.id, out.error)
+        return PlanResponse(text=out.text, error=out.error, usage=self._usage(out, cached=False, latency=latency))
+
+    def _store(self, key: str, req: PlanRequest, out: _Outcome) -> None:
+        """Cache the answer; a failed write (disk full) is logged, not fatal: the answer still returns."""
+        assert self.cache is not None
+        try:
             self.cache.put(key, {
                 "provider": self.provider,
                 "model": self.model,
@@ -367,9 +378,8 @@ class _APIPlanner:
                 "output_tokens": out.output_tokens,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             })
-        if out.error:
-            log.warning("%s: request %s: %s", self.name, req.id, out.error)
-        return PlanResponse(text=out.text, error=out.error, usage=self._usage(out, cached=False, latency=latency))
+        except OSError as exc:
+            log.error("%s: could not cache the answer to %s: %s", self.name, req.id, exc)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -265,6 +265,9 @@ def test_cost_accounting():
     assert estimate_cost("gpt-5-nano-2025-08-07", 1000, 0, prices) == pytest.approx(0.00005)
     assert estimate_cost("gpt-5", 1000, 0, prices) == pytest.approx(0.00125)  # not gpt-5-nano's price
     assert estimate_cost("my-finetune", 1000, 200, prices) is None
+    assert estimate_cost("claude-sonnet-4-5-latest", 1000, 200, prices) == pytest.approx(0.006)
+    for unpriced in ("gpt-5-pro", "claude-sonnet-4-6", "gpt-5-nano-x"):
+        assert estimate_cost(unpriced, 1000, 200, prices) is None, unpriced
     assert estimate_cost("gpt-5-nano", None, 200, prices) is None
 
 
@@ -412,3 +415,11 @@ def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch):
     assert stub.count() - before == 2  # only the uncached transport failures are sent again
     for spec in methods[1:]:
         assert again["methods"][spec]["by_kind"] == result["methods"][spec]["by_kind"]
+
+
+def test_unwritable_cache_does_not_lose_the_answer(stub, tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    (resp,) = make("openai", stub, blocker).plan([req("ok")])
+    assert resp.error is None and json.loads(resp.text) == VALID_PLAN
+    assert "could not cache" in caplog.text
