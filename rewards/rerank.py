@@ -1,0 +1,94 @@
+"""Instruction-aware reranking: rescore the head of a fused ranking with a bi-encoder.
+
+The search tool's keyword searches cannot read "not FooBrand" or "reviewed recently" unless the planner
+turns them into filters; an encoder trained with dual-view data can, so it reorders the top-N candidates
+by cosine similarity to query + instruction (the "contextual relevance" stage). Only the head is
+rescored — the tail keeps its order — so the cost is N document embeddings per query, and document
+embeddings are cached across queries because candidate lists overlap heavily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class EmbeddingCache:
+    """Normalised embeddings of documents (by id, cached) and queries (by text, cached) for one encoder."""
+
+    def __init__(self, model: Any, text_of: Callable[[Hashable], str], batch_size: int = 64,
+                 key: Callable[[Hashable], Hashable] = lambda x: x):
+        self.model, self.text_of, self.batch_size, self.key = model, text_of, batch_size, key
+        self._docs: dict[Hashable, np.ndarray] = {}
+        self._queries: dict[str, np.ndarray] = {}
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                            normalize_embeddings=True, show_progress_bar=False), dtype=np.float32)
+
+    def docs(self, ids: Sequence[Hashable]) -> np.ndarray:
+        keys = [self.key(i) for i in ids]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._docs))
+        if missing:
+            for k, v in zip(missing, self._encode([self.text_of(k) for k in missing]), strict=True):
+                self._docs[k] = v
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._docs[k] for k in keys])
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._queries))
+        if missing:
+            for t, v in zip(missing, self._encode(missing), strict=True):
+                self._queries[t] = v
+        return np.stack([self._queries[t] for t in texts])
+
+    def warm(self, ids: Sequence[Hashable]) -> None:
+        """Embed many documents in one pass (bigger batches than query-by-query reranking)."""
+        self.docs(ids)
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+
+class EncoderReranker:
+    """`rerank(text, doc_ids)`: the top `top_n` ids reordered by encoder similarity, the rest unchanged.
+
+    `model_path_or_id` is a folder, a hub id or an already loaded SentenceTransformer; `bench` supplies
+    product texts (rendered like the training documents, see pipelines.dualview.pairs.document_text).
+    """
+
+    def __init__(self, model_path_or_id: Any, bench: Any, top_n: int = 50, batch_size: int = 64,
+                 max_seq_length: int | None = None, cache: EmbeddingCache | None = None):
+        if top_n < 1:
+            raise ValueError(f"top_n must be >= 1, got {top_n}")
+        self.top_n = top_n
+        if cache is None:
+            from pipelines.dualview.pairs import DocTexts
+
+            if isinstance(model_path_or_id, str):
+                from pipelines.dualview.train import load_encoder
+
+                model = load_encoder(model_path_or_id, max_seq_length)
+            else:
+                model = model_path_or_id
+            texts = DocTexts(bench)
+            cache = EmbeddingCache(model, texts.__getitem__, batch_size=batch_size, key=int)
+        self.cache = cache
+        self.name = str(model_path_or_id) if isinstance(model_path_or_id, str) else type(model_path_or_id).__name__
+
+    def scores(self, text: str, doc_ids: Sequence[int]) -> np.ndarray:
+        """Cosine similarity of each document to the query + instruction text."""
+        if not doc_ids:
+            return np.zeros(0, dtype=np.float32)
+        return self.cache.docs(doc_ids) @ self.cache.queries([text])[0]
+
+    def rerank(self, text: str, doc_ids: Sequence[int]) -> list[int]:
+        head, tail = list(doc_ids[: self.top_n]), list(doc_ids[self.top_n:])
+        if len(head) < 2:
+            return head + tail
+        s = self.scores(text, head)
+        order = np.argsort(-s, kind="stable")  # ties keep the fused order
+        return [head[i] for i in order] + tail
