@@ -89,9 +89,15 @@ def _json_depth_exceeds(value: Any, limit: int) -> bool:
 
 
 def _decoded_values(text: str) -> Iterator[Any]:
-    """Top-level JSON values embedded in text, in order; raises no_json / bad_json if none decodes."""
+    """Top-level JSON values embedded in text, in order; raises no_json / bad_json if none decodes.
+
+    A value that starts inside a span that failed to decode (a plan cut off by max_new_tokens still
+    holds complete inner objects) is not top-level and is skipped, so truncation is a bad_json error
+    instead of a silently shortened plan.
+    """
     decoder = json.JSONDecoder()
     pos, attempts, first_error, yielded = 0, 0, None, False
+    broken_until = -1  # furthest point a failed decode reached
     while attempts < MAX_JSON_ATTEMPTS:
         m = _JSON_START.search(text, pos)
         if m is None:
@@ -101,15 +107,18 @@ def _decoded_values(text: str) -> Iterator[Any]:
             value, end = decoder.raw_decode(text, m.start())
         except RecursionError:
             raise PlanError("too_deep", "JSON nested too deeply to decode") from None
-        except ValueError as e:  # JSONDecodeError, or an integer over Python's digit limit
+        except ValueError as e:  # JSONDecodeError, or an integer over Python's digit limit (no .pos)
             first_error = first_error or f"{e} (at char {m.start()})"
+            broken_until = max(broken_until, getattr(e, "pos", len(text)))
             pos = m.start() + 1
+            continue
+        pos = end
+        if m.start() < broken_until:
             continue
         if _json_depth_exceeds(value, MAX_JSON_DEPTH):
             raise PlanError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         yielded = True
         yield value
-        pos = end
     if yielded:
         return
     if first_error is None:
@@ -187,6 +196,8 @@ def _search(raw: Any, i: int, schema: IndexSchema) -> Search:
             node = parse_filter(s.filter, schema)
         except FilterError as e:
             raise PlanError(e.code, f"{where}: {e.reason}") from None
+        except OverflowError:  # parse_filter's float() of a JSON integer beyond float range
+            raise PlanError("bad_value", f"{where}: a number in the filter is out of range") from None
     query = s.query.strip()
     if not query and node is None:
         raise PlanError("empty_search", f"{where} has an empty query and no filter")

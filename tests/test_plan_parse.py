@@ -69,6 +69,8 @@ def test_filter_only_search_and_null_filter():
     ("", "no_json", "no JSON"),
     ('{"searches": [{"query": "a",}]}', "bad_json", "invalid JSON"),
     ("{'searches': [{'query': 'a'}]}", "bad_json", "invalid JSON"),
+    ('{"searches": [{"query": "tent"}, {"query": "two person', "bad_json", "Unterminated string"),  # cut off
+    ('Plan: [{"query": "tent"}, {"query": "x"', "bad_json", "invalid JSON"),
     ("[" * 3000 + "]" * 3000, "too_deep", "nested"),
     ('{"searches": [{"query": "a", "filter": ' + '{"not": ' * 40 + '{}' + '}' * 40 + '}]}', "too_deep", "32"),
     ('{"searches": [{"query": "a", "filter": ' + '{"not": ' * 4 + '{"field": "brand", "op": "eq", "value": "x"}'
