@@ -136,6 +136,15 @@ class _Final(Exception):
         self.reason = reason
 
 
+def _quiet_http_logs() -> None:
+    """The HTTP layer logs every request at INFO (hundreds of lines per run); keep its warnings only,
+    unless the user configured those loggers themselves."""
+    for name in ("httpx", "httpx2"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
 def _env_number(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
@@ -227,6 +236,7 @@ class _APIPlanner:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._sdk = self._import_sdk()
+        _quiet_http_logs()
         key = os.environ.get(self.key_env, "").strip()
         if not key:
             raise MissingAPIKeyError(
