@@ -82,8 +82,12 @@ class MissingSDKError(ImportError):
     """The optional API client package is not installed."""
 
 
-class APIAuthError(RuntimeError):
-    """The provider rejected the key (401/403): every further request would fail, so the run stops."""
+class APIRunError(RuntimeError):
+    """A failure that every further request would repeat (unknown model), so the run stops."""
+
+
+class APIAuthError(APIRunError):
+    """The provider rejected the key (401/403)."""
 
 
 def estimate_cost(model: str, input_tokens: int | None, output_tokens: int | None,
@@ -245,7 +249,7 @@ class _APIPlanner:
             )
         self._secrets = (key,)
         self._client = self._make_client(key)
-        self._fatal: str | None = None
+        self._fatal: APIRunError | None = None
         self._stopping = False
         self._lock = threading.Lock()
         self.requests_sent = 0  # HTTP attempts made by this planner (retries included), for reports/tests
@@ -296,7 +300,8 @@ class _APIPlanner:
 
     def plan(self, requests: list[PlanRequest]) -> list[PlanResponse]:
         """One response per request, in order. Cached answers cost nothing; identical requests in one
-        batch are sent once; a rejected key raises `APIAuthError` after in-flight requests finish."""
+        batch are sent once; a rejected key (`APIAuthError`) or an unknown model (`APIRunError`) stops
+        sending and raises once in-flight requests have finished."""
         keys = [cache_key(self.provider, self.model, r.messages, self.tool_schema, self.params) for r in requests]
         results: dict[str, PlanResponse] = {}
         todo: dict[str, PlanRequest] = {}
@@ -323,7 +328,7 @@ class _APIPlanner:
                 raise
             pool.shutdown()
         if self._fatal is not None:
-            raise APIAuthError(self._fatal)
+            raise self._fatal
         return [results[key] for key in keys]
 
     # ---- internals ------------------------------------------------------------------------------
@@ -436,8 +441,15 @@ class _APIPlanner:
             detail = f"http_{status}: {_short(exc.message)}"
             if status in AUTH_STATUS:
                 with self._lock:
-                    self._fatal = (f"{self.name}: the key in {self.key_env} was rejected (HTTP {status}); "
-                                   "check the variable and the account's access to the model")
+                    self._fatal = APIAuthError(
+                        f"{self.name}: the key in {self.key_env} was rejected (HTTP {status}); "
+                        "check the variable and the account's access to the model")
+                return _Final(detail)
+            if status == 404:
+                with self._lock:
+                    self._fatal = APIRunError(
+                        f"{self.name}: HTTP 404 ({self._redact(_short(exc.message, 200))}); check the model "
+                        "name and, with a custom base URL, the endpoint")
                 return _Final(detail)
             if status in RETRYABLE_STATUS or status >= 500:
                 return _Retryable(detail, _retry_after_seconds(exc.response.headers))
@@ -615,6 +627,6 @@ def make_api_planner(spec: str, tool_schema: dict, **kwargs: Any) -> _APIPlanner
 
 
 __all__: list[str] = [
-    "AnthropicPlanner", "APIAuthError", "DEFAULT_PRICES", "MissingAPIKeyError", "MissingSDKError",
+    "AnthropicPlanner", "APIAuthError", "APIRunError", "DEFAULT_PRICES", "MissingAPIKeyError", "MissingSDKError",
     "OpenAIPlanner", "TOOL_NAME", "estimate_cost", "make_api_planner",
 ]

@@ -41,6 +41,7 @@ SCRIPTS: dict[str, list[tuple[str, Any]]] = {
     "always_500": [("status", (500, {}))],
     "bad_request": [("status", (400, {}))],
     "auth": [("status", (401, {}))],
+    "no_model": [("status", (404, {}))],
     "hang_then_ok": [("hang", 1.0), ("ok", None)],
     "always_hang": [("hang", 1.0)],
     "slow": [("slow", 0.15)],

@@ -24,6 +24,7 @@ from eval import api_planners  # noqa: E402
 from eval.api_planners import (  # noqa: E402
     AnthropicPlanner,
     APIAuthError,
+    APIRunError,
     MissingAPIKeyError,
     MissingSDKError,
     OpenAIPlanner,
@@ -236,6 +237,14 @@ def test_rejected_key_stops_the_run(provider, stub):
     message = str(info.value)
     assert PROVIDERS[provider].key_env in message and SECRET not in message
     assert stub.count() == 1  # nothing else is sent once the key is known to be bad
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_unknown_model_stops_the_run(provider, stub):
+    planner = make(provider, stub, None, concurrency=1, model="no-such-model")
+    with pytest.raises(APIRunError, match="no-such-model.*404"):
+        planner.plan([req("no_model"), req("ok")])
+    assert stub.count() == 1
 
 
 def test_crash_part_way_keeps_paid_responses(stub, tmp_path, monkeypatch):
