@@ -125,6 +125,8 @@ def _trl_config(cfg: TrainConfig, objective: str, dtype: Any, out: Path) -> Any:
         max_length=cfg.max_length,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
+        # without this, ranks launched on CPU (gloo) each train alone instead of as one DDP job
+        use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
         **cfg.extra_args,
     )
