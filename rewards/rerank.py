@@ -77,7 +77,7 @@ class EncoderReranker:
             texts = DocTexts(bench)
             cache = EmbeddingCache(model, texts.__getitem__, batch_size=batch_size, key=int)
         self.cache = cache
-        self.name = str(model_path_or_id) if isinstance(model_path_or_id, str) else type(model_path_or_id).__name__
+        self.name = str(model_path_or_id) if model_path_or_id is not None else "cached-encoder"
 
     def scores(self, text: str, doc_ids: Sequence[int]) -> np.ndarray:
         """Cosine similarity of each document to the query + instruction text."""

@@ -74,15 +74,15 @@ def document_text(product: Product, meta: dict | None = None, today: dt.date | N
     if meta.get("price") is not None:
         parts.append(f"Price: ${meta['price']:.2f}.")
     if meta.get("rating") is not None:
-        parts.append(f"Rated {meta['rating']:.1f} of 5 ({int(meta.get('review_count') or 0)} reviews).")
+        parts.append(f"Rating {meta['rating']:.1f} ({int(meta.get('review_count') or 0)} reviews).")
     last = meta.get("last_review_date")
     if last is not None:
-        when = f"Last review: {last:%B %Y}"
-        parts.append(when + (f" ({_age(last, today)})." if today is not None else "."))
-    if product.category:
-        parts.append("Category: " + ", ".join(product.category) + ".")
-    parts += [f for f in product.feature]
-    parts += [d for d in product.description]
+        parts.append(f"Last review {last:%b %Y}" + (f" ({_age(last, today)})." if today is not None else "."))
+    parts += [f.strip().rstrip(".") + "." for f in product.feature if f.strip()]
+    categories = product.category[1:] if len(product.category) > 1 else product.category  # drop the root
+    if categories:
+        parts.append(", ".join(categories) + ".")
+    parts += list(product.description)
     text = " ".join(p.strip() for p in parts if p and p.strip())
     return text[:max_chars]
 

@@ -29,19 +29,19 @@ def _fmt(x: Any, pct: bool = False) -> str:
     return f"{100 * x:.1f}" if pct else f"{x:.2f}" if abs(x) >= 10 else f"{x:.3f}"
 
 
-def _threads() -> None:
-    import torch
-
-    n = int(os.environ.get("DUALVIEW_THREADS", "0") or 0) or min(2, os.cpu_count() or 1)
-    torch.set_num_threads(n)
-
-
 def run(cfg: dict) -> dict:
     """Run (or resume) the whole pipeline for one config; returns the results dict also written to disk."""
-    from pipelines.rundir import RunDir, atomic_write_json, atomic_write_text, read_json, read_jsonl, write_jsonl
+    from pipelines.dualview.train import configure_threads
+    from pipelines.rundir import (
+        RunDir,
+        atomic_write_json,
+        atomic_write_text,
+        read_jsonl,
+        write_jsonl,
+    )
     from stark_instruct.benchmark import Benchmark
 
-    _threads()
+    threads = configure_threads()
     out = Path(cfg["out"])
     if cfg.get("force") and out.exists():
         shutil.rmtree(out)
@@ -84,8 +84,13 @@ def run(cfg: dict) -> dict:
             seed=cfg["seed"]))
 
     # 3. FollowIR-format evaluation on the held-out split
-    from eval.followir import (build_followir_set, candidate_order_results, evaluate_encoder, save_followir_set,
-                               score_results)
+    from eval.followir import (
+        build_followir_set,
+        candidate_order_results,
+        evaluate_encoder,
+        save_followir_set,
+        score_results,
+    )
     from pipelines.dualview.pairs import DocTexts, anchor_text
     from rewards.rerank import EmbeddingCache
 
@@ -139,7 +144,8 @@ def run(cfg: dict) -> dict:
         rerank[name] = rd.stage(f"rerank-{name}", rr)
 
     results = {"config": key_cfg, "pairs": synth_info, "train": train_info, "followir": evals,
-               "rerank": rerank, "timings": timings}
+               "rerank": rerank, "timings": timings,
+               "threads": threads, "load_average": os.getloadavg()}
     atomic_write_json(rd / "results.json", results)
     atomic_write_text(rd / "results.md", render(results))
     return results

@@ -1,0 +1,158 @@
+"""Pair synthesis (verified polarity reversal, matched budgets, the LLM path) and a tiny training run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipelines.dualview.pairs import (
+    DocTexts,
+    arm_rows,
+    available,
+    document_text,
+    llm_judge,
+    load_pairs,
+    matched_budget,
+    save_pairs,
+    swap_verifies,
+    synthesize_pairs,
+)
+from stark_instruct.filters import matches
+from stark_instruct.instructions import complement, constraint_filter, paraphrases
+
+
+@pytest.fixture(scope="module")
+def synthesized(tiny_benchmark):
+    return synthesize_pairs(tiny_benchmark, "train", per_variant=3, seed=1)
+
+
+def test_every_dual_pair_is_a_verified_swap(tiny_benchmark, synthesized):
+    rows, counts = synthesized
+    singles = {r["pair_id"]: r for r in rows if r["view"] == "single"}
+    duals = [r for r in rows if r["view"] == "dual"]
+    assert duals and counts["dual"] == len(duals)
+    queries = {q["id"]: q for q in tiny_benchmark.queries("train")}
+    answers = {q["base_id"]: set(q["relevant_ids"]) for q in queries.values() if q["kind"] == "none"}
+    for d in duals:
+        s = singles[d["pair_id"]]
+        c, cc = json.loads(s["constraint"]), json.loads(d["constraint"])
+        assert cc == complement(c)
+        p, n = s["pos_id"], s["neg_id"]
+        assert (d["pos_id"], d["neg_id"]) == (n, p)  # same documents, labels swapped
+        assert (d["positive"], d["negative"]) == (s["negative"], s["positive"])
+        f, g = constraint_filter(c), constraint_filter(cc)
+        mp, mn = tiny_benchmark.meta(p), tiny_benchmark.meta(n)
+        assert matches(f, mp) and not matches(g, mp)
+        assert matches(g, mn) and not matches(f, mn)
+        assert n in answers[s["base_id"]]  # n is topical: a base answer the instruction removed
+        assert d["instruction"] in paraphrases(cc) and d["anchor"] != s["anchor"]
+
+
+def test_single_view_rows_follow_the_qrels(tiny_benchmark, synthesized):
+    rows, _ = synthesized
+    queries = {q["id"]: q for q in tiny_benchmark.queries("train")}
+    singles = [r for r in rows if r["view"] == "single"]
+    assert singles
+    for r in singles:
+        rel = set(queries[r["variant_id"]]["relevant_ids"])
+        assert r["pos_id"] in rel and r["neg_id"] not in rel
+        assert r["instruction"] and r["instruction"] in r["anchor"]
+    for r in (r for r in rows if r["view"] == "plain"):
+        rel = set(queries[r["variant_id"]]["relevant_ids"])
+        assert r["pos_id"] in rel and r["neg_id"] not in rel and r["anchor"] == queries[r["variant_id"]]["query"]
+
+
+def test_swap_verification_rejects_a_missing_value():
+    c = {"kind": "inclusion", "attribute": "price", "field": "price", "op": "lte", "value": 50.0}
+    assert swap_verifies(c, complement(c), {"price": 20.0}, {"price": 80.0})
+    assert not swap_verifies(c, complement(c), {"price": 20.0}, {"price": None})  # fails both c and c'
+    assert not swap_verifies(c, complement(c), {"price": 80.0}, {"price": 20.0})  # labels the wrong way
+
+
+def test_arms_have_matched_budgets(synthesized, tmp_path):
+    rows, _ = synthesized
+    budget = matched_budget(rows, 10_000)
+    assert budget == min(available(rows).values()) // 2 * 2 and budget > 0
+    arms = {arm: arm_rows(rows, arm, budget, seed=0) for arm in ("plain", "single", "dual")}
+    assert {len(v) for v in arms.values()} == {budget}
+    assert {r["view"] for r in arms["plain"]} == {"plain"}
+    assert {r["view"] for r in arms["single"]} == {"single"}
+    by_pair: dict[str, list[str]] = {}
+    for r in arms["dual"]:
+        by_pair.setdefault(r["pair_id"], []).append(r["view"])
+    assert all(sorted(v) == ["dual", "single"] for v in by_pair.values())  # every triple comes with its twin
+    with pytest.raises(ValueError):
+        arm_rows(rows, "dual", budget + 1)
+    ds = load_pairs(save_pairs(arms["dual"], tmp_path / "dual.jsonl"))
+    assert len(ds) == budget and {"anchor", "positive", "negative", "view", "pos_id"} <= set(ds.column_names)
+
+
+def test_free_text_instructions_go_through_the_generator_and_are_verified(tiny_benchmark):
+    """Constraints hidden (free text): a fake LLM writes complements, half of them wrong; only verified swaps stay."""
+    rows = tiny_benchmark.queries("train")
+    by_text = {r["instruction"]: r["constraint"] for r in rows if r["constraint"]}
+    for c in list(by_text.values()):
+        for text in paraphrases(complement(c)):
+            by_text.setdefault(text, complement(c))
+
+    class FreeText:
+        def __init__(self, bench):
+            self.b, self.schema = bench, bench.schema
+
+        def __getattr__(self, name):
+            return getattr(self.b, name)
+
+        def queries(self, split=None):
+            return [{**r, "constraint": None} for r in self.b.queries(split)]
+
+    calls = {"n": 0}
+
+    def generate(prompt: str) -> str:
+        calls["n"] += 1
+        instruction = prompt.split('added the instruction: "', 1)[1].split('"\n', 1)[0]
+        c = by_text[instruction]
+        wrong = calls["n"] % 2 == 0  # every other answer just restates the instruction's own polarity
+        return "Instruction: " + (paraphrases(c)[-1] if wrong else paraphrases(complement(c))[0])
+
+    texts = DocTexts(tiny_benchmark)
+    doc_of = {texts[d]: d for d in range(len(tiny_benchmark))}
+
+    def judge(query, instruction, doc):
+        return matches(constraint_filter(by_text[instruction]), tiny_benchmark.meta(doc_of[doc]))
+
+    out, counts = synthesize_pairs(FreeText(tiny_benchmark), "train", per_variant=2, seed=0, generate=generate,
+                                   judge=judge, index=tiny_benchmark.index())
+    duals = [r for r in out if r["view"] == "dual"]
+    assert counts["llm_tried"] > 0 and 0 < counts["llm_kept"] < counts["llm_tried"]
+    assert len(duals) == counts["llm_kept"] and {r["complement_source"] for r in duals} == {"llm"}
+    for d in duals:  # every kept twin really swaps the labels
+        c = by_text[d["instruction"]]
+        assert matches(constraint_filter(c), tiny_benchmark.meta(d["pos_id"]))
+        assert not matches(constraint_filter(c), tiny_benchmark.meta(d["neg_id"]))
+
+
+def test_llm_judge_parses_yes_and_no():
+    answers = iter(["Yes, it does.", "no", "Maybe?"])
+    judge = llm_judge(lambda prompt: next(answers))
+    assert [judge("q", "i", "doc") for _ in range(3)] == [True, False, None]
+
+
+def test_document_text_leads_with_the_instruction_attributes(tiny_benchmark):
+    p, meta = tiny_benchmark.product(0), tiny_benchmark.meta(0)
+    text = document_text(p, meta, tiny_benchmark.schema.reference_date, max_chars=400)
+    assert len(text) <= 400 and text.startswith(p.title.rstrip("."))
+    if p.brand:
+        assert f"Brand: {p.brand}." in text[:200]
+
+
+def test_tiny_training_run_changes_embeddings(tiny_benchmark, synthesized, tmp_path):
+    from pipelines.dualview.train import load_encoder, train_encoder
+
+    rows, _ = synthesized
+    triples = arm_rows(rows, "dual", 6, seed=0)
+    probe = [triples[0]["anchor"], triples[0]["positive"]]
+    before = load_encoder(max_seq_length=64).encode(probe)
+    info = train_encoder(triples, tmp_path, batch_size=3, max_steps=2, learning_rate=1e-4, max_seq_length=64)
+    after = load_encoder(info["model"], 64).encode(probe)
+    assert info["steps"] == 2 and info["triples"] == 6
+    assert np.abs(before - after).max() > 1e-4
