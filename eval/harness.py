@@ -1,0 +1,232 @@
+"""Run retrieval methods over a benchmark split and aggregate their metrics per instruction kind.
+
+All methods are executed by one `rewards.execute.Executor` (the one that computes training rewards), so a
+difference between methods is a difference between their plans, nothing else. Per query the harness
+keeps the plan, its validity and every metric of `rewards.metrics.all_metrics`; it then averages per
+kind, computes the gain of each method over `raw` and paired bootstrap CIs (eval/stats.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from eval.methods import Method, PlanOutput, resolve_methods
+from eval.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, compare
+
+KINDS = ("none", "inclusion", "exclusion", "recency")
+GROUPS = (*KINDS, "instructed", "all")
+BASELINE = "raw"
+RERANK_SUFFIX = "+rerank"
+
+
+def queries_fingerprint(rows: list[dict]) -> str:
+    """Hash of the evaluated queries and their qrels: reports from different query sets never merge."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps([str(row["id"]), sorted(int(i) for i in row["relevant_ids"])]).encode())
+    return h.hexdigest()[:16]
+
+
+def headline_key(k: int) -> str:
+    return f"recall@{k}"
+
+
+def in_group(kind: str, group: str) -> bool:
+    """'instructed' is every variant with an instruction; 'all' is every query."""
+    return group == "all" or (group == "instructed" and kind != "none") or kind == group
+
+
+def query_metrics(ranking: list[int], relevant: Sequence[int], k: int) -> dict[str, float]:
+    """All metrics of one ranking, with Recall@k added when k is not one of the standard cutoffs."""
+    from rewards.metrics import all_metrics, recall_at_k
+
+    metrics = {name: float(v) for name, v in all_metrics(ranking, set(relevant)).items()}
+    metrics.setdefault(headline_key(k), float(recall_at_k(ranking, set(relevant), k)))
+    return metrics
+
+
+def zero_metrics(names: Sequence[str]) -> dict[str, float]:
+    return dict.fromkeys(names, 0.0)
+
+
+def aggregate(records: list[dict]) -> dict[str, dict]:
+    """Mean of every metric and the plan validity rate per kind group; empty groups are left out."""
+    out: dict[str, dict] = {}
+    for group in GROUPS:
+        rows = [r for r in records if in_group(r["kind"], group)]
+        if not rows:
+            continue
+        names = sorted({m for r in rows for m in r["metrics"]})
+        stats: dict[str, float] = {"n": len(rows), "validity": sum(bool(r["valid"]) for r in rows) / len(rows)}
+        for name in names:
+            stats[name] = sum(r["metrics"].get(name, 0.0) for r in rows) / len(rows)
+        out[group] = stats
+    return out
+
+
+def gains(by_kind: dict[str, dict], baseline_by_kind: dict[str, dict] | None, key: str) -> dict[str, float | None]:
+    """Ratio of a method's headline recall to the baseline's per group (None where undefined)."""
+    if not baseline_by_kind:
+        return {}
+    out: dict[str, float | None] = {}
+    for group, stats in by_kind.items():
+        base = baseline_by_kind.get(group, {}).get(key)
+        value = stats.get(key)
+        out[group] = value / base if value is not None and base else None
+    return out
+
+
+def sum_usage(outputs: Sequence[PlanOutput]) -> dict:
+    """Total and per-query token use / cost over the responses that reported any."""
+    totals: Counter = Counter()
+    n = 0
+    for o in outputs:
+        numeric = {k: v for k, v in (o.usage or {}).items()
+                   if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+        if numeric:
+            n += 1
+            totals.update(numeric)
+    if not n:
+        return {}
+    return {"n_reported": n, "total": dict(totals), "per_query": {k: v / n for k, v in totals.items()}}
+
+
+def scores_by_id(records: list[dict], key: str, group: str = "all") -> dict[str, float]:
+    return {r["id"]: float(r["metrics"].get(key, 0.0)) for r in records if in_group(r["kind"], group)}
+
+
+def vs_baseline(records: list[dict], baseline: list[dict], key: str,
+                n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, dict]:
+    """Paired bootstrap CI of (method - baseline) headline recall per kind group."""
+    out = {}
+    for group in GROUPS:
+        a, b = scores_by_id(records, key, group), scores_by_id(baseline, key, group)
+        if set(a) & set(b):
+            out[group] = compare(a, b, n_resamples=n_resamples, seed=seed)
+    return out
+
+
+def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: Any = None,
+               log_depth: int | None = None) -> tuple[list[dict], dict]:
+    """Plan, execute and score every row with one method; returns per-query records and run info."""
+    t0 = time.perf_counter()
+    outputs = method.plans(rows)
+    if len(outputs) != len(rows):
+        raise RuntimeError(f"method {method.name!r} returned {len(outputs)} plans for {len(rows)} queries")
+    t_plan = time.perf_counter() - t0
+    metric_names: list[str] = []
+    records = []
+    for row, out in zip(tqdm(rows, desc=f"execute {method.name}", leave=False), outputs, strict=True):
+        relevant = [int(i) for i in row["relevant_ids"]]
+        ranking: list[int] = []
+        error = out.error
+        if out.plan is not None and error is None:
+            ranking = list(executor.run(out.plan))
+            if rerank is not None:
+                ranking = list(rerank.rerank(row.get("merged_query") or row["query"], ranking))
+            metrics = query_metrics(ranking, relevant, k)
+            metric_names = metric_names or list(metrics)
+        else:
+            error = error or "invalid: no plan"
+            metrics = {}
+        records.append({
+            "id": str(row["id"]), "base_id": row.get("base_id"), "kind": row.get("kind", "none"),
+            "query": row["query"], "instruction": row.get("instruction"),
+            "merged_query": row.get("merged_query"), "plan_text": out.text,
+            "plan": _plan_json(out.plan) if error is None else None, "error": error,
+            "valid": error is None, "metrics": metrics,
+            "retrieved": ranking[: log_depth or max(k, 20)], "relevant": relevant, "usage": out.usage,
+        })
+    names = metric_names or list(query_metrics([], [0], k))
+    for r in records:  # invalid plans score 0 on every metric
+        if not r["valid"]:
+            r["metrics"] = zero_metrics(names)
+    errors = Counter(r["error"].split(":", 1)[0] for r in records if r["error"])
+    info = {"seconds_plan": t_plan, "seconds_total": time.perf_counter() - t0,
+            "usage": sum_usage(outputs), "errors": dict(errors)}
+    return records, info
+
+
+def _plan_json(plan: Any) -> dict | None:
+    if plan is None:
+        return None
+    from rewards.plan import plan_to_json
+
+    return plan_to_json(plan)
+
+
+def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: str = "tantivy", k: int = 20,
+             rerank: Any = None, out_dir: str | Path | None = None, *, limit: int | None = None,
+             compare_pairs: Sequence[tuple[str, str]] = (), n_resamples: int = DEFAULT_RESAMPLES,
+             seed: int = DEFAULT_SEED, examples: Sequence = (), mode: str = "separate",
+             executor: Any = None, depth: int = 100) -> dict:
+    """Evaluate methods on one split; writes a (merged) report into out_dir when given.
+
+    Returns {"config", "methods": {name: {by_kind, gain_vs_raw, vs_raw, usage, errors, ...}},
+    "comparisons", "per_query": {name: [records]}}.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    rows = list(bench.queries(split))
+    if not rows:
+        raise ValueError(f"split {split!r} of {getattr(bench, 'path', 'the benchmark')} has no queries")
+    if limit is not None:
+        rows = rows[:limit]
+    resolved = resolve_methods(methods, bench, examples=examples, mode=mode)
+    if executor is None:
+        from rewards.execute import Executor
+
+        executor = Executor(bench.index(engine=engine), depth=max(depth, k))
+    key = headline_key(k)
+    suffix = RERANK_SUFFIX if rerank is not None else ""
+    per_query: dict[str, list[dict]] = {}
+    results: dict[str, dict] = {}
+    for method in resolved:
+        name = method.name + suffix
+        records, info = run_method(method, rows, executor, k, rerank=rerank)
+        per_query[name] = records
+        results[name] = {"by_kind": aggregate(records), **info}
+    base_name = BASELINE + suffix
+    base = per_query.get(base_name)
+    for name, res in results.items():
+        res["gain_vs_raw"] = gains(res["by_kind"], results.get(base_name, {}).get("by_kind"), key)
+        res["vs_raw"] = (vs_baseline(per_query[name], base, key, n_resamples, seed)
+                         if base is not None and name != base_name else {})
+    comparisons = []
+    for a, b in compare_pairs:
+        missing = [m for m in (a, b) if m not in per_query]
+        if missing:
+            raise ValueError(f"cannot compare {a!r} with {b!r}: not evaluated: {', '.join(missing)}")
+        comparisons.append({"a": a, "b": b, "by_kind": vs_baseline(per_query[a], per_query[b], key,
+                                                                    n_resamples, seed)})
+    result = {
+        "config": {
+            "bench": str(getattr(bench, "path", "")), "split": split, "engine": engine, "k": k,
+            "headline": key, "limit": limit, "n_queries": len(rows),
+            "queries_sha": queries_fingerprint(rows), "depth": max(depth, k),
+            "n_resamples": n_resamples, "seed": seed, "mode": mode, "n_examples": len(examples),
+            "rerank": type(rerank).__name__ if rerank is not None else None,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        "methods": results,
+        "comparisons": comparisons,
+        "per_query": per_query,
+    }
+    if out_dir is not None:
+        from eval.report import write_report
+
+        merged = write_report(result, out_dir)
+        result = {**merged, "per_query": per_query}
+    return result

@@ -1,0 +1,197 @@
+"""The retrieval methods the harness compares: three baselines and any planner backend.
+
+Every method turns benchmark query rows into search plans (or a recorded reason why there is none); the
+harness then executes all plans with one shared executor, so methods differ only in the plan they write:
+- `raw`: one search with the base query alone (the instruction is ignored);
+- `concat`: one search with the query and the instruction text merged (what plain RAG would do);
+- `oracle`: the base query plus the variant's exact constraint as a filter, the ceiling of the search tool;
+- a planner (`eval.planners.Planner`): a model writes the plan from the prompt of `rewards.prompts`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from eval.planners import Planner, PlanRequest, PlanResponse
+
+
+@dataclass
+class PlanOutput:
+    """One method's plan for one query: the text it wrote, the parsed plan, or why there is none."""
+
+    text: str | None
+    plan: Any | None  # rewards.plan.SearchPlan
+    error: str | None = None  # "code: reason" when the plan is invalid or the backend failed
+    usage: dict = field(default_factory=dict)
+
+
+class Method(Protocol):
+    name: str
+
+    def plans(self, rows: list[dict]) -> list[PlanOutput]:
+        """One output per row, in order."""
+        ...
+
+
+def _plan_output(plan: Any) -> PlanOutput:
+    from rewards.plan import plan_to_json
+
+    return PlanOutput(text=json.dumps(plan_to_json(plan), ensure_ascii=False), plan=plan)
+
+
+def _single_search(query: str, node: Any = None) -> Any:
+    from rewards.plan import Search, SearchPlan
+
+    return SearchPlan([Search(query=query, filter=node)])
+
+
+class RawMethod:
+    """The base query alone: what retrieval does when it ignores the user's instruction."""
+
+    name = "raw"
+
+    def plans(self, rows: list[dict]) -> list[PlanOutput]:
+        return [_plan_output(_single_search(row["query"])) for row in rows]
+
+
+class ConcatMethod:
+    """Query and instruction as one keyword string: the instruction only as extra search terms."""
+
+    name = "concat"
+
+    def plans(self, rows: list[dict]) -> list[PlanOutput]:
+        return [_plan_output(_single_search(row.get("merged_query") or row["query"])) for row in rows]
+
+
+class OracleMethod:
+    """Base query plus the exact constraint as a filter: the best a one-search plan can do."""
+
+    name = "oracle"
+
+    def plans(self, rows: list[dict]) -> list[PlanOutput]:
+        from stark_instruct.instructions import constraint_filter
+
+        out = []
+        for row in rows:
+            constraint = row.get("constraint")
+            if row.get("kind", "none") != "none" and not constraint:
+                raise ValueError(f"query {row.get('id')!r} of kind {row.get('kind')!r} has no constraint")
+            node = constraint_filter(constraint) if constraint else None
+            out.append(_plan_output(_single_search(row["query"], node)))
+        return out
+
+
+class PlannerMethod:
+    """A model backend: prompts from `rewards.prompts`, plans parsed by `rewards.parse` (same as training)."""
+
+    def __init__(self, planner: Planner, schema: Any, examples: Sequence = (), mode: str = "separate",
+                 name: str | None = None, batch_size: int = 64):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.planner = planner
+        self.schema = schema
+        self.examples = tuple(examples)
+        self.mode = mode
+        self.name = name or getattr(planner, "name", None) or type(planner).__name__
+        self.batch_size = batch_size
+
+    def requests(self, rows: list[dict]) -> list[PlanRequest]:
+        from rewards.prompts import build_messages
+
+        return [
+            PlanRequest(id=str(row["id"]), messages=build_messages(
+                self.schema, row["query"], row.get("instruction") or None, self.examples, self.mode))
+            for row in rows
+        ]
+
+    def plans(self, rows: list[dict]) -> list[PlanOutput]:
+        requests = self.requests(rows)
+        responses: list[PlanResponse] = []
+        for start in range(0, len(requests), self.batch_size):
+            batch = requests[start:start + self.batch_size]
+            got = list(self.planner.plan(batch))
+            if len(got) != len(batch):
+                raise RuntimeError(f"planner {self.name!r} returned {len(got)} responses for {len(batch)} requests")
+            responses.extend(got)
+        return [self._parse(resp) for resp in responses]
+
+    def _parse(self, resp: PlanResponse) -> PlanOutput:
+        from rewards.parse import PlanError, parse_plan
+
+        usage = dict(resp.usage or {})
+        if resp.text is None:
+            return PlanOutput(text=None, plan=None, error=f"backend_error: {resp.error or 'no text returned'}",
+                              usage=usage)
+        try:
+            plan = parse_plan(resp.text, self.schema)
+        except PlanError as exc:
+            return PlanOutput(text=resp.text, plan=None, error=f"{exc.code}: {exc.reason}", usage=usage)
+        return PlanOutput(text=resp.text, plan=plan, usage=usage)
+
+
+BASELINES: dict[str, type] = {"raw": RawMethod, "concat": ConcatMethod, "oracle": OracleMethod}
+
+# spec prefix -> (module, class, how the class is constructed)
+_BACKENDS = {
+    "hf": ("pipelines.backends.hf", "HFPlanner"),
+    "vllm": ("pipelines.backends.vllm", "VLLMPlanner"),
+    "openai": ("eval.api_planners", "OpenAIPlanner"),
+    "anthropic": ("eval.api_planners", "AnthropicPlanner"),
+}
+
+
+def resolve_planner(spec: str, bench: Any, **kwargs: Any) -> Planner:
+    """Build a planner from `<backend>:<model>` (hf, vllm, openai, anthropic), importing the backend lazily.
+
+    Lazy so that evaluating baselines needs neither GPU packages nor API clients installed.
+    """
+    prefix, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise ValueError(f"planner spec {spec!r} must look like <backend>:<model>, backends: {', '.join(_BACKENDS)}")
+    if prefix not in _BACKENDS:
+        raise ValueError(f"unknown planner backend {prefix!r} in {spec!r}; known backends: {', '.join(_BACKENDS)}")
+    module_name, class_name = _BACKENDS[prefix]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"planner backend {prefix!r} needs {module_name} and its dependencies: {exc}") from exc
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ImportError(f"{module_name} has no {class_name}")
+    if prefix in ("openai", "anthropic"):
+        from rewards.plan import plan_json_schema
+
+        kwargs.setdefault("tool_schema", plan_json_schema(bench.schema))
+    return cls(target, **kwargs)
+
+
+def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequence = (),
+                    mode: str = "separate") -> list[Method]:
+    """Turn CLI specs ("raw", "concat", "oracle", "hf:models/x", ...) or Method objects into methods."""
+    methods: list[Method] = []
+    for spec in specs:
+        if not isinstance(spec, str):
+            if hasattr(spec, "plans"):
+                methods.append(spec)
+            elif hasattr(spec, "plan"):
+                methods.append(PlannerMethod(spec, bench.schema, examples, mode))
+            else:
+                raise TypeError(f"not a method or planner: {spec!r}")
+            continue
+        spec = spec.strip()
+        if spec in BASELINES:
+            methods.append(BASELINES[spec]())
+        else:
+            planner = resolve_planner(spec, bench)
+            methods.append(PlannerMethod(planner, bench.schema, examples, mode, name=spec))
+    names = [m.name for m in methods]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate method names: {', '.join(dupes)}")
+    if not methods:
+        raise ValueError("no methods to evaluate")
+    return methods

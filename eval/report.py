@@ -1,0 +1,235 @@
+"""Write an evaluation into a run folder: metrics.json, metrics.md, recall_by_kind.png, per_query/*.jsonl.
+
+A folder accumulates methods: a later run (say, API models evaluated on another day) merges into the
+existing metrics.json, and the tables, the chart and the bootstrap CIs are rebuilt over all methods, so one
+folder holds one comparable table. Runs with a different benchmark, split, engine, k or query limit are
+refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from eval.harness import BASELINE, GROUPS, KINDS, RERANK_SUFFIX, gains, vs_baseline
+
+METRICS_JSON = "metrics.json"
+METRICS_MD = "metrics.md"
+PLOT = "recall_by_kind.png"
+PER_QUERY_DIR = "per_query"
+# a merged run must agree on these, or its numbers are not comparable
+COMPAT_KEYS = ("bench", "split", "engine", "k", "limit", "n_queries", "queries_sha")
+
+
+class ReportError(ValueError):
+    """An out_dir that cannot take this run (another benchmark/split/k) or a damaged metrics.json."""
+
+
+def safe_name(method: str) -> str:
+    """A file-system-safe stem for a method name like 'hf:models/smollm2'."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", method).strip("._") or "method"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metrics(out_dir: str | Path) -> dict | None:
+    """The merged report of an out_dir, or None when there is none yet."""
+    path = Path(out_dir) / METRICS_JSON
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: not valid JSON ({exc}); move it away or use a fresh --out") from exc
+    if not isinstance(data, dict) or "config" not in data or "methods" not in data:
+        raise ReportError(f"{path}: not an eval report (needs 'config' and 'methods')")
+    return data
+
+
+def read_per_query(out_dir: str | Path, method: str, report: dict | None = None) -> list[dict]:
+    """Per-query records of one method as written by `write_report`."""
+    files = (report or {}).get("methods", {}).get(method, {}).get("per_query_file")
+    path = Path(out_dir) / (files or f"{PER_QUERY_DIR}/{safe_name(method)}.jsonl")
+    if not path.exists():
+        raise ReportError(f"no per-query log for method {method!r} at {path}")
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _check_compatible(old: dict, new: dict, path: Path) -> None:
+    diffs = [f"{key}: {old.get(key)!r} there vs {new.get(key)!r} now" for key in COMPAT_KEYS
+             if old.get(key) != new.get(key)]
+    if diffs:
+        raise ReportError(f"{path} holds an evaluation that is not comparable with this one ({'; '.join(diffs)}); "
+                          "use another out_dir or start it afresh (eval.run --fresh)")
+
+
+def _baseline_for(method: str, methods: dict) -> str | None:
+    """Reranked methods compare with reranked raw when it exists."""
+    if method.endswith(RERANK_SUFFIX) and BASELINE + RERANK_SUFFIX in methods:
+        return BASELINE + RERANK_SUFFIX
+    return BASELINE if BASELINE in methods else None
+
+
+def merge(old: dict | None, new: dict, out_dir: Path) -> dict:
+    """Combine a previous report with a new run (new methods win) and rebuild the derived numbers."""
+    config = dict(new["config"])
+    if old is not None:
+        _check_compatible(old["config"], config, out_dir / METRICS_JSON)
+    methods = dict(old["methods"]) if old else {}
+    for name, res in new["methods"].items():
+        methods[name] = res
+    key = config["headline"]
+    n_resamples, seed = config["n_resamples"], config["seed"]
+    report = {"config": config, "methods": methods}
+    cache: dict[str, list[dict]] = {}
+
+    def records(name: str) -> list[dict]:
+        if name not in cache:
+            cache[name] = new.get("per_query", {}).get(name) or read_per_query(out_dir, name, report)
+        return cache[name]
+
+    for name, res in methods.items():
+        base = _baseline_for(name, methods)
+        res["gain_vs_raw"] = gains(res["by_kind"], methods[base]["by_kind"], key) if base else {}
+        res["vs_raw"] = vs_baseline(records(name), records(base), key, n_resamples, seed) \
+            if base and base != name else {}
+    pairs = {(c["a"], c["b"]): c for c in (old or {}).get("comparisons", [])}
+    pairs.update({(c["a"], c["b"]): c for c in new.get("comparisons", [])})
+    report["comparisons"] = list(pairs.values())
+    return report
+
+
+def write_report(result: dict, out_dir: str | Path) -> dict:
+    """Write per-query logs of the new methods, then the merged metrics.json, metrics.md and chart."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    old = read_metrics(out)
+    if old is not None:  # refuse before writing anything
+        _check_compatible(old["config"], result["config"], out / METRICS_JSON)
+    for name, records in result.get("per_query", {}).items():
+        rel = f"{PER_QUERY_DIR}/{safe_name(name)}.jsonl"
+        _atomic_write(out / rel, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
+        result["methods"][name]["per_query_file"] = rel
+    report = merge(old, result, out)
+    _atomic_write(out / METRICS_JSON, json.dumps(report, indent=2, default=str) + "\n")
+    _atomic_write(out / METRICS_MD, markdown(report))
+    plot_recall_by_kind(report, out / PLOT)
+    return report
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _metric_label(name: str) -> str:
+    m = re.fullmatch(r"(recall|hit)@(\d+)", name)
+    if m:
+        return f"{'R' if m.group(1) == 'recall' else 'Hit'}@{m.group(2)}"
+    return name.upper() if name == "mrr" else name
+
+
+def _metric_order(name: str) -> tuple:
+    m = re.fullmatch(r"(recall|hit)@(\d+)", name)
+    if m:
+        return (0 if m.group(1) == "recall" else 1, int(m.group(2)), name)
+    return (2, 0, name)
+
+
+def markdown(report: dict) -> str:
+    """Headline table (Recall@k per kind, validity, gain and CI vs raw) and a full-metrics table."""
+    cfg, methods = report["config"], report["methods"]
+    key = cfg["headline"]
+    label = _metric_label(key)
+    groups = [g for g in GROUPS if any(g in m["by_kind"] for m in methods.values())]
+    lines = [
+        f"Benchmark `{cfg['bench']}`, split `{cfg['split']}`, {cfg['n_queries']} queries, engine `{cfg['engine']}`.",
+        "",
+        f"**{label} by instruction kind** (n per kind in the header; gain = {label} / raw's {label}; "
+        f"Δ = paired bootstrap {100 * 0.95:.0f}% CI of {label} minus raw, {cfg['n_resamples']} resamples).",
+        "",
+    ]
+    counts = {g: next((m["by_kind"][g]["n"] for m in methods.values() if g in m["by_kind"]), 0) for g in groups}
+    header = ["method", *[f"{g} (n={counts[g]})" for g in groups], "valid", "gain instructed", "gain all",
+              "Δ instructed [95% CI]"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, res in methods.items():
+        by = res["by_kind"]
+        ci = res.get("vs_raw", {}).get("instructed")
+        ci_txt = f"{ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]" if ci else "–"
+        cells = [name, *[_fmt(by.get(g, {}).get(key)) for g in groups], _fmt(by.get("all", {}).get("validity")),
+                 _fmt(res.get("gain_vs_raw", {}).get("instructed"), 2), _fmt(res.get("gain_vs_raw", {}).get("all"), 2),
+                 ci_txt]
+        lines.append("| " + " | ".join(cells) + " |")
+    names = sorted({m for res in methods.values() for m in res["by_kind"].get("all", {})
+                    if m not in ("n", "validity")}, key=_metric_order)
+    lines += ["", "**All metrics, all queries** (tokens and cost from the backends' usage reports).", ""]
+    header = ["method", *[_metric_label(n) for n in names], "valid", "in tok/q", "out tok/q", "cost USD", "errors"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, res in methods.items():
+        by = res["by_kind"].get("all", {})
+        usage = res.get("usage") or {}
+        per_q, total = usage.get("per_query", {}), usage.get("total", {})
+        errors = ", ".join(f"{c}×{n}" for c, n in sorted(res.get("errors", {}).items(), key=lambda x: -x[1])[:3])
+        cells = [name, *[_fmt(by.get(n)) for n in names], _fmt(by.get("validity")),
+                 _fmt(per_q.get("input_tokens"), 0), _fmt(per_q.get("output_tokens"), 0),
+                 _fmt(total.get("cost_usd"), 4), errors or "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if report.get("comparisons"):
+        lines += ["", f"**Pairwise comparisons** ({label}, a minus b, 95% CI).", "",
+                  "| a | b | group | Δ [95% CI] |", "|---|---|---|---|"]
+        for c in report["comparisons"]:
+            for g, ci in c["by_kind"].items():
+                lines.append(f"| {c['a']} | {c['b']} | {g} | {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_recall_by_kind(report: dict, path: str | Path) -> Path:
+    """Grouped bars of headline recall per instruction kind, one bar per method (cf. the post's Figure 4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg, methods = report["config"], report["methods"]
+    key = cfg["headline"]
+    groups = [g for g in (*KINDS, "all") if any(g in m["by_kind"] for m in methods.values())]
+    names = list(methods)
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 0.35 * len(groups) * len(names)), 4.2))
+    cmap = plt.get_cmap("tab10")
+    for i, name in enumerate(names):
+        values = [methods[name]["by_kind"].get(g, {}).get(key, 0.0) for g in groups]
+        xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
+        bars = ax.bar(xs, values, width, label=name, color=cmap(i % 10))
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(_metric_label(key))
+    ax.set_ylim(0, 1.2)
+    ax.set_title(f"{_metric_label(key)} by instruction kind ({cfg['split']}, {cfg['n_queries']} queries)")
+    ax.legend(fontsize=8, ncols=min(len(names), 5), loc="upper center", frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
