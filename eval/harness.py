@@ -116,9 +116,13 @@ def vs_baseline(records: list[dict], baseline: list[dict], key: str,
     return out
 
 
-def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: Any = None,
+def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: bool = False,
                log_depth: int | None = None) -> tuple[list[dict], dict]:
-    """Plan, execute and score every row with one method; returns per-query records and run info."""
+    """Plan, execute and score every row with one method; returns per-query records and run info.
+
+    With `rerank`, the executor's reranker reorders each fused ranking by the merged query (query plus
+    instruction), the text an instruction-aware encoder is trained to read.
+    """
     t0 = time.perf_counter()
     outputs = method.plans(rows)
     if len(outputs) != len(rows):
@@ -131,9 +135,8 @@ def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: 
         ranking: list[int] = []
         error = out.error
         if out.plan is not None and error is None:
-            ranking = list(executor.run(out.plan))
-            if rerank is not None:
-                ranking = list(rerank.rerank(row.get("merged_query") or row["query"], ranking))
+            rerank_text = (row.get("merged_query") or row["query"]) if rerank else None
+            ranking = list(executor.run(out.plan, rerank_text=rerank_text))
             metrics = query_metrics(ranking, relevant, k)
             metric_names = metric_names or list(metrics)
         else:
@@ -168,7 +171,7 @@ def _plan_json(plan: Any) -> dict | None:
 def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: str = "tantivy", k: int = 20,
              rerank: Any = None, out_dir: str | Path | None = None, *, limit: int | None = None,
              compare_pairs: Sequence[tuple[str, str]] = (), n_resamples: int = DEFAULT_RESAMPLES,
-             seed: int = DEFAULT_SEED, examples: Sequence = (), mode: str = "separate",
+             seed: int = DEFAULT_SEED, examples: Sequence | None = None, mode: str = "separate",
              executor: Any = None, depth: int = 100) -> dict:
     """Evaluate methods on one split; writes a (merged) report into out_dir when given.
 
@@ -188,14 +191,16 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
     if executor is None:
         from rewards.execute import Executor
 
-        executor = Executor(bench.index(engine=engine), depth=max(depth, k))
+        executor = Executor(bench.index(engine=engine), depth=max(depth, k), reranker=rerank)
+    elif rerank is not None and getattr(executor, "reranker", None) is not rerank:
+        raise ValueError("pass the reranker to the executor you give, or let evaluate build the executor")
     key = headline_key(k)
     suffix = RERANK_SUFFIX if rerank is not None else ""
     per_query: dict[str, list[dict]] = {}
     results: dict[str, dict] = {}
     for method in resolved:
         name = method.name + suffix
-        records, info = run_method(method, rows, executor, k, rerank=rerank)
+        records, info = run_method(method, rows, executor, k, rerank=rerank is not None)
         per_query[name] = records
         results[name] = {"by_kind": aggregate(records), **info}
     base_name = BASELINE + suffix
@@ -216,7 +221,7 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
             "bench": str(getattr(bench, "path", "")), "split": split, "engine": engine, "k": k,
             "headline": key, "limit": limit, "n_queries": len(rows),
             "queries_sha": queries_fingerprint(rows), "depth": max(depth, k),
-            "n_resamples": n_resamples, "seed": seed, "mode": mode, "n_examples": len(examples),
+            "n_resamples": n_resamples, "seed": seed, "mode": mode, "examples": "default" if examples is None else len(examples),
             "rerank": type(rerank).__name__ if rerank is not None else None,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },

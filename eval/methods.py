@@ -102,11 +102,16 @@ class PlannerMethod:
     def requests(self, rows: list[dict]) -> list[PlanRequest]:
         from rewards.prompts import build_messages
 
-        return [
-            PlanRequest(id=str(row["id"]), messages=build_messages(
-                self.schema, row["query"], row.get("instruction") or None, self.examples, self.mode))
-            for row in rows
-        ]
+        requests = []
+        for row in rows:
+            if self.mode == "merged":  # the instruction is already part of the merged query text
+                messages = build_messages(self.schema, row.get("merged_query") or row["query"], None,
+                                          self.examples, "merged")
+            else:
+                messages = build_messages(self.schema, row["query"], row.get("instruction") or None,
+                                          self.examples, self.mode)
+            requests.append(PlanRequest(id=str(row["id"]), messages=messages))
+        return requests
 
     def plans(self, rows: list[dict]) -> list[PlanOutput]:
         requests = self.requests(rows)
@@ -169,10 +174,19 @@ def resolve_planner(spec: str, bench: Any, **kwargs: Any) -> Planner:
     return cls(target, **kwargs)
 
 
-def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequence = (),
+def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequence | None = None,
                     mode: str = "separate") -> list[Method]:
-    """Turn CLI specs ("raw", "concat", "oracle", "hf:models/x", ...) or Method objects into methods."""
+    """Turn CLI specs ("raw", "concat", "oracle", "hf:models/x", ...), planners or Methods into methods.
+
+    Planners get `examples` as few-shot examples; None means `rewards.prompts.default_examples`, the
+    ones TAO training prompts use, so a model is evaluated on the prompt it was trained with.
+    """
     methods: list[Method] = []
+    if examples is None and any(not isinstance(s, str) or s.strip() not in BASELINES for s in specs):
+        from rewards.prompts import default_examples
+
+        examples = default_examples(bench.schema)
+    examples = tuple(examples or ())
     for spec in specs:
         if not isinstance(spec, str):
             if hasattr(spec, "plans"):

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries of the split")
     p.add_argument("--mode", default="separate", choices=("separate", "merged"),
                    help="prompt mode for planners: instruction as its own field, or merged into the query")
+    p.add_argument("--examples", default="default", choices=("default", "none"),
+                   help="few-shot examples in planner prompts: the ones TAO trains with, or zero-shot")
+    p.add_argument("--rerank", default=None, metavar="MODEL",
+                   help="rerank every method's ranking with this sentence-transformers encoder (folder or "
+                        "local id) reading query + instruction; method names get a '+rerank' suffix")
+    p.add_argument("--rerank-top-n", type=int, default=50, help="how many top documents the reranker reorders")
     p.add_argument("--compare", action="append", default=[], metavar="A,B",
                    help="also report a paired bootstrap CI of A minus B (repeatable)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -65,18 +71,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not bench_path.exists():
         print(f"error: no benchmark at {bench_path} (run `make benchmark`)", file=sys.stderr)
         return 2
-    from stark_instruct.benchmark import Benchmark
-
     from eval.harness import evaluate
+    from stark_instruct.benchmark import Benchmark
 
     out = Path(args.out)
     if args.fresh and (out / "metrics.json").exists():
         (out / "metrics.json").unlink()
     try:
         bench = Benchmark.load(bench_path)
-        result = evaluate(bench, args.split, methods, engine=args.engine, k=args.k, out_dir=out, limit=args.limit,
-                          compare_pairs=_pairs(args.compare), n_resamples=args.resamples, seed=args.seed,
-                          mode=args.mode)
+        rerank = None
+        if args.rerank:
+            from rewards.rerank import EncoderReranker
+
+            rerank = EncoderReranker(args.rerank, bench, top_n=args.rerank_top_n)
+        result = evaluate(bench, args.split, methods, engine=args.engine, k=args.k, rerank=rerank, out_dir=out,
+                          limit=args.limit, compare_pairs=_pairs(args.compare), n_resamples=args.resamples,
+                          seed=args.seed, examples=[] if args.examples == "none" else None, mode=args.mode)
     except (ReportError, ValueError, ImportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
