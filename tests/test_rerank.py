@@ -53,8 +53,8 @@ def test_ties_keep_the_fused_order_and_short_lists_pass_through():
 def test_document_embeddings_are_cached_across_queries():
     model = KeywordModel()
     r = reranker(top_n=4, model=model)
-    r.rerank("red tent", [0, 1, 2, 3, 4])
-    r.rerank("blue stove", [3, 2, 1, 0])
+    r.rerank("red tent wanted", [0, 1, 2, 3, 4])
+    r.rerank("blue stove wanted", [3, 2, 1, 0])
     assert sorted(t for t in model.encoded if t in DOCS.values()) == sorted(DOCS[i] for i in (0, 1, 2, 3))
     assert len(r.cache) == 4
 
