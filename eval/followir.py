@@ -253,3 +253,32 @@ def evaluate_encoder(model: Any, fs: FollowIRSet, *, batch_size: int = 64, ndcg_
 def evaluate_mteb_tasks(model: Any, tasks: Sequence[str] = FOLLOWIR_TASKS, **kwargs: Any) -> dict[str, dict]:
     """FollowIR itself (needs the Hugging Face hub): our metrics for each task, loaded through mteb."""
     return {t: evaluate_encoder(model, load_mteb_task(t), **kwargs) for t in tasks}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="Score an encoder on FollowIR (Core17/Robust04/News21) via mteb.")
+    ap.add_argument("--model", required=True, help="SentenceTransformer folder or hub id")
+    ap.add_argument("--tasks", nargs="*", default=list(FOLLOWIR_TASKS))
+    ap.add_argument("--dataset-path", default=None, help="a local copy in mteb's layout (one task)")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    from pipelines.dualview.train import load_encoder
+
+    model = load_encoder(a.model)
+    if a.dataset_path:
+        res = {a.tasks[0]: evaluate_encoder(model, load_mteb_task(a.tasks[0], a.dataset_path))}
+    else:
+        res = evaluate_mteb_tasks(model, a.tasks)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.out:
+        from pipelines.rundir import atomic_write_text
+
+        atomic_write_text(a.out, text + "\n")
+
+
+if __name__ == "__main__":
+    main()
