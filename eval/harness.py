@@ -210,12 +210,13 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
         res["vs_raw"] = (vs_baseline(per_query[name], base, key, n_resamples, seed)
                          if base is not None and name != base_name else {})
     comparisons = []
-    for a, b in compare_pairs:
+    for a, b in compare_pairs:  # with an out_dir, the report compares methods of earlier runs too
         missing = [m for m in (a, b) if m not in per_query]
-        if missing:
+        if missing and out_dir is None:
             raise ValueError(f"cannot compare {a!r} with {b!r}: not evaluated: {', '.join(missing)}")
-        comparisons.append({"a": a, "b": b, "by_kind": vs_baseline(per_query[a], per_query[b], key,
-                                                                    n_resamples, seed)})
+        if not missing:
+            comparisons.append({"a": a, "b": b, "by_kind": vs_baseline(per_query[a], per_query[b], key,
+                                                                        n_resamples, seed)})
     result = {
         "config": {
             "bench": str(getattr(bench, "path", "")), "split": split, "engine": engine, "k": k,
@@ -227,6 +228,7 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
         },
         "methods": results,
         "comparisons": comparisons,
+        "compare_pairs": [list(p) for p in compare_pairs],
         "per_query": per_query,
     }
     if out_dir is not None:

@@ -199,6 +199,9 @@ def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequenc
         spec = spec.strip()
         if spec in BASELINES:
             methods.append(BASELINES[spec]())
+        elif ":" not in spec:
+            raise ValueError(f"unknown method {spec!r}: use {', '.join(BASELINES)} or <backend>:<model> "
+                             f"with a backend in {', '.join(_BACKENDS)}")
         else:
             planner = resolve_planner(spec, bench)
             methods.append(PlannerMethod(planner, bench.schema, examples, mode, name=spec))

@@ -110,6 +110,12 @@ def merge(old: dict | None, new: dict, out_dir: Path) -> dict:
             if base and base != name else {}
     pairs = {(c["a"], c["b"]): c for c in (old or {}).get("comparisons", [])}
     pairs.update({(c["a"], c["b"]): c for c in new.get("comparisons", [])})
+    for a, b in new.get("compare_pairs", []):
+        missing = [m for m in (a, b) if m not in methods]
+        if missing:
+            raise ReportError(f"cannot compare {a!r} with {b!r}: not in this run or {out_dir}: {', '.join(missing)}")
+        if (a, b) not in pairs or a in new["methods"] or b in new["methods"]:
+            pairs[(a, b)] = {"a": a, "b": b, "by_kind": vs_baseline(records(a), records(b), key, n_resamples, seed)}
     report["comparisons"] = list(pairs.values())
     return report
 
@@ -121,6 +127,10 @@ def write_report(result: dict, out_dir: str | Path) -> dict:
     old = read_metrics(out)
     if old is not None:  # refuse before writing anything
         _check_compatible(old["config"], result["config"], out / METRICS_JSON)
+    known = set(result["methods"]) | set((old or {}).get("methods", {}))
+    for a, b in result.get("compare_pairs", []):
+        if a not in known or b not in known:
+            raise ReportError(f"cannot compare {a!r} with {b!r}: evaluate both first (known: {', '.join(sorted(known))})")
     for name, records in result.get("per_query", {}).items():
         rel = f"{PER_QUERY_DIR}/{safe_name(name)}.jsonl"
         _atomic_write(out / rel, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
@@ -164,7 +174,7 @@ def markdown(report: dict) -> str:
         f"Benchmark `{cfg['bench']}`, split `{cfg['split']}`, {cfg['n_queries']} queries, engine `{cfg['engine']}`.",
         "",
         f"**{label} by instruction kind** (n per kind in the header; gain = {label} / raw's {label}; "
-        f"Δ = paired bootstrap {100 * 0.95:.0f}% CI of {label} minus raw, {cfg['n_resamples']} resamples).",
+        f"Δ = paired bootstrap 95% CI of {label} minus raw, {cfg['n_resamples']} resamples).",
         "",
     ]
     counts = {g: next((m["by_kind"][g]["n"] for m in methods.values() if g in m["by_kind"]), 0) for g in groups}
