@@ -62,7 +62,7 @@ def stub():
 
 
 def make(provider: str, stub: StubLLMServer, cache_dir: Path | None, **kw):
-    opts = {"tool_schema": TOOL_SCHEMA, "cache_dir": cache_dir, "timeout": 0.4, "max_retries": 2,
+    opts = {"tool_schema": TOOL_SCHEMA, "cache_dir": cache_dir, "timeout": 5.0, "max_retries": 2,
             "backoff_base": 0.001, "concurrency": 4,
             "base_url": stub.openai_url if provider == "openai" else stub.anthropic_url}
     return PROVIDERS[provider](**{**opts, **kw})
@@ -87,10 +87,8 @@ SCENARIOS = {
     "ratelimit": (None, 2, True),
     "server_error": (None, 2, True),
     "overloaded": (None, 3, True),
-    "hang_then_ok": (None, 2, True),
     "drop_then_ok": (None, 2, True),
     "always_500": ("http_500", 3, False),
-    "always_hang": ("timeout", 3, False),
     "bad_request": ("http_400", 1, False),
 }
 
@@ -135,6 +133,22 @@ def test_every_scenario_ends_as_documented_and_rerun_uses_cache(provider, stub, 
     before = stub.count()
     make(provider, stub, cache).plan(cached_only)
     assert stub.count() == before  # ZERO requests
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_hang_past_the_timeout_is_retried_then_given_up(provider, stub, tmp_path):
+    # its own test with a short timeout: the table above uses a long one so load never fakes a timeout
+    planner = make(provider, stub, tmp_path, timeout=1.0, max_retries=1, concurrency=2)
+    t0 = time.monotonic()
+    recovered, lost = planner.plan([req("hang_then_ok"), req("always_hang")])
+    assert time.monotonic() - t0 < 2.0 + 1.5  # two 1 s timeouts, not the server's 2.5 s hangs
+    assert recovered.error is None and json.loads(recovered.text) == VALID_PLAN
+    assert stub.count(provider, "hang_then_ok") == 2 and recovered.usage["attempts"] == 2
+    assert lost.text is None and lost.error.startswith("timeout:") and "2 attempt" in lost.error
+    assert stub.count(provider, "always_hang") == 2
+    make(provider, stub, tmp_path, timeout=1.0, max_retries=1).plan([req("hang_then_ok"), req("always_hang")])
+    assert stub.count(provider, "hang_then_ok") == 2  # the recovered answer is cached
+    assert stub.count(provider, "always_hang") == 4  # the timeout is not
 
 
 def test_request_shape_openai(stub, tmp_path):
@@ -358,28 +372,23 @@ def test_key_never_leaves_the_process(stub, tmp_path, caplog, capsys):
     assert SECRET not in captured.out + captured.err
 
 
-class _FakeBench:
-    """Just what the harness reads: a schema, query rows and a path (no corpus: the executor is faked)."""
+class _ScenarioBench:
+    """The tiny benchmark with a stub scenario written into each test query (everything else delegated)."""
 
-    def __init__(self, rows: list[dict]):
-        import datetime as dt
-
-        from stark_instruct.schema import product_schema
-
-        self.schema = product_schema(dt.date(2018, 6, 1), brands=["foobrand", "acme"])
-        self.rows = rows
-        self.path = "fake-bench"
+    def __init__(self, bench, scenarios: list[str]):
+        self._bench = bench
+        self._scenarios = scenarios
 
     def queries(self, split: str | None = None) -> list[dict]:
-        return [r for r in self.rows if split is None or r["split"] == split]
+        rows = self._bench.queries(split)[: len(self._scenarios)]
+        return [{**r, "query": f"{r['query']} scenario={s}", "merged_query": f"{r['merged_query']} scenario={s}"}
+                for r, s in zip(rows, self._scenarios, strict=True)]
+
+    def __getattr__(self, name: str):
+        return getattr(self._bench, name)
 
 
-class _FixedExecutor:
-    def run(self, plan) -> list[int]:
-        return list(range(30))
-
-
-def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch):
+def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch, tiny_benchmark):
     from eval.harness import evaluate
     from eval.report import read_metrics
 
@@ -387,14 +396,11 @@ def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.anthropic_url)
     monkeypatch.setenv("IR_API_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("IR_API_MAX_RETRIES", "1")
-    scenarios = ["ok", "malformed", "bad_request", "ratelimit"]
-    rows = [{"id": f"q{i}", "base_id": f"b{i}", "split": "test", "kind": "exclusion" if i % 2 else "none",
-             "query": f"insulated jacket scenario={s}", "instruction": "not FooBrand" if i % 2 else "",
-             "merged_query": f"insulated jacket scenario={s}", "constraint": None, "relevant_ids": [1, 2, 40]}
-            for i, s in enumerate(scenarios)]
+    bench = _ScenarioBench(tiny_benchmark, ["ok", "malformed", "bad_request", "ratelimit"])
+    ids = [r["id"] for r in bench.queries("test")]
     methods = ["raw", "openai:gpt-5-nano", "anthropic:claude-sonnet-4-5"]
     out = tmp_path / "eval"
-    result = evaluate(_FakeBench(rows), "test", methods, out_dir=out, executor=_FixedExecutor(), n_resamples=50)
+    result = evaluate(bench, "test", methods, out_dir=out, n_resamples=50)
 
     for spec in methods[1:]:
         res = result["methods"][spec]
@@ -404,9 +410,11 @@ def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch):
         assert usage["input_tokens"] == 3000 and usage["output_tokens"] == 600  # the 400 reported none
         expected = estimate_cost(spec.split(":")[1], 3000, 600, api_planners.DEFAULT_PRICES)
         assert usage["cost_usd"] == pytest.approx(expected)
-        errors = {r["id"]: r["error"] for r in result["per_query"][spec]}
-        assert errors["q1"].startswith("backend_error: malformed_arguments")
-        assert errors["q2"].startswith("backend_error: http_400") and errors["q0"] is None
+        errors = [r["error"] for r in result["per_query"][spec]]
+        assert [r["id"] for r in result["per_query"][spec]] == ids
+        assert errors[0] is None and errors[3] is None
+        assert errors[1].startswith("backend_error: malformed_arguments")
+        assert errors[2].startswith("backend_error: http_400")
     # the harness handed over the real plan schema from rewards.plan, minus its `$schema` tag
     sent = {r.provider: r.body["tools"][0] for r in stub.state.requests}
     for tool in (sent["openai"]["function"]["parameters"], sent["anthropic"]["input_schema"]):
@@ -419,8 +427,7 @@ def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch):
         assert SECRET not in path.read_text(errors="replace"), path
 
     before = stub.count()
-    again = evaluate(_FakeBench(rows), "test", methods[1:], out_dir=tmp_path / "eval2",
-                     executor=_FixedExecutor(), n_resamples=50)
+    again = evaluate(bench, "test", methods[1:], out_dir=tmp_path / "eval2", n_resamples=50)
     assert stub.count() - before == 2  # only the uncached transport failures are sent again
     for spec in methods[1:]:
         assert again["methods"][spec]["by_kind"] == result["methods"][spec]["by_kind"]
