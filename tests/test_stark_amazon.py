@@ -131,3 +131,17 @@ def test_builder_runs_on_the_real_format(tmp_path):
     assert bench.schema.reference_date.isoformat() == "2018-10-02"
     assert bench.index().search("trail runner", None, 5)
     assert "missing_brand" in (out / "card.md").read_text()
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
+    from stark_instruct.build import main
+
+    write_skb(tmp_path / "skb", n=4, overrides={2: {"title": "x", "review": [_review("13 45, 2015")]}})
+    with pytest.raises(SystemExit) as e:
+        main(["--source", "stark", "--stark-root", str(tmp_path / "skb"), "--out", str(tmp_path / "b"),
+              "--stark-queries", str(tmp_path)])
+    msg = str(e.value)
+    assert msg.startswith("error: ") and "node_info.pkl, row 2, field 'review[0].reviewTime'" in msg
+    with pytest.raises(SystemExit) as e:
+        main(["--source", "stark", "--stark-root", str(tmp_path / "missing"), "--out", str(tmp_path / "b")])
+    assert "no node_info.pkl found" in str(e.value)
