@@ -64,7 +64,7 @@ class Executor:
         self._cached_search = functools.lru_cache(maxsize=cache_size)(self._search)
 
     def _search(self, query: str, filter: Node | None, k: int) -> tuple[tuple[int, float], ...]:
-        return tuple((int(d), float(s)) for d, s in self.index.search(query, filter, k))
+        return tuple(self.index.search(query, filter, k))
 
     def search(self, query: str, filter: Node | None) -> tuple[tuple[int, float], ...]:
         """One engine search at this executor's depth, through the LRU cache."""
@@ -83,12 +83,19 @@ class Executor:
         score: dict[int, float] = {}
         best: dict[int, int] = {}
         for s in plan.searches:
+            w, k0 = s.weight, self.rrf_k
             for rank, (doc, _) in enumerate(self.search(s.query, s.filter), 1):
-                score[doc] = score.get(doc, 0.0) + s.weight / (self.rrf_k + rank)
-                if rank < best.get(doc, rank + 1):
+                if doc in score:
+                    score[doc] += w / (k0 + rank)
+                    # a later search can only improve the best rank if it ranks the doc higher
+                    if rank < best[doc]:
+                        best[doc] = rank
+                else:
+                    score[doc] = w / (k0 + rank)
                     best[doc] = rank
-        order = sorted(score, key=lambda d: (-score[d], best[d], d))
-        return order[: self.depth]
+        # tuple keys compare in C; doc ids are unique, so the order is total
+        keyed = sorted([(-sc, best[d], d) for d, sc in score.items()])
+        return [d for _, _, d in keyed[: self.depth]]
 
     def run(self, plan: SearchPlan, rerank_text: str | None = None) -> list[int]:
         """The plan's fused ranking, reranked by the reranker when `rerank_text` is given."""
