@@ -1,14 +1,13 @@
 import datetime as dt
+import json
 
 import pytest
 
-from rewards.execute import Executor, RewardResult, score_plan, score_text
+from rewards.execute import BatchScorer, Executor, RewardResult, score_batch, score_plan, score_text
 from rewards.plan import Search, SearchPlan
-from stark_instruct.filters import Leaf, matches
-from stark_instruct.index import BM25Index, TantivyIndex
-from stark_instruct.records import derive_meta
+from stark_instruct.filters import Leaf, matches, to_json
+from stark_instruct.instructions import constraint_filter
 from stark_instruct.schema import product_schema
-from stark_instruct.synthetic import iter_products
 
 
 class FakeIndex:
@@ -131,32 +130,68 @@ def test_score_plan_k_is_the_reward_cutoff():
     assert score_plan(p, {0, 25}, ex, k=26).reward == 1.0
 
 
-# ---- real engines on a small synthetic catalogue ------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def corpus():
-    products = [p for p, _ in iter_products(400, seed=3)]
-    return [(p.doc_id, p.text(), derive_meta(p)) for p in products]
-
+# ---- real engines and the batch scorer on the tiny benchmark ----------------------------------------
 
 @pytest.fixture(scope="module", params=["tantivy", "bm25"])
-def engine(request, corpus, tmp_path_factory):
-    if request.param == "bm25":
-        return BM25Index(corpus)
-    path = tmp_path_factory.mktemp("tantivy")
-    TantivyIndex.build(path, corpus, heap_mb=64, threads=1)
-    return TantivyIndex(path)
+def engine(request, tiny_benchmark):
+    return tiny_benchmark.index(request.param)
 
 
-def test_filters_are_pushed_into_the_engine(engine, corpus):
-    metas = {d: m for d, _, m in corpus}
-    brand = next(m["brand"] for _, _, m in corpus if m["brand"])
+def test_filters_are_pushed_into_the_engine(engine, tiny_benchmark):
+    metas = tiny_benchmark.metas()
+    brand = tiny_benchmark.schema.field("brand").examples[0]
     p = plan(Search("tent waterproof", Leaf("brand", "ne", brand)), Search("jacket", Leaf("brand", "eq", brand)))
     ex = Executor(engine)
     ranking = ex.run(p)
-    assert ranking, "the query terms should match something in 400 products"
     per_search = [[d for d, _ in ex.search(s.query, s.filter)] for s in p.searches]
+    assert per_search[0] and per_search[1], "both searches should match something in 2k products"
     union = set(per_search[0]) | set(per_search[1])
     assert set(ranking) <= union and len(ranking) == min(ex.depth, len(union))
     for s, docs in zip(p.searches, per_search, strict=True):
-        assert docs and all(matches(s.filter, metas[d]) for d in docs)
+        assert all(matches(s.filter, metas[d]) for d in docs)
+
+
+def _items(bench, n=40):
+    rows = [r for r in bench.queries("dev") if r["constraint"]][:n]
+    items = []
+    for r in rows:
+        flt = to_json(constraint_filter(r["constraint"]))
+        items.append((json.dumps({"searches": [{"query": r["query"], "filter": flt}]}), r["relevant_ids"]))
+    items += [("no plan here", rows[0]["relevant_ids"]), (None, rows[1]["relevant_ids"]),
+              ('{"searches": [{"query": "x", "filter": {"field": "size", "op": "eq", "value": 1}}]}',
+               rows[2]["relevant_ids"])]
+    return items
+
+
+def test_oracle_plans_beat_raw_queries(tiny_benchmark):
+    """The executor rewards following the instruction: base query + constraint filter scores higher."""
+    ex = Executor(tiny_benchmark.index("tantivy"))
+    rows = [r for r in tiny_benchmark.queries("test") if r["kind"] == "inclusion"]
+    raw = [score_text(json.dumps({"searches": [{"query": r["query"]}]}), r["relevant_ids"],
+                      tiny_benchmark.schema, ex).reward for r in rows]
+    oracle = [score_text(json.dumps({"searches": [{"query": r["query"], "filter": to_json(
+        constraint_filter(r["constraint"]))}]}), r["relevant_ids"], tiny_benchmark.schema, ex).reward for r in rows]
+    assert len(rows) >= 10
+    assert sum(oracle) > sum(raw)
+
+
+def test_score_batch_matches_in_process_scoring_and_keeps_order(tiny_benchmark):
+    items = _items(tiny_benchmark)
+    ex = Executor(tiny_benchmark.index("tantivy"))
+    expected = [score_text(t, r, tiny_benchmark.schema, ex) for t, r in items]
+    with BatchScorer(tiny_benchmark.path, processes=2) as scorer:
+        two = scorer.score(items)
+        again = scorer.score(items[::-1])  # the pool is reusable across batches
+    one = score_batch(items, tiny_benchmark.path, processes=1)
+    assert two == expected and one == expected and again == expected[::-1]
+    assert [r.error_code for r in two[-3:]] == ["no_json", "no_output", "unknown_field"]
+    assert all(r.valid for r in two[:-3]) and any(r.reward > 0 for r in two)
+
+
+def test_batch_scorer_reports_worker_errors(tiny_benchmark, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        score_batch([("{}", [1])], tmp_path / "missing")
+    with pytest.raises(ValueError, match="unknown engine"):
+        score_batch(_items(tiny_benchmark, 3), tiny_benchmark.path, engine="nope", processes=2)
+    with pytest.raises(ValueError, match="non-empty relevant"):
+        score_batch([("{}", [])], tiny_benchmark.path, processes=1)

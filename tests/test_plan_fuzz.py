@@ -17,7 +17,6 @@ from rewards.execute import Executor
 from rewards.parse import ERROR_CODES, PlanError, parse_plan
 from rewards.plan import MAX_SEARCHES, SearchPlan, plan_json_schema, plan_to_json
 from stark_instruct.filters import MAX_DEPTH, matches
-from stark_instruct.index import BM25Index, TantivyIndex
 from stark_instruct.records import derive_meta
 from stark_instruct.schema import product_schema
 from stark_instruct.synthetic import iter_products
@@ -274,23 +273,19 @@ def test_wrapped_arguments_string_is_accepted():
 # ---- execution never violates filters -------------------------------------------------------------------
 
 @pytest.fixture(scope="module", params=["tantivy", "bm25"])
-def executor(request, tmp_path_factory):
-    docs = [(p.doc_id, p.text(), METAS[p.doc_id]) for p in PRODUCTS]
-    if request.param == "bm25":
-        return Executor(BM25Index(docs), depth=50)
-    path = tmp_path_factory.mktemp("fuzz_tantivy")
-    TantivyIndex.build(path, docs, heap_mb=64, threads=1)
-    return Executor(TantivyIndex(path), depth=50)
+def executor(request, tiny_benchmark):
+    return Executor(tiny_benchmark.index(request.param), depth=50), tiny_benchmark
 
 
 @settings(FUZZ, max_examples=150)
 @given(plan_json=valid_plans)
 def test_executed_plans_respect_filters(executor, plan_json):
-    plan = parse_plan(json.dumps(plan_json), SCHEMA)  # generated plans are valid by construction
+    executor, bench = executor
+    plan = parse_plan(json.dumps(plan_json), bench.schema)  # generated plans are valid by construction
     ranking = executor.run(plan)
     assert len(ranking) == len(set(ranking)) <= executor.depth
     for s in plan.searches:
         for doc, _ in executor.search(s.query, s.filter):
-            assert matches(s.filter, METAS[doc]), (s, METAS[doc])
+            assert matches(s.filter, bench.meta(doc)), (s, bench.meta(doc))
     for doc in ranking:
-        assert any(matches(s.filter, METAS[doc]) for s in plan.searches)
+        assert any(matches(s.filter, bench.meta(doc)) for s in plan.searches)

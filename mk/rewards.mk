@@ -1,0 +1,16 @@
+# Search-plan language and recall reward (rewards/, docs/rewards.md).
+#   make test-rewards    parser, fuzz (10k completions), metrics, executor and prompt tests
+#   make bench-scoring   scoring throughput (plans/s) at 20k and 1M products, tantivy vs rank-bm25,
+#                        1 and 2 processes; builds data/bench/synthetic-<size> once (1M: several minutes)
+SCORING_SIZES ?= 20000 1000000
+SCORING_PLANS ?= 3000
+SCORING_OUT ?= runs/bench/scoring.json
+
+.PHONY: test-rewards bench-scoring
+
+test-rewards: venv
+	$(PY) -m pytest -q tests/test_plan_parse.py tests/test_plan_fuzz.py tests/test_metrics.py \
+		tests/test_execute.py tests/test_prompts.py
+
+bench-scoring: venv
+	$(PY) scripts/bench_scoring.py --sizes $(SCORING_SIZES) --plans $(SCORING_PLANS) --out $(SCORING_OUT)
