@@ -182,6 +182,8 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
         raise ValueError(f"k must be >= 1, got {k}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    if mode not in ("separate", "merged"):
+        raise ValueError(f"mode must be 'separate' or 'merged', got {mode!r}")
     rows = list(bench.queries(split))
     if not rows:
         raise ValueError(f"split {split!r} of {getattr(bench, 'path', 'the benchmark')} has no queries")
@@ -198,11 +200,17 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
     suffix = RERANK_SUFFIX if rerank is not None else ""
     per_query: dict[str, list[dict]] = {}
     results: dict[str, dict] = {}
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    run_info = {"created": created, "rerank": type(rerank).__name__ if rerank is not None else None}
     for method in resolved:
         name = method.name + suffix
         records, info = run_method(method, rows, executor, k, rerank=rerank is not None)
         per_query[name] = records
-        results[name] = {"by_kind": aggregate(records), **info}
+        if hasattr(method, "planner"):  # prompt settings matter only to planners
+            run_info_m = {**run_info, "mode": method.mode, "n_examples": len(method.examples)}
+        else:
+            run_info_m = dict(run_info)
+        results[name] = {"by_kind": aggregate(records), **info, "run": run_info_m}
     base_name = BASELINE + suffix
     base = per_query.get(base_name)
     for name, res in results.items():
@@ -222,9 +230,7 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
             "bench": str(getattr(bench, "path", "")), "split": split, "engine": engine, "k": k,
             "headline": key, "limit": limit, "n_queries": len(rows),
             "queries_sha": queries_fingerprint(rows), "depth": max(depth, k),
-            "n_resamples": n_resamples, "seed": seed, "mode": mode, "examples": "default" if examples is None else len(examples),
-            "rerank": type(rerank).__name__ if rerank is not None else None,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "n_resamples": n_resamples, "seed": seed, "created": created,
         },
         "methods": results,
         "comparisons": comparisons,

@@ -22,7 +22,7 @@ METRICS_MD = "metrics.md"
 PLOT = "recall_by_kind.png"
 PER_QUERY_DIR = "per_query"
 # a merged run must agree on these, or its numbers are not comparable
-COMPAT_KEYS = ("bench", "split", "engine", "k", "limit", "n_queries", "queries_sha")
+COMPAT_KEYS = ("bench", "split", "engine", "k", "limit", "n_queries", "queries_sha", "depth")
 
 
 class ReportError(ValueError):
