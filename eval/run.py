@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ReportError, ValueError, ImportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a backend that stops the run (e.g. an API 404 or auth failure)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     print(markdown(result))
     print(f"report: {out / METRICS_MD}, chart: {out / PLOT}, per-query logs: {out / 'per_query'}")
     return 0
