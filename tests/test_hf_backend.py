@@ -164,3 +164,16 @@ def test_lora_adapter_is_applied(tok, tmp_path):
     plain_texts = [r.text for s in plain.sample(reqs, 2, 1.0, 1.0, 0) for r in s]
     tuned_texts = [r.text for s in tuned.sample(reqs, 2, 1.0, 1.0, 0) for r in s]
     assert any(t is not None for t in plain_texts) and plain_texts != tuned_texts
+
+
+def test_shared_prefill_matches_plain_num_return_sequences(tok):
+    """Prefilling once and copying the KV cache n times samples exactly what n separate prefills do."""
+    model = tiny_lm.tiny_model(tok, eos_bias=3.0)
+    reqs = _requests(3)
+    reqs[1] = PlanRequest("long", reqs[1].messages + [{"role": "user", "content": "and more words here"}])
+    p = HFPlanner("tiny", model=model, tokenizer=tok, batch_size=9, max_new_tokens=24)
+    shared = p.sample(reqs, n=3, temperature=1.0, top_p=1.0, seed=4)
+    p.share_prefill = False
+    plain = p.sample(reqs, n=3, temperature=1.0, top_p=1.0, seed=4)
+    assert [[(r.text, r.error, r.usage) for r in s] for s in shared] == \
+        [[(r.text, r.error, r.usage) for r in s] for s in plain]
