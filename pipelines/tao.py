@@ -174,15 +174,24 @@ def _plan_schema(bench: Any) -> dict | None:
 # --- evaluation ------------------------------------------------------------------------------------
 
 
-class _Named:
-    """Give a planner the method name used in reports (e.g. policy-r2) without touching the backend."""
+def release(planner: Any) -> None:
+    """Free a backend's model (vLLM holds GPU memory that a training subprocess will need)."""
+    for name in ("close", "shutdown"):
+        fn = getattr(planner, name, None)
+        if callable(fn):
+            fn()
+            break
+    del planner
+    import gc
 
-    def __init__(self, planner: Any, name: str):
-        self._planner = planner
-        self.name = name
+    gc.collect()
+    try:
+        import torch
 
-    def plan(self, requests: list) -> list:
-        return self._planner.plan(requests)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
 
 
 def summarize(result: dict, method: str, k: int) -> dict:
@@ -207,8 +216,13 @@ def evaluate_policy(
     baselines: list[str] = (),
 ) -> dict:
     from eval.harness import evaluate
+    from eval.methods import PlannerMethod
 
-    methods: list[Any] = [*baselines, _Named(planner, name)]
+    examples = _examples(cfg, bench)
+    method = PlannerMethod(
+        planner, bench.schema, examples, cfg.mode, name=name, batch_size=cfg.eval_batch_size
+    )
+    methods: list[Any] = [*baselines, method]
     res = evaluate(
         bench,
         split,
@@ -217,7 +231,7 @@ def evaluate_policy(
         k=cfg.k,
         out_dir=out_dir,
         limit=limit,
-        examples=_examples(cfg, bench),
+        examples=examples,
         mode=cfg.mode,
     )
     out = {name: summarize(res, name, cfg.k)}
@@ -408,16 +422,19 @@ def run_tao(
     def evaluate_round(rd: RunDir, policy: dict, r: int) -> dict:
         def one(split: str, limit: int | None) -> dict:
             planner = planner_factory(cfg, policy["model_path"], policy.get("adapter_path"), plan_schema)
-            res = evaluate_policy(
-                cfg,
-                bench,
-                planner,
-                f"policy-r{r}",
-                split,
-                rd / "eval" / split,
-                limit,
-                baselines=cfg.baselines if r == 0 else [],
-            )
+            try:
+                res = evaluate_policy(
+                    cfg,
+                    bench,
+                    planner,
+                    f"policy-r{r}",
+                    split,
+                    rd / "eval" / split,
+                    limit,
+                    baselines=cfg.baselines if r == 0 else [],
+                )
+            finally:
+                release(planner)
             return {"policy": res.pop(f"policy-r{r}"), "baselines": res}
 
         out = {"dev": rd.stage("eval-dev", lambda: one("dev", cfg.eval_dev_limit))}
@@ -564,17 +581,20 @@ def _sample(
             )
         return merge_shards(shards, prompts, rd / CANDIDATES)
     sampler = factory(cfg, policy["model_path"], policy.get("adapter_path"), plan_schema)
-    return sample_stage(
-        sampler,
-        prompts,
-        rd / CANDIDATES,
-        cfg.n,
-        cfg.temperature,
-        cfg.top_p,
-        cfg.seed + r,
-        batch_size=cfg.sample_batch_size,
-        progress=progress,
-    )
+    try:
+        return sample_stage(
+            sampler,
+            prompts,
+            rd / CANDIDATES,
+            cfg.n,
+            cfg.temperature,
+            cfg.top_p,
+            cfg.seed + r,
+            batch_size=cfg.sample_batch_size,
+            progress=progress,
+        )
+    finally:
+        release(sampler)
 
 
 # --- command line ----------------------------------------------------------------------------------

@@ -1,0 +1,19 @@
+# Offline TAO rounds (pipelines/tao.py) and the training throughput benchmark. Docs: docs/tao.md.
+TAO_CONFIG ?= configs/tao/smollm2-cpu.yaml
+TAO_RUN ?= runs/tao
+TAO_ARGS ?=
+
+.PHONY: tao tao-dpo bench-train
+
+# best-of-N rejection-sampling fine-tuning (SFT) for the rounds in $(TAO_CONFIG); resumes if interrupted.
+tao: model benchmark
+	$(PY) -m pipelines.tao --config $(TAO_CONFIG) --benchmark $(BENCH) --run-dir $(TAO_RUN) $(TAO_ARGS)
+
+# Same budget, DPO pairs (best vs worst plan) instead of SFT: compare $(TAO_RUN)/rounds.md with $(TAO_RUN)-dpo/rounds.md.
+tao-dpo: model benchmark
+	$(PY) -m pipelines.tao --config $(TAO_CONFIG) --benchmark $(BENCH) --run-dir $(TAO_RUN)-dpo \
+		--strategy dpo $(TAO_ARGS)
+
+# SFT training tokens/s with SmolLM2-135M + LoRA on this machine.
+bench-train: model benchmark
+	$(PY) scripts/bench_training.py --model $(MODEL_DIR) --benchmark $(BENCH) --out runs/bench/training.json
