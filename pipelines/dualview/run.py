@@ -143,12 +143,27 @@ def run(cfg: dict) -> dict:
 
         rerank[name] = rd.stage(f"rerank-{name}", rr)
 
+    for name in rerank:  # paired bootstrap CIs of the reranker's gain, from the harness's per-query logs
+        rerank[name]["gain_ci"] = rerank_gains(rd / "rerank/plain", rd / f"rerank/{name}")
     results = {"config": key_cfg, "pairs": synth_info, "train": train_info, "followir": evals,
                "rerank": rerank, "timings": timings,
                "threads": threads, "load_average": os.getloadavg()}
     atomic_write_json(rd / "results.json", results)
     atomic_write_text(rd / "results.md", render(results))
     return results
+
+
+def rerank_gains(plain_dir: Path, rerank_dir: Path) -> dict[str, dict]:
+    """Recall@20 of method+rerank minus method, paired over queries, with a bootstrap 95% CI per kind."""
+    from eval.harness import vs_baseline
+    from pipelines.rundir import read_jsonl
+
+    out = {}
+    for method in ("raw", "oracle"):
+        a, b = rerank_dir / f"per_query/{method}+rerank.jsonl", plain_dir / f"per_query/{method}.jsonl"
+        if a.exists() and b.exists():
+            out[method] = vs_baseline(read_jsonl(a), read_jsonl(b), "recall@20")
+    return out
 
 
 def render(results: dict) -> str:
@@ -190,6 +205,17 @@ def render(results: dict) -> str:
         for method, by in rr["recall@20"].items():
             lines.append(f"| {method} | " + " | ".join(_fmt(by.get(g), True) for g in (*KINDS, "instructed", "none", "all")) + " |")
         lines.append("")
+        gains = rr.get("gain_ci") or {}
+        if gains:
+            lines += ["Reranking gain, Recall@20 points (paired bootstrap 95% CI over queries):", "",
+                      "| method | " + " | ".join((*KINDS, "instructed", "all")) + " |", "|---|" + "---|" * (len(KINDS) + 2)]
+            for method, by in gains.items():
+                cells = []
+                for g in (*KINDS, "instructed", "all"):
+                    c = by.get(g)
+                    cells.append("–" if not c else f"{100 * c['diff']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]")
+                lines.append(f"| {method}+rerank − {method} | " + " | ".join(cells) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 
