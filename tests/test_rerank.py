@@ -73,8 +73,8 @@ def test_plugs_into_the_executor(tiny_benchmark):
     assert sorted(reranked) == sorted(fused) and reranked[5:] == fused[5:]
 
 
-def test_real_encoder_prefers_the_instructed_document(tiny_benchmark):
-    """With the packaged MiniLM, a brand named in the text pulls that brand's product up."""
+def test_real_encoder_ranks_the_described_product_first(tiny_benchmark):
+    """With the packaged MiniLM, naming a product (title and brand) pulls it from last to first."""
     rows = [r for r in tiny_benchmark.queries("test") if r["kind"] == "none"]
     cands = [d for d, _ in tiny_benchmark.index().search(rows[0]["query"], k=6)]
     target = cands[-1]  # BM25's last
