@@ -243,7 +243,7 @@ def score_stage(
 # --- command line (sharded sampling for a round prepared by pipelines.tao) ---------------------------
 
 
-def _cli(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipelines.stages", description=__doc__.split("\n")[0])
     ap.add_argument("stage", choices=["sample", "score"])
     ap.add_argument("--run-dir", required=True)
@@ -262,7 +262,7 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     if args.stage == "sample":
         shard = parse_shard(args.shard)
         sampler = make_sampler(
-            cfg, policy["model_path"], policy.get("adapter_path"), read_json(rd / "plan_schema.json")
+            cfg, policy["model_path"], policy.get("adapter_path"), read_json(run / "plan_schema.json")
         )
         out = shard_path(rd / CANDIDATES, shard)
         stage = "sample" if shard[1] == 1 else f"sample-shard-{shard[0]:03d}-of-{shard[1]:03d}"
@@ -298,4 +298,4 @@ def _cli(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_cli())
+    raise SystemExit(main())

@@ -11,6 +11,7 @@ from test_train import make_tiny_model
 
 from eval.planners import PlanResponse
 from pipelines.rundir import read_json, read_jsonl
+from pipelines.stages import main as stages_cli
 from pipelines.tao import TaoConfig, markdown_table, run_tao
 
 
@@ -59,7 +60,7 @@ def _has_fixture(request, name: str) -> bool:
         return False
 
 
-def test_one_round_end_to_end(bench_path, tmp_path):
+def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
     from pipelines.stages import build_prompts
     from stark_instruct.benchmark import Benchmark
 
@@ -89,9 +90,20 @@ def test_one_round_end_to_end(bench_path, tmp_path):
         engine="tantivy",
     )
     factory = lambda c, m, a, s: FakePolicy(m, a, calls)  # noqa: E731
+    # cluster flow: prepare the round, sample it as two shards through the stages CLI, then continue
+    assert run_tao(cfg, planner_factory=factory, stop_after="prompts", progress=False)["round"] == 1
+    monkeypatch.setattr("pipelines.tao.make_sampler", factory)
+    for shard in ("0/2", "1/2"):
+        assert (
+            stages_cli(
+                ["sample", "--run-dir", cfg.run_dir, "--round", "1", "--shard", shard, "--no-progress"]
+            )
+            == 0
+        )
     summary = run_tao(cfg, planner_factory=factory, progress=False)
     run = Path(cfg.run_dir)
     rd = run / "round-01"
+    assert len(list(rd.glob("candidates.shard-*.jsonl"))) == 2
     cands = read_jsonl(rd / "candidates.jsonl")
     assert len(cands) == 12 * 4
     assert {(c["prompt_id"], c["sample_idx"]) for c in cands} == {
