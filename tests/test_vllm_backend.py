@@ -127,6 +127,17 @@ def test_structured_outputs_current_and_legacy_api(fake_vllm, monkeypatch):
     assert sp.structured_outputs is None
 
 
+def test_accepts_hf_planner_keywords(fake_vllm):
+    """The TAO loop builds either backend with HFPlanner's keywords (batch_size, max_new_tokens)."""
+    from pipelines.backends.vllm import VLLMPlanner
+
+    p = VLLMPlanner("m", adapter_path=None, batch_size=8, max_new_tokens=200, constrained=False, json_schema=None)
+    (init,) = _calls(fake_vllm, "LLM")
+    assert "batch_size" not in init and "max_new_tokens" not in init
+    p.sample(_requests(1), n=2, temperature=0.8, top_p=0.9, seed=1)
+    assert _calls(fake_vllm, "chat")[0]["sampling_params"][0].max_tokens == 200
+
+
 def test_length_finish_is_reported_truncated(fake_vllm):
     from pipelines.backends.vllm import TRUNCATED, VLLMPlanner
 

@@ -124,12 +124,23 @@ def _worker(devices: str, llm_kwargs: dict, adapter_path: str | None, json_schem
 
 
 class VLLMPlanner:
-    """A search planner served by vLLM. `**llm_kwargs` go to `vllm.LLM` unchanged (e.g. max_model_len)."""
+    """A search planner served by vLLM. `**llm_kwargs` go to `vllm.LLM` unchanged (e.g. max_model_len).
+
+    Also takes HFPlanner's `max_new_tokens` (= max_tokens) and `batch_size` (ignored), so the TAO loop
+    builds either backend from the same keywords.
+    """
 
     def __init__(self, model: str | Path, adapter_path: str | Path | None = None, tensor_parallel_size: int = 1,
                  data_parallel_size: int = 1, max_tokens: int = 512, constrained: bool = False,
                  json_schema: dict | None = None, gpu_memory_utilization: float = 0.9, max_lora_rank: int = 64,
-                 dtype: str = "auto", seed: int = 0, **llm_kwargs: Any) -> None:
+                 dtype: str = "auto", seed: int = 0, max_new_tokens: int | None = None,
+                 batch_size: int | None = None, **llm_kwargs: Any) -> None:
+        # Parity with HFPlanner's keywords, so callers can build either backend from one config:
+        # max_new_tokens is max_tokens under its transformers name; batch_size is accepted and unused
+        # (vLLM schedules and batches requests itself).
+        if max_new_tokens is not None:
+            max_tokens = max_new_tokens
+        del batch_size
         if max_tokens < 1 or tensor_parallel_size < 1 or data_parallel_size < 1:
             raise ValueError("max_tokens, tensor_parallel_size and data_parallel_size must be >= 1")
         if constrained and json_schema is None:
