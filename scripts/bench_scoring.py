@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewards.execute import BatchScorer  # noqa: E402
+from rewards.execute import BatchScorer, Executor, score_text  # noqa: E402
+from rewards.parse import parse_plan  # noqa: E402
 from stark_instruct.benchmark import Benchmark  # noqa: E402
 from stark_instruct.build import build_benchmark  # noqa: E402
 from stark_instruct.filters import to_json  # noqa: E402
@@ -80,12 +81,56 @@ def measure(path: Path, engine: str, processes: int, items: list[tuple[str, list
     }
 
 
+class _TimedIndex:
+    """Wraps an index to add up the time spent inside the engine's search."""
+
+    def __init__(self, index):
+        self.index, self.seconds = index, 0.0
+
+    def search(self, query, filter=None, k=100):
+        t = time.perf_counter()
+        try:
+            return self.index.search(query, filter, k)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
+def breakdown(path: Path, engine: str, items: list[tuple[str, list[int]]]) -> dict:
+    """Share of single-process scoring time spent in the engine, and filtered vs unfiltered search cost."""
+    bench = Benchmark.load(path)
+    timed = _TimedIndex(bench.index(engine))
+    executor = Executor(timed, depth=100)
+    t0 = time.perf_counter()
+    plans = []
+    for text, relevant in items:
+        score_text(text, relevant, bench.schema, executor, k=20)
+        plans.append(parse_plan(text, bench.schema))
+    total = time.perf_counter() - t0
+    searches = [s for p in plans for s in p.searches]
+    cost = {}
+    for name, with_filter in (("unfiltered", False), ("filtered", True)):
+        t = time.perf_counter()
+        for s in searches:
+            timed.index.search(s.query, s.filter if with_filter else None, 100)
+        cost[f"{name}_search_ms"] = round((time.perf_counter() - t) / len(searches) * 1000, 2)
+    return {"engine": engine, "plans": len(items), "engine_share": round(timed.seconds / total, 3), **cost}
+
+
 def render(results: dict) -> str:
-    lines = [f"Machine: {results['machine']}; load average at start {results['loadavg']}.", "",
+    notes: list[str] = []
+    builds = ", ".join(f"{int(k):,}: {v} s" for k, v in results.get("build_s", {}).items())
+    lines = [f"Machine: {results['machine']}; load average at start {results['loadavg']}.",
+             f"Benchmark build time (from its stats.json): {builds}.", "",
              "| products | engine | processes | plans | start-up s | plans/s (wall) | plans per CPU-s | searches/s "
              "| mean Recall@20 | peak RSS GB (so far) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for size, runs in results["sizes"].items():
         for r in runs:
+            if "breakdown" in r:
+                b = r["breakdown"]
+                notes.append(f"- {int(size):,} products, {b['engine']}, {b['plans']} plans in one process: "
+                             f"{b['engine_share']:.0%} of scoring time inside the engine's search; a search costs "
+                             f"{b['filtered_search_ms']} ms with its filter, {b['unfiltered_search_ms']} ms without.")
+                continue
             if "skipped" in r:
                 lines.append(f"| {int(size):,} | {r['engine']} | {r['processes']} | - | - | skipped: {r['skipped']} "
                              "| - | - | - | - |")
@@ -93,7 +138,7 @@ def render(results: dict) -> str:
             lines.append(f"| {int(size):,} | {r['engine']} | {r['processes']} | {r['plans']} | {r['startup_s']} "
                          f"| {r['plans_per_s']} | {r['plans_per_cpu_s'] or '-'} | {r['searches_per_s']} | {r['mean_reward']} "
                          f"| {r['peak_rss_gb_so_far']} |")
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + notes)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -111,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bm25-max-size", type=int, default=200_000,
                     help="skip rank-bm25 above this size: its in-memory index peaked at 0.53 GB for 20k products "
                          "on the dev box, so ~25 GB at 1M (more than a 23 GB machine)")
+    ap.add_argument("--breakdown-plans", type=int, default=300,
+                    help="plans for the engine-share / filter-cost breakdown (tantivy, one process; 0: skip)")
     ap.add_argument("--data", default="data/bench", help="benchmarks are built and cached here")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/bench/scoring.json")
@@ -142,10 +189,16 @@ def main(argv: list[str] | None = None) -> dict:
                 runs.append(r)
         # the same plans must score the same whatever the process count
         for engine in args.engines:
-            rewards = [r["rewards"] for r in runs if r["engine"] == engine and "rewards" in r]
+            rewards = [r["rewards"] for r in runs if r.get("engine") == engine and "rewards" in r]
             if any(x != rewards[0] for x in rewards[1:]):
                 raise SystemExit(f"{engine} at {size}: rewards differ between process counts")
+        if "tantivy" in args.engines and args.breakdown_plans:
+            items = make_plans(Benchmark.load(path), args.breakdown_plans, args.seed)
+            runs.append({"breakdown": breakdown(path, "tantivy", items)})
+            print(json.dumps(runs[-1] | {"size": size}), flush=True)
         results["sizes"][size] = runs
+        stats = json.loads((Path(path) / "stats.json").read_text())
+        results.setdefault("build_s", {})[size] = stats.get("build_seconds")
     for runs in results["sizes"].values():
         for r in runs:
             r.pop("rewards", None)
