@@ -74,9 +74,13 @@ def _coerce_scalar(ftype: str, fname: str, value: AnyType) -> AnyType:
                     raise FilterError("bad_value", f"field '{fname}' needs a number, got {value!r}") from None
             else:
                 raise FilterError("bad_value", f"field '{fname}' needs a number, got {value!r}")
-        if not math.isfinite(float(value)):
-            raise FilterError("bad_value", f"field '{fname}' needs a finite number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if not math.isfinite(number):
+            raise FilterError("bad_value", f"field '{fname}' needs a finite number, got {str(value)[:40]}")
+        return number
     if ftype == "date":
         if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
             raise FilterError("bad_date", f"field '{fname}' needs an ISO date YYYY-MM-DD, got {value!r}")
