@@ -13,6 +13,7 @@ import datetime as dt
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -79,6 +80,7 @@ def _bits(names: list[str], universe: list[str]) -> int:
     return sum(1 << universe.index(n) for n in names)
 
 
+@lru_cache(maxsize=64)  # products of one family are generated together; never mutated by callers
 def _family(seed: int, fam: int) -> dict:
     rng = _rng(seed, "family", fam)
     t = _pick(rng, _TYPE_WEIGHTS)
