@@ -12,11 +12,14 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transformers import TrainerCallback  # noqa: E402
 
 from pipelines.rundir import atomic_write_json, write_jsonl  # noqa: E402
 from pipelines.stages import build_prompts  # noqa: E402
@@ -30,18 +33,51 @@ def oracle_plan(row: dict) -> str:
     return json.dumps({"searches": [{"query": row["query"], "filter": flt}]})
 
 
+def _machine() -> dict:
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.is_available(),
+        "load_avg_1m": os.getloadavg()[0],
+        "torch": torch.__version__,
+    }
+
+
+class _PartialReport(TrainerCallback):
+    """Write what is measured so far after every logged step, so a killed benchmark still leaves data."""
+
+    def __init__(self, out: str, base: dict):
+        self.out, self.base, self.steps = out, base, []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.steps.append({k: logs.get(k) for k in ("loss", "num_input_tokens_seen", "train_runtime")})
+            atomic_write_json(
+                self.out,
+                {
+                    **self.base,
+                    "partial": True,
+                    "steps_logged": self.steps,
+                    "load_avg_1m_now": os.getloadavg()[0],
+                },
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/smollm2-135m-instruct")
     ap.add_argument("--benchmark", default="data/benchmark/synthetic")
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--grad-accum", type=int, default=4)
+    ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--out", default="runs/bench/training.json")
     args = ap.parse_args(argv)
-
-    import torch
 
     from stark_instruct.benchmark import Benchmark
 
@@ -55,6 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         }
         for p in prompts
     ]
+    base = {
+        "what": "SFT (completion-only loss) with LoRA on all linear layers, float32, real TAO prompts",
+        "model": args.model,
+        "rows": len(rows),
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "lora_r": args.lora_r,
+        "machine": _machine(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data = write_jsonl(Path(tmp) / "sft.jsonl", rows)
         cfg = TrainConfig(
@@ -66,31 +112,23 @@ def main(argv: list[str] | None = None) -> int:
             lora_alpha=2 * args.lora_r,
             max_steps=args.steps,
             batch_size=args.batch_size,
+            grad_accum=args.grad_accum,
+            gradient_checkpointing=args.gradient_checkpointing,
             report_to="none",
             save_adapter=False,
             logging_steps=1,
         )
-        m = train(cfg)
+        m = train(cfg, callbacks=[_PartialReport(args.out, base)])
     report = {
-        "what": "SFT (completion-only loss) with LoRA on all linear layers, float32, real TAO prompts",
-        "model": args.model,
-        "rows": len(rows),
+        **base,
         "steps": m["steps"],
-        "batch_size": args.batch_size,
-        "lora_r": args.lora_r,
         "tokens": m["tokens"],
         "runtime_s": m["runtime_s"],
         "tokens_per_s": m["tokens_per_s"],
-        "tokens_per_row": round(m["tokens"] / (m["steps"] * args.batch_size), 1),
+        "tokens_per_row": round(m["tokens"] / (m["steps"] * args.batch_size * args.grad_accum), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "train_loss": m["train_loss"],
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "cuda": torch.cuda.is_available(),
-            "load_avg_1m": os.getloadavg()[0],
-        },
-        "torch": torch.__version__,
+        "load_avg_1m_end": os.getloadavg()[0],
     }
     atomic_write_json(args.out, report)
     print(json.dumps(report, indent=2))
