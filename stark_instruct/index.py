@@ -119,14 +119,15 @@ class TantivyIndex:
         else:
             ftype = FT.Float
         if op in ("in", "nin"):
-            q = self._any([Q.range_query(self.schema, f, ftype, x, x) for x in v])
+            q = self._any([Q.range_query(self.schema, f, ftype, x, x, use_inverted_index=True) for x in v])
             return self._negate(q) if op == "nin" else q
         bounds = {
             "eq": (v, v, True, True), "ne": (v, v, True, True),
             "gt": (v, None, False, True), "gte": (v, None, True, True),
             "lt": (None, v, True, False), "lte": (None, v, True, True),
         }[op]
-        q = Q.range_query(self.schema, f, ftype, *bounds)
+        # The indexed (inverted) range beats a fast-field column scan when intersected with text.
+        q = Q.range_query(self.schema, f, ftype, *bounds, use_inverted_index=True)
         return self._negate(q) if op == "ne" else q
 
     def filter_query(self, node: Node):
@@ -147,7 +148,7 @@ class TantivyIndex:
         k = max(1, min(k, len(self)))
         if not terms:
             q = self.filter_query(filter) if filter is not None else self._all
-            res = self.searcher.search(q, limit=k, order_by_field="doc_id", order=self._t.Order.Asc)
+            res = self.searcher.search(q, limit=k, count=False, order_by_field="doc_id", order=self._t.Order.Asc)
             ids = self.searcher.fast_field_values("doc_id", [a for _, a in res.hits])
             return [(int(i), 0.0) for i in ids]
         # Text terms go in a Must clause of their own (a disjunction), so at least one must match: left as
@@ -156,7 +157,7 @@ class TantivyIndex:
         q = text_q
         if filter is not None:
             q = Q.boolean_query([(Occur.Must, text_q), (Occur.Must, Q.const_score_query(self.filter_query(filter), 0.0))])
-        res = self.searcher.search(q, limit=k)
+        res = self.searcher.search(q, limit=k, count=False)  # counting all matches would defeat top-k pruning
         ids = self.searcher.fast_field_values("doc_id", [a for _, a in res.hits])
         return _rank(((int(i), float(s)) for i, (s, _) in zip(ids, res.hits, strict=True)), k)
 
