@@ -15,7 +15,9 @@ through mteb's own loader and our exported sets alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,13 +133,39 @@ def save_followir_set(fs: FollowIRSet, out_dir: str | Path) -> Path:
     return out
 
 
+@contextmanager
+def _private_datasets_cache(path: str) -> Iterator[None]:
+    """For a local folder, load through a throwaway `datasets` cache.
+
+    `datasets` keys the cache of a local folder by its name and file layout, so a rewritten set (or
+    another folder with the same name) came back stale in testing; hub datasets keep the shared cache.
+    """
+    if not Path(path).exists():
+        yield
+        return
+    import datasets.config as dc
+
+    old = dc.HF_DATASETS_CACHE
+    with tempfile.TemporaryDirectory(prefix="followir-") as tmp:
+        dc.HF_DATASETS_CACHE = Path(tmp)
+        try:
+            yield
+        finally:
+            dc.HF_DATASETS_CACHE = old
+
+
 def load_followir(path_or_repo: str | Path, revision: str | None = None, split: str = "test",
                   name: str | None = None) -> FollowIRSet:
     """Load a FollowIR-format dataset (hub repo id or local folder) with mteb's retrieval loader."""
+    repo = str(path_or_repo)
+    with _private_datasets_cache(repo):
+        return _load_followir(repo, revision, split, name)
+
+
+def _load_followir(repo: str, revision: str | None, split: str, name: str | None) -> FollowIRSet:
     from datasets import load_dataset
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalDatasetLoader
 
-    repo = str(path_or_repo)
     data = RetrievalDatasetLoader(hf_repo=repo, revision=revision, split=split).load()
     diff_ds = load_dataset(repo, "qrel_diff", split="qrel_diff", revision=revision)
     queries = {str(r["id"]): r["text"] for r in data["queries"]}
