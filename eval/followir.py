@@ -223,14 +223,14 @@ def average_precision(run: Mapping[Hashable, float], qrels: Mapping[Hashable, in
 
 
 def score_results(fs: FollowIRSet, results: Mapping[str, Mapping[Hashable, float]], ndcg_k: int = 5) -> dict:
-    """p-MRR (overall and per instruction kind) plus nDCG@k / MAP on og queries (each base query once)
-    and on changed queries."""
+    """p-MRR (overall, per instruction kind and per query, for paired comparisons) plus nDCG@k / MAP on
+    og queries (each base query once) and on changed queries."""
     qids = fs.qids
     og = {q: results[q + OG] for q in qids if q + OG in results}
     ch = {q: results[q + CHANGED] for q in qids if q + CHANGED in results}
     diff = {q: fs.qrel_diff[q] for q in qids}
     per_q = p_mrr_per_query(og, ch, diff)
-    out: dict[str, Any] = {"p-MRR": p_mrr(og, ch, diff), "n_pairs": len(per_q)}
+    out: dict[str, Any] = {"p-MRR": p_mrr(og, ch, diff), "n_pairs": len(per_q), "per_query": per_q}
     for kind in sorted(set(fs.kinds.values())):
         vals = [v for q, v in per_q.items() if fs.kinds.get(q) == kind]
         out[f"p-MRR/{kind}"] = sum(vals) / len(vals) if vals else math.nan

@@ -166,6 +166,18 @@ def rerank_gains(plain_dir: Path, rerank_dir: Path) -> dict[str, dict]:
     return out
 
 
+def pmrr_cis(evals: dict) -> dict[str, dict]:
+    """Paired bootstrap CIs of per-query p-MRR between models (where the eval stage stored per-query values)."""
+    from eval.stats import compare
+
+    out = {}
+    for a, b in (("single", "base"), ("dual", "base"), ("dual", "single")):
+        pa, pb = (evals.get(a) or {}).get("per_query"), (evals.get(b) or {}).get("per_query")
+        if pa and pb:
+            out[f"{a} − {b}"] = compare(pa, pb)
+    return out
+
+
 def render(results: dict) -> str:
     """The Markdown report: p-MRR / nDCG@5 / MAP per model, Recall@20 with and without reranking."""
     cfg, syn = results["config"], results["pairs"]
@@ -198,6 +210,13 @@ def render(results: dict) -> str:
     any_eval = next(iter(results["followir"].values()))
     lines += ["", f"p-MRR in [-1, 1] (0: ignores the instruction), over {any_eval['n_pairs']} og/changed pairs; "
               f"nDCG@5 / MAP in % over {any_eval['og/n']} base queries (og) and the instructed queries (changed).", ""]
+    cis = pmrr_cis(results["followir"])
+    if cis:
+        lines += ["p-MRR differences (paired bootstrap 95% CI over og/changed pairs):", "",
+                  "| comparison | Δ p-MRR [95% CI] | P(Δ ≤ 0) |", "|---|---|---|"]
+        for label, c in cis.items():
+            lines.append(f"| {label} | {c['diff']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] | {c['p_le_0']:.3f} |")
+        lines.append("")
     for name, rr in results["rerank"].items():
         lines += [f"## Recall@20 in the search tool, reranking the top {cfg['top_n']} with `{name}`", "",
                   "| method | " + " | ".join(KINDS) + " | instructed | none | all |",
