@@ -95,6 +95,9 @@ class TaoConfig:
     eval_test: bool = True  # reported per round, never used for selection
     eval_batch_size: int = 32
     baselines: list[str] = field(default_factory=lambda: ["raw"])
+    # CPU threads for torch in this process (None: torch's default). On an oversubscribed CPU one thread
+    # can be far faster than two spinning ones (docs/tao.md, Measurements).
+    torch_threads: int | None = None
     # logging
     report_to: str = "wandb"  # wandb (offline unless configured) | none
     wandb_project: str = "instructed-retriever"
@@ -392,6 +395,10 @@ def run_tao(
     shards and goes on.
     """
     cfg.validate()
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     run = RunDir(cfg.run_dir)
     cfg_path = run / "config.json"
     if cfg_path.exists():
