@@ -76,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grad-accum", type=int, default=4)
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--lora-r", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--out", default="runs/bench/training.json")
     args = ap.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     from stark_instruct.benchmark import Benchmark
 
