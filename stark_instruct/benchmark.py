@@ -69,6 +69,12 @@ class Benchmark:
         """All products; position == doc_id. Loads the whole corpus (fine up to ~100k products)."""
         return self._products
 
+    def iter_products(self, batch_size: int = 10_000):
+        """Stream products in doc_id order without holding the corpus in memory."""
+        for batch in pq.ParquetFile(self.path / "corpus.parquet").iter_batches(batch_size=batch_size):
+            for row in batch.to_pylist():
+                yield Product(**row)
+
     def product(self, doc_id: int) -> Product:
         return self._products[doc_id]
 
@@ -81,7 +87,8 @@ class Benchmark:
             if engine == "tantivy":
                 self._indexes[engine] = TantivyIndex(self.path / "index" / "tantivy")
             elif engine == "bm25":
-                self._indexes[engine] = BM25Index((p.doc_id, p.text(), self.meta(p.doc_id)) for p in self.products())
+                self._indexes[engine] = BM25Index(
+                    (p.doc_id, p.text(), self.meta(p.doc_id)) for p in self.iter_products())
             else:
                 raise ValueError(f"unknown engine {engine!r}; use 'tantivy' or 'bm25'")
         return self._indexes[engine]

@@ -171,10 +171,11 @@ class BM25Index:
         self.doc_ids: list[int] = []
         self.metas: list[dict] = []
         corpus: list[list[str]] = []
+        vocab: dict[str, str] = {}  # one shared str per distinct token: at 1M docs, copies cost many GB
         for doc_id, text, meta in docs:
             self.doc_ids.append(int(doc_id))
             self.metas.append(meta)
-            corpus.append(tokenize(text))
+            corpus.append([vocab.setdefault(t, t) for t in tokenize(text)])
         self.bm25 = BM25Okapi(corpus)
         # Postings (term -> positions) decide "contains a query term" exactly; BM25Okapi's scores alone
         # cannot, because its idf floor can make a matching term contribute nothing.
