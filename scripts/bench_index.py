@@ -81,7 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--bm25-sample", type=int, default=20, help="queries for rank-bm25 above 200k products")
-    ap.add_argument("--data", default="data/bench", help="where the benchmarks are built")
+    ap.add_argument("--data", default="data/bench-index", help="where the benchmarks are (re)built")
     ap.add_argument("--out", default="runs/bench/index.json")
     args = ap.parse_args()
     results = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
