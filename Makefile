@@ -36,7 +36,7 @@ lint: venv
 	$(PY) -m ruff check .
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest
 
 demo: venv benchmark
 	@cat $(BENCH)/card.md

@@ -100,18 +100,10 @@ class PlannerMethod:
         self.batch_size = batch_size
 
     def requests(self, rows: list[dict]) -> list[PlanRequest]:
-        from rewards.prompts import build_messages
+        from rewards.prompts import messages_for_query
 
-        requests = []
-        for row in rows:
-            if self.mode == "merged":  # the instruction is already part of the merged query text
-                messages = build_messages(self.schema, row.get("merged_query") or row["query"], None,
-                                          self.examples, "merged")
-            else:
-                messages = build_messages(self.schema, row["query"], row.get("instruction") or None,
-                                          self.examples, self.mode)
-            requests.append(PlanRequest(id=str(row["id"]), messages=messages))
-        return requests
+        return [PlanRequest(id=str(row["id"]), messages=messages_for_query(self.schema, row, self.examples, self.mode))
+                for row in rows]
 
     def plans(self, rows: list[dict]) -> list[PlanOutput]:
         requests = self.requests(rows)

@@ -85,7 +85,7 @@ def build_prompts(
     A deterministic subset of ``max_prompts`` queries (seeded) keeps CPU rounds small; the order of the
     benchmark is kept so files are stable.
     """
-    from rewards.prompts import build_messages, default_examples
+    from rewards.prompts import default_examples, messages_for_query
 
     queries = list(bench.queries(split))
     if max_prompts is not None and len(queries) > max_prompts:
@@ -95,7 +95,7 @@ def build_prompts(
         examples = default_examples(bench.schema)
     rows = []
     for q in queries:
-        messages = build_messages(bench.schema, q["query"], q.get("instruction") or None, examples, mode)
+        messages = messages_for_query(bench.schema, q, examples, mode)
         rows.append(
             {
                 "prompt_id": str(q["id"]),
@@ -171,7 +171,7 @@ def merge_shards(shard_files: Sequence[str | Path], prompts: Sequence[dict], out
 # --- score ---------------------------------------------------------------------------------------
 
 
-def make_scorer(bench: Any, engine: str = "bm25", k: int = 20) -> Scorer:
+def make_scorer(bench: Any, engine: str = "tantivy", k: int = 20) -> Scorer:
     """The reward used everywhere: parse, validate, execute with the benchmark index, Recall@k."""
     from rewards.execute import Executor, score_text
 

@@ -94,6 +94,15 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
     ]
 
 
+def messages_for_query(schema: IndexSchema, row: dict, examples: Sequence[dict] = (),
+                       mode: str = "separate") -> list[dict]:
+    """Messages for a benchmark query row, in either mode: the one mapping sampling, training and
+    evaluation share, so a model is trained on exactly the prompts it is evaluated with."""
+    if mode == "merged":  # the instruction is already part of the merged query text
+        return build_messages(schema, row.get("merged_query") or row["query"], None, examples, "merged")
+    return build_messages(schema, row["query"], row.get("instruction") or None, examples, mode)
+
+
 def render_prompt(tokenizer, messages: list[dict]) -> str:
     """The prompt text for a local model, via its chat template (generation prompt appended).
 

@@ -103,3 +103,17 @@ def test_render_prompt_folds_system_into_user_when_template_refuses_it():
 def test_render_prompt_without_template_is_a_clear_error():
     with pytest.raises(ValueError, match="no chat template"):
         render_prompt(tokenizer(None), build_messages(SCHEMA, "tent"))
+
+
+def test_messages_for_query_modes_agree_with_the_row():
+    import datetime as dt
+
+    from rewards.prompts import messages_for_query
+    from stark_instruct.schema import product_schema
+
+    schema = product_schema(dt.date(2025, 6, 30))
+    row = {"query": "rain jacket", "instruction": "Not Acme.", "merged_query": "rain jacket Not Acme."}
+    sep = messages_for_query(schema, row, (), "separate")
+    merged = messages_for_query(schema, row, (), "merged")
+    assert sep[1]["content"] == "rain jacket" and "Not Acme." in sep[0]["content"]
+    assert merged[1]["content"] == "rain jacket Not Acme." and "Not Acme." not in merged[0]["content"]
