@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -84,8 +85,8 @@ def main() -> None:
     ap.add_argument("--data", default="data/bench-index", help="where the benchmarks are (re)built")
     ap.add_argument("--out", default="runs/bench/index.json")
     args = ap.parse_args()
-    results = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
-               "sizes": {}}
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "loadavg_at_start": os.getloadavg(), "sizes": {}}
     for size in args.sizes:
         path = Path(args.data) / f"synthetic-{size}"
         r = {"build": build(size, path)}
@@ -93,6 +94,7 @@ def main() -> None:
         r["bm25"] = measure_queries(path, "bm25", args.bm25_sample if size > 200_000 else None)
         r["speedup_qps_filtered"] = round(r["tantivy"]["filtered"]["qps"] / r["bm25"]["filtered"]["qps"], 1)
         r["speedup_qps_unfiltered"] = round(r["tantivy"]["unfiltered"]["qps"] / r["bm25"]["unfiltered"]["qps"], 1)
+        r["loadavg_after"] = os.getloadavg()
         results["sizes"][size] = r
         print(json.dumps({size: r}, indent=1), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
