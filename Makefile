@@ -7,7 +7,7 @@ BENCH ?= data/benchmark/synthetic
 SIZE ?= 20000
 SEED ?= 0
 
-.PHONY: venv demo test lint build-benchmark benchmark bench-index card
+.PHONY: venv demo test lint build-benchmark benchmark bench-index card help
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -38,7 +38,17 @@ lint: venv
 test: venv
 	$(PY) -m pytest
 
-demo: venv benchmark
+# The main job end to end, offline on the embedded default: model, benchmark (card), raw/concat/oracle
+# baselines, one TAO round of SmolLM2-135M (configs/tao/demo.yaml), then the final table and chart
+# (runs/demo/metrics.md, runs/demo/recall_by_kind.png). Interrupted? Run it again: finished stages are kept.
+DEMO_CONFIG ?= configs/tao/demo.yaml
+DEMO_RUN ?= runs/tao-demo
+
+demo: venv model benchmark
 	@cat $(BENCH)/card.md
+	$(MAKE) --no-print-directory eval-baselines
+	$(PY) -m pipelines.tao --config $(DEMO_CONFIG) --benchmark $(BENCH) --run-dir $(DEMO_RUN) --no-progress
+	@cat $(DEMO_RUN)/rounds.md
+	$(PY) scripts/demo_report.py --run-dir $(DEMO_RUN) --out runs/demo
 
 -include mk/*.mk
