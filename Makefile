@@ -52,3 +52,14 @@ demo: venv model benchmark
 	$(PY) scripts/demo_report.py --run-dir $(DEMO_RUN) --out runs/demo
 
 -include mk/*.mk
+
+help:
+	@echo "make demo             end-to-end offline demo (model, benchmark, baselines, TAO, final table)"
+	@echo "make test             the test suite"
+	@echo "make build-benchmark  StaRK-Instruct (SIZE=20000 SEED=0 BENCH=data/benchmark/synthetic)"
+	@echo "make eval-baselines   raw / concat / oracle on the test split (docs/eval.md)"
+	@echo "make eval-api         GPT / Claude planners (docs/api.md)"
+	@echo "make model            convert the embedded SmolLM2-135M-Instruct (docs/model.md)"
+	@echo "make tao | tao-dpo    TAO rounds with best-of-n SFT or DPO (docs/tao.md)"
+	@echo "make dual-view        dual-view encoder training and p-MRR (docs/dualview.md)"
+	@echo "make bench-index | bench-scoring | bench-gen | bench-train   benchmarks (README)"
