@@ -9,13 +9,12 @@ refused rather than mixed.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from eval.harness import BASELINE, GROUPS, KINDS, RERANK_SUFFIX, gains, vs_baseline
+from pipelines.rundir import atomic_write_text
 
 METRICS_JSON = "metrics.json"
 METRICS_MD = "metrics.md"
@@ -32,18 +31,6 @@ class ReportError(ValueError):
 def safe_name(method: str) -> str:
     """A file-system-safe stem for a method name like 'hf:models/smollm2'."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", method).strip("._") or "method"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metrics(out_dir: str | Path) -> dict | None:
@@ -133,11 +120,11 @@ def write_report(result: dict, out_dir: str | Path) -> dict:
             raise ReportError(f"cannot compare {a!r} with {b!r}: evaluate both first (known: {', '.join(sorted(known))})")
     for name, records in result.get("per_query", {}).items():
         rel = f"{PER_QUERY_DIR}/{safe_name(name)}.jsonl"
-        _atomic_write(out / rel, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
+        atomic_write_text(out / rel, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
         result["methods"][name]["per_query_file"] = rel
     report = merge(old, result, out)
-    _atomic_write(out / METRICS_JSON, json.dumps(report, indent=2, default=str) + "\n")
-    _atomic_write(out / METRICS_MD, markdown(report))
+    atomic_write_text(out / METRICS_JSON, json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(out / METRICS_MD, markdown(report))
     plot_recall_by_kind(report, out / PLOT)
     return report
 

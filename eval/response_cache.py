@@ -15,9 +15,10 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from pipelines.rundir import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +66,8 @@ class ResponseCache:
 
     def put(self, key: str, entry: dict[str, Any]) -> Path:
         """Write the entry atomically; the file appears complete or not at all."""
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps({**entry, "key": key}, ensure_ascii=False, sort_keys=True, indent=1)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=p.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        p = atomic_write_text(self.path(key), data)
         return p
 
     def __len__(self) -> int:

@@ -614,6 +614,11 @@ def _parse_value(v: str) -> Any:
         return v
 
 
+# Config fields that also have their own command-line flag.
+CLI_FIELDS = ("model", "benchmark", "backend", "strategy", "rounds", "n", "temperature", "seed",
+              "max_train_prompts", "lr", "epochs")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipelines.tao", description=__doc__.split("\n")[0])
     ap.add_argument("--config", help="YAML/JSON with TaoConfig fields (configs/tao/*.yaml)")
@@ -625,37 +630,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override any config field (value parsed as JSON when it can be), repeatable",
     )
-    for name in (
-        "model",
-        "benchmark",
-        "backend",
-        "strategy",
-        "rounds",
-        "n",
-        "temperature",
-        "seed",
-        "max_train_prompts",
-        "lr",
-        "epochs",
-    ):
+    for name in CLI_FIELDS:
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None)
     ap.add_argument("--stop-after", choices=["prompts"], default=None)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     d = load_config_file(args.config) if args.config else {}
-    for name in (
-        "model",
-        "benchmark",
-        "backend",
-        "strategy",
-        "rounds",
-        "n",
-        "temperature",
-        "seed",
-        "max_train_prompts",
-        "lr",
-        "epochs",
-    ):
+    for name in CLI_FIELDS:
         v = getattr(args, name)
         if v is not None:
             d[name] = _parse_value(v) if name not in ("model", "benchmark", "backend", "strategy") else v
