@@ -240,6 +240,14 @@ def score_stage(
     }
 
 
+def score_round(rd: Any, prompts: Sequence[dict], bench: Any, engine: str, k: int, progress: bool = True) -> dict:
+    """A round directory's score stage: candidates -> scored rows, done once and resumable."""
+    return rd.stage(
+        "score",
+        lambda: score_stage(rd / CANDIDATES, prompts, rd / SCORED, make_scorer(bench, engine, k), progress=progress),
+    )
+
+
 # --- command line (sharded sampling for a round prepared by pipelines.tao) ---------------------------
 
 
@@ -283,16 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         bench = open_benchmark(cfg.benchmark)
-        info = rd.stage(
-            "score",
-            lambda: score_stage(
-                rd / CANDIDATES,
-                prompts,
-                rd / SCORED,
-                make_scorer(bench, cfg.engine, cfg.k),
-                progress=not args.no_progress,
-            ),
-        )
+        info = score_round(rd, prompts, bench, cfg.engine, cfg.k, progress=not args.no_progress)
     print(info)
     return 0
 

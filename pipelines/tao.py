@@ -40,10 +40,9 @@ from pipelines.stages import (
     PROMPTS,
     SCORED,
     build_prompts,
-    make_scorer,
     merge_shards,
     sample_stage,
-    score_stage,
+    score_round,
 )
 from pipelines.train import TrainConfig, load_config_file, train
 
@@ -461,16 +460,7 @@ def run_tao(
         sample_info = rd.stage(
             "sample", lambda: _sample(cfg, planner_factory, policy, plan_schema, prompts, rd, r, progress)
         )
-        score_info = rd.stage(
-            "score",
-            lambda: score_stage(
-                rd / CANDIDATES,
-                prompts,
-                rd / SCORED,
-                make_scorer(bench, cfg.engine, cfg.k),
-                progress=progress,
-            ),
-        )
+        score_info = score_round(rd, prompts, bench, cfg.engine, cfg.k, progress=progress)
         sel = rd.stage(
             "select",
             lambda: select_to_files(
