@@ -44,7 +44,7 @@ from pipelines.stages import (
     sample_stage,
     score_round,
 )
-from pipelines.train import TrainConfig, load_config_file, train
+from pipelines.train import TrainConfig, config_from_dict, load_config_file, train
 
 GROUPS = ("none", "inclusion", "exclusion", "recency", "instructed", "all")
 
@@ -103,11 +103,7 @@ class TaoConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TaoConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown tao config keys: {sorted(unknown)}")
-        cfg = cls(**d)
+        cfg = config_from_dict(cls, d, "tao")
         cfg.validate()
         return cfg
 

@@ -30,6 +30,14 @@ OBJECTIVES = ("sft", "dpo", "kto")
 STRATEGY_TO_OBJECTIVE = {"best-of-n": "sft", "sft": "sft", "dpo": "dpo", "kto": "kto"}
 
 
+def config_from_dict(cls: type, d: dict, what: str) -> Any:
+    """A config dataclass from a dict, refusing unknown keys (a typo must not silently fall back to a default)."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} config keys: {sorted(unknown)}")
+    return cls(**d)
+
+
 @dataclass
 class TrainConfig:
     model_path: str
@@ -64,11 +72,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown train config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "train")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
