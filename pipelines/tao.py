@@ -621,6 +621,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after", choices=["prompts"], default=None)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    try:
+        cfg = _config_from_args(args)
+    except (ValueError, OSError) as e:  # bad config file, unknown key, invalid value: one line, no traceback
+        ap.exit(2, f"error: {e}\n")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    summary = run_tao(cfg, stop_after=args.stop_after, progress=not args.no_progress)
+    if "best" in summary:
+        print(Path(cfg.run_dir, "rounds.md").read_text())
+        print(json.dumps(summary["best"], indent=2))
+    else:
+        print(json.dumps(summary))
+    return 0
+
+
+def _config_from_args(args: argparse.Namespace) -> TaoConfig:
     d = load_config_file(args.config) if args.config else {}
     for name in CLI_FIELDS:
         v = getattr(args, name)
@@ -631,15 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         d[k] = _parse_value(v)
     if args.run_dir:
         d["run_dir"] = args.run_dir
-    cfg = TaoConfig.from_dict(d)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    summary = run_tao(cfg, stop_after=args.stop_after, progress=not args.no_progress)
-    if "best" in summary:
-        print(Path(cfg.run_dir, "rounds.md").read_text())
-        print(json.dumps(summary["best"], indent=2))
-    else:
-        print(json.dumps(summary))
-    return 0
+    return TaoConfig.from_dict(d)
 
 
 if __name__ == "__main__":

@@ -165,3 +165,12 @@ def test_config_rejects_greedy_and_unknown_keys():
         TaoConfig.from_dict({"strategy": "ppo"})
     with pytest.raises(ValueError):
         TaoConfig.from_dict({"no_such_key": 1})
+
+
+def test_cli_rejects_a_bad_config_in_one_line(capsys):
+    from pipelines.tao import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--config", "configs/tao/demo.yaml", "--set", "bogus=1", "--run-dir", "unused"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: unknown tao config keys: ['bogus']"
