@@ -266,11 +266,27 @@ class _APIPlanner:
                 f"the {self.name} planner needs the `{self.sdk_package}` package: {INSTALL_HINT}"
             ) from exc
 
+    client_class = ""  # the SDK's client class name, e.g. "OpenAI"
+
     def _make_client(self, key: str) -> Any:
-        raise NotImplementedError
+        # SDK retries off: the planner retries itself, honouring retry-after, so behaviour is uniform.
+        opts: dict[str, Any] = {"api_key": key, "timeout": self.timeout, "max_retries": 0}
+        if self.base_url is not None:
+            opts["base_url"] = self.base_url
+        return getattr(self._sdk, self.client_class)(**opts)
 
     def _send(self, messages: list[dict]) -> Any:
         raise NotImplementedError
+
+    def _send_classified(self, messages: list[dict]) -> Any:
+        """`_send`, with SDK errors mapped to `_Retryable` / `_Final` (unknown ones propagate as they are)."""
+        try:
+            return self._send(messages)
+        except Exception as exc:
+            mapped = self._classify(exc)
+            if mapped is exc:
+                raise
+            raise mapped from None
 
     def _extract(self, response: Any) -> _Outcome:
         raise NotImplementedError
@@ -411,7 +427,7 @@ class _APIPlanner:
             with self._lock:
                 self.requests_sent += 1
             try:
-                response = self._send(req.messages)
+                response = self._send_classified(req.messages)
             except _Retryable as exc:
                 reason = self._redact(exc.reason) or ""
                 if attempt >= self.max_retries:
@@ -491,31 +507,20 @@ class OpenAIPlanner(_APIPlanner):
     provider = "openai"
     key_env = "OPENAI_API_KEY"
     sdk_package = "openai"
+    client_class = "OpenAI"
 
     def __init__(self, model: str = "gpt-5-nano", **kwargs: Any):
         super().__init__(model, **kwargs)
 
-    def _make_client(self, key: str) -> Any:
-        opts: dict[str, Any] = {"api_key": key, "timeout": self.timeout, "max_retries": 0}
-        if self.base_url is not None:
-            opts["base_url"] = self.base_url
-        return self._sdk.OpenAI(**opts)
-
     def _send(self, messages: list[dict]) -> Any:
-        try:
-            return self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                tools=[{"type": "function", "function": {
-                    "name": TOOL_NAME, "description": TOOL_DESCRIPTION, "parameters": self._tool_parameters()}}],
-                tool_choice={"type": "function", "function": {"name": TOOL_NAME}},
-                **self.params,
-            )
-        except Exception as exc:
-            mapped = self._classify(exc)
-            if mapped is exc:
-                raise
-            raise mapped from None
+        return self._client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            tools=[{"type": "function", "function": {
+                "name": TOOL_NAME, "description": TOOL_DESCRIPTION, "parameters": self._tool_parameters()}}],
+            tool_choice={"type": "function", "function": {"name": TOOL_NAME}},
+            **self.params,
+        )
 
     def _extract(self, response: Any) -> _Outcome:
         usage = getattr(response, "usage", None)
@@ -552,18 +557,13 @@ class AnthropicPlanner(_APIPlanner):
     provider = "anthropic"
     key_env = "ANTHROPIC_API_KEY"
     sdk_package = "anthropic"
+    client_class = "Anthropic"
 
     def __init__(self, model: str = "claude-sonnet-4-5", **kwargs: Any):
         super().__init__(model, **kwargs)
 
     def default_params(self) -> dict[str, Any]:
         return {"max_tokens": 2048}  # required by the Messages API; a plan is a few hundred tokens
-
-    def _make_client(self, key: str) -> Any:
-        opts: dict[str, Any] = {"api_key": key, "timeout": self.timeout, "max_retries": 0}
-        if self.base_url is not None:
-            opts["base_url"] = self.base_url
-        return self._sdk.Anthropic(**opts)
 
     def _send(self, messages: list[dict]) -> Any:
         system_parts = [m["content"] for m in messages if m.get("role") == "system"]
@@ -574,20 +574,14 @@ class AnthropicPlanner(_APIPlanner):
         elif system_parts:  # content blocks: pass them on as text blocks
             extra["system"] = [b for c in system_parts
                                for b in ([{"type": "text", "text": c}] if isinstance(c, str) else c)]
-        try:
-            return self._client.messages.create(
-                model=self.model,
-                messages=chat,
-                tools=[{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": self._tool_parameters()}],
-                tool_choice={"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True},
-                **extra,
-                **self.params,
-            )
-        except Exception as exc:
-            mapped = self._classify(exc)
-            if mapped is exc:
-                raise
-            raise mapped from None
+        return self._client.messages.create(
+            model=self.model,
+            messages=chat,
+            tools=[{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": self._tool_parameters()}],
+            tool_choice={"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True},
+            **extra,
+            **self.params,
+        )
 
     def _extract(self, response: Any) -> _Outcome:
         usage = getattr(response, "usage", None)
