@@ -21,3 +21,14 @@ def tiny_benchmark(tmp_path_factory):
 
     path = build_benchmark(tmp_path_factory.mktemp("bench") / "tiny", size=TINY_SIZE, seed=0, queries=120)
     return Benchmark.load(path)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core box spinning threads are far slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

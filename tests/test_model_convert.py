@@ -84,12 +84,7 @@ def write_tiny_gguf(path: Path, chat_template: str | None = None, seed: int = 0)
     return tensors
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_convert_tiny_gguf_matches_the_gguf(tmp_path):
