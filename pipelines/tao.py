@@ -67,6 +67,11 @@ class TaoConfig:
     sample_batch_size: int = 16
     max_new_tokens: int = 160
     constrained: bool = False
+    # bounds of the decoding schema (constrained decoding only; None = the plan language's own limits)
+    max_searches: int | None = None
+    max_filter_depth: int | None = None
+    max_query_chars: int | None = None
+    max_filter_items: int | None = None  # values of an in/nin list, children of all/any
     mode: str = "separate"  # prompt mode of rewards.prompts (same in sampling, training, evaluation)
     examples: str = "default"  # default: rewards.prompts.default_examples; none: zero-shot
     # selection
@@ -121,6 +126,13 @@ class TaoConfig:
             raise ValueError("continue_from must be best or last")
         if self.examples not in ("default", "none"):
             raise ValueError("examples must be default or none")
+        from rewards.plan import MAX_DEPTH, MAX_LIST_VALUES, MAX_QUERY_CHARS, MAX_SEARCHES
+
+        for name, limit in (("max_searches", MAX_SEARCHES), ("max_filter_depth", MAX_DEPTH),
+                            ("max_query_chars", MAX_QUERY_CHARS), ("max_filter_items", MAX_LIST_VALUES)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or not 1 <= value <= limit):
+                raise ValueError(f"{name} must be an integer in 1..{limit} or null, got {value!r}")
 
 
 # --- factories (tests inject fakes) ------------------------------------------------------------------
@@ -161,12 +173,14 @@ def _examples(cfg: TaoConfig, bench: Any) -> list[dict]:
     return default_examples(bench.schema)
 
 
-def _plan_schema(bench: Any) -> dict | None:
+def _plan_schema(cfg: TaoConfig, bench: Any) -> dict | None:
     try:
         from rewards.plan import plan_json_schema
     except ImportError:
         return None
-    return plan_json_schema(bench.schema)
+    bounds = {"max_searches": cfg.max_searches, "max_depth": cfg.max_filter_depth,
+              "max_query_chars": cfg.max_query_chars, "max_items": cfg.max_filter_items}
+    return plan_json_schema(bench.schema, **{k: v for k, v in bounds.items() if v is not None})
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -416,7 +430,7 @@ def run_tao(
         },
     )
     bench = open_benchmark(cfg.benchmark)
-    plan_schema = _plan_schema(bench)
+    plan_schema = _plan_schema(cfg, bench)
     atomic_write_json(run / "plan_schema.json", plan_schema)
     logger = _Logger(cfg, run)
     rounds_path = run / "rounds.jsonl"

@@ -78,7 +78,7 @@ def _value_schema(ftype: str) -> dict:
     raise ValueError(f"unknown field type {ftype!r}")
 
 
-def _leaf_schemas(schema: IndexSchema) -> list[dict]:
+def _leaf_schemas(schema: IndexSchema, max_list_values: int = MAX_LIST_VALUES) -> list[dict]:
     """One alternative per (field, scalar ops) and per (field, list ops): field enum, op enum, value type."""
     leaves = []
     for spec in schema.fields:
@@ -87,7 +87,7 @@ def _leaf_schemas(schema: IndexSchema) -> list[dict]:
         value = _value_schema(spec.type)
         for ops, value_schema in (
             (scalar_ops, value),
-            (list_ops, {"type": "array", "items": value, "minItems": 1, "maxItems": MAX_LIST_VALUES}),
+            (list_ops, {"type": "array", "items": value, "minItems": 1, "maxItems": max_list_values}),
         ):
             if not ops:
                 continue
@@ -106,35 +106,50 @@ def _leaf_schemas(schema: IndexSchema) -> list[dict]:
     return leaves
 
 
-def _combinator(key: str, child_ref: dict) -> dict:
+def _combinator(key: str, child_ref: dict, max_children: int = MAX_CHILDREN) -> dict:
     if key == "not":
         prop = child_ref
     else:
-        prop = {"type": "array", "items": child_ref, "minItems": 1, "maxItems": MAX_CHILDREN}
+        prop = {"type": "array", "items": child_ref, "minItems": 1, "maxItems": max_children}
     return {"type": "object", "properties": {key: prop}, "required": [key], "additionalProperties": False}
 
 
-def plan_json_schema(schema: IndexSchema) -> dict:
+def _bounded(name: str, value: int, limit: int) -> int:
+    if not isinstance(value, int) or not 1 <= value <= limit:
+        raise ValueError(f"{name} must be an integer in 1..{limit} (the plan language's bound), got {value!r}")
+    return value
+
+
+def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, max_depth: int = MAX_DEPTH,
+                     max_query_chars: int = MAX_QUERY_CHARS, max_items: int | None = None) -> dict:
     """JSON Schema (draft 2020-12) of a plan over this index.
 
-    Filter nesting is unrolled into `filter_1` .. `filter_{MAX_DEPTH}` (the deepest level is a leaf)
+    Filter nesting is unrolled into `filter_1` .. `filter_{max_depth}` (the deepest level is a leaf)
     instead of a recursive `$ref`, so the schema is acyclic: API tool definitions and grammar-constrained
-    decoders that refuse recursion accept it, and it admits exactly the depth `parse_filter` allows.
+    decoders that refuse recursion accept it, and by default it admits exactly what `parse_plan` allows.
+    The keyword bounds can only tighten the language: a small model decoding under the schema then
+    cannot loop through five copies of one search or a 1,000-character query until it is truncated.
     """
-    defs: dict[str, dict] = {"leaf": {"anyOf": _leaf_schemas(schema)}}
-    defs[f"filter_{MAX_DEPTH}"] = {"$ref": "#/$defs/leaf"}
-    for level in range(MAX_DEPTH - 1, 0, -1):
+    max_searches = _bounded("max_searches", max_searches, MAX_SEARCHES)
+    max_depth = _bounded("max_depth", max_depth, MAX_DEPTH)
+    max_query_chars = _bounded("max_query_chars", max_query_chars, MAX_QUERY_CHARS)
+    # max_items bounds both "in"/"nin" value lists and all/any children
+    max_list = MAX_LIST_VALUES if max_items is None else _bounded("max_items", max_items, MAX_LIST_VALUES)
+    max_children = MAX_CHILDREN if max_items is None else min(max_items, MAX_CHILDREN)
+    defs: dict[str, dict] = {"leaf": {"anyOf": _leaf_schemas(schema, max_list)}}
+    defs[f"filter_{max_depth}"] = {"$ref": "#/$defs/leaf"}
+    for level in range(max_depth - 1, 0, -1):
         child = {"$ref": f"#/$defs/filter_{level + 1}"}
         defs[f"filter_{level}"] = {"anyOf": [
             {"$ref": "#/$defs/leaf"},
-            _combinator("all", child),
-            _combinator("any", child),
+            _combinator("all", child, max_children),
+            _combinator("any", child, max_children),
             _combinator("not", child),
         ]}
     search = {
         "type": "object",
         "properties": {
-            "query": {"type": "string", "maxLength": MAX_QUERY_CHARS,
+            "query": {"type": "string", "maxLength": max_query_chars,
                       "description": "keywords to search the product text for"},
             "filter": {"anyOf": [{"$ref": "#/$defs/filter_1"}, {"type": "null"}],
                        "description": "metadata filter the results must satisfy"},
@@ -153,7 +168,7 @@ def plan_json_schema(schema: IndexSchema) -> dict:
         "type": "object",
         "properties": {
             "searches": {"type": "array", "items": {"$ref": "#/$defs/search"},
-                         "minItems": MIN_SEARCHES, "maxItems": MAX_SEARCHES},
+                         "minItems": MIN_SEARCHES, "maxItems": max_searches},
         },
         "required": ["searches"],
         "additionalProperties": False,

@@ -139,7 +139,8 @@ def _example_value(schema: IndexSchema, name: str, fallback: str) -> str:
 
 
 def default_examples(schema: IndexSchema) -> list[dict]:
-    """Three hand-written few-shot examples (inclusion, exclusion, recency) for the product schema."""
+    """Four hand-written few-shot examples (inclusion, exclusion, recency, no instruction) for the product
+    schema; the last one shows that a request without instructions gets no filter at all."""
     missing = [f for f in ("brand", "color", "last_review_date") if schema.field(f) is None]
     if missing:
         raise ValueError(f"default examples need the product schema; missing fields {missing}")
@@ -167,5 +168,10 @@ def default_examples(schema: IndexSchema) -> list[dict]:
             "query": "two person backpacking tent",
             "instruction": "Only products with reviews from the last two years.",
             "plan": {"searches": [{"query": "two person backpacking tent", "filter": recent_filter}]},
+        },
+        {
+            "query": "Can you suggest comfortable trail running shoes with good grip?",
+            "instruction": None,
+            "plan": {"searches": [{"query": "comfortable trail running shoes grip", "filter": None}]},
         },
     ]

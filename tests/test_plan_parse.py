@@ -215,3 +215,28 @@ def test_schema_rejects_what_the_parser_rejects(plan):
     with pytest.raises(PlanError):
         parse(json.dumps(plan))
     assert not VALIDATOR.is_valid(plan)
+
+
+def test_decoding_bounds_only_tighten_the_schema():
+    bounded = jsonschema.Draft202012Validator(plan_json_schema(SCHEMA, max_searches=2, max_depth=2,
+                                                               max_query_chars=10, max_items=2))
+    leaf = {"field": "color", "op": "nin", "value": ["red", "black"]}
+    ok = {"searches": [{"query": "rain coat", "filter": {"not": leaf}}, {"query": "b"}]}
+    assert bounded.is_valid(ok) and VALIDATOR.is_valid(ok)
+    too_much = [
+        {"searches": [{"query": "a"}, {"query": "b"}, {"query": "c"}]},
+        {"searches": [{"query": "a", "filter": {"not": {"not": leaf}}}]},
+        {"searches": [{"query": "waterproof rain jacket"}]},
+        {"searches": [{"query": "a", "filter": {**leaf, "value": ["red", "black", "blue"]}}]},
+        {"searches": [{"query": "a", "filter": {"any": [leaf, leaf, leaf]}}]},
+    ]
+    for plan in too_much:
+        assert not bounded.is_valid(plan) and VALIDATOR.is_valid(plan), plan
+        parse(json.dumps(plan))  # still a valid plan of the language
+
+
+@pytest.mark.parametrize("bound", [{"max_searches": 6}, {"max_depth": 0}, {"max_query_chars": 2.5},
+                                   {"max_items": 10_000}])
+def test_decoding_bounds_cannot_loosen_the_language(bound):
+    with pytest.raises(ValueError, match=next(iter(bound))):
+        plan_json_schema(SCHEMA, **bound)

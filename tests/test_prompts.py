@@ -33,7 +33,7 @@ def test_separate_mode_puts_instruction_in_system_spec():
     assert GRAMMAR in system
     assert SCHEMA.render() in system
     assert system.rstrip().endswith("## User instructions\nOnly TrailForge products.")
-    assert system.count("Plan: ") == 3
+    assert system.count("Plan: ") == 4
     assert "Today is 2024-02-29" in system
 
 
@@ -65,9 +65,10 @@ def test_bad_arguments(kwargs, match):
         build_messages(SCHEMA, **kwargs)
 
 
-def test_default_examples_are_valid_plans_covering_three_kinds():
+def test_default_examples_are_valid_plans_covering_three_kinds_and_none():
     examples = default_examples(SCHEMA)
-    assert len(examples) == 3
+    assert len(examples) == 4
+    assert examples[3]["instruction"] is None and parse_plan(json.dumps(examples[3]["plan"]), SCHEMA).searches[0].filter is None
     plans = [parse_plan(json.dumps(ex["plan"]), SCHEMA) for ex in examples]
     leaves = [p.searches[0].filter for p in plans]
     assert (leaves[0].field, leaves[0].op, leaves[0].value) == ("brand", "eq", "trailforge")

@@ -88,8 +88,10 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
         eval_test_limit=8,
         report_to="none",
         engine="tantivy",
+        max_searches=2,
     )
-    factory = lambda c, m, a, s: FakePolicy(m, a, calls)  # noqa: E731
+    schemas: list = []
+    factory = lambda c, m, a, s: schemas.append(s) or FakePolicy(m, a, calls)  # noqa: E731
     # cluster flow: prepare the round, sample it as two shards through the stages CLI, then continue
     assert run_tao(cfg, planner_factory=factory, stop_after="prompts", progress=False)["round"] == 1
     monkeypatch.setattr("pipelines.tao.make_sampler", factory)
@@ -125,6 +127,9 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
         assert 0.0 <= r["dev"]["policy"]["all"]["recall"] <= 1.0
         assert r["test"]["policy"]["all"]["n"] == 8
     assert summary["best"]["round"] in (0, 1)
+    # the decoding bound reaches every planner and the run's schema (which the shard CLI read)
+    assert schemas and all(s["properties"]["searches"]["maxItems"] == 2 for s in schemas)
+    assert read_json(run / "plan_schema.json")["properties"]["searches"]["maxItems"] == 2
     table = (run / "rounds.md").read_text()
     assert "| 0 | dev |" in table and "| 1 | dev |" in table and "| raw | dev |" in table
     manifest = read_json(run / "manifest.json")
@@ -165,6 +170,8 @@ def test_config_rejects_greedy_and_unknown_keys():
         TaoConfig.from_dict({"strategy": "ppo"})
     with pytest.raises(ValueError):
         TaoConfig.from_dict({"no_such_key": 1})
+    with pytest.raises(ValueError, match="max_searches must be an integer in 1..5"):
+        TaoConfig.from_dict({"max_searches": 6})
 
 
 def test_cli_rejects_a_bad_config_in_one_line(capsys):
