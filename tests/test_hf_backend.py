@@ -171,3 +171,28 @@ def test_shared_prefill_matches_plain_num_return_sequences(tok):
     plain = p.sample(reqs, n=3, temperature=1.0, top_p=1.0, seed=4)
     assert [[(r.text, r.error, r.usage) for r in s] for s in shared] == \
         [[(r.text, r.error, r.usage) for r in s] for s in plain]
+
+
+def test_common_prefix_is_prefilled_once_with_the_same_greedy_plans(tok):
+    """Queries share the system spec: computing its cache once per batch changes no plan."""
+    from pipelines.backends.hf import common_prefix_len, pad_after_prefix
+
+    assert common_prefix_len([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_prefix_len([[7, 8], [7, 8]]) == 1  # every row keeps its last token
+    ids, mask = pad_after_prefix([[1, 2, 3, 4], [1, 2, 5]], 2, 0)
+    assert ids.tolist() == [[1, 2, 3, 4], [1, 2, 0, 5]] and mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 1]]
+
+    model = tiny_lm.tiny_model(tok, eos_bias=2.0)
+    spec = "You plan searches. " + "Fields: brand, colour, price, rating and review dates. " * 6
+    reqs = [PlanRequest(f"q{i}", [{"role": "system", "content": spec},
+                                  {"role": "user", "content": "tents " * (i + 1)}]) for i in range(4)]
+    p = HFPlanner("tiny", model=model, tokenizer=tok, batch_size=4, max_new_tokens=24)
+    calls = []
+    forward = model.forward
+    model.forward = lambda *a, **kw: calls.append(kw["input_ids"].shape) or forward(*a, **kw)
+    shared = p.plan(reqs) + p.sample(reqs, n=2, temperature=1.0, top_p=1.0, seed=1)[0]
+    assert calls[0][0] == 1 and calls[0][1] > 40  # the spec, once, as a batch of one
+    p.share_prefill = False
+    plain = p.plan(reqs) + p.sample(reqs, n=2, temperature=1.0, top_p=1.0, seed=1)[0]
+    assert [(r.text, r.error, r.usage) for r in shared] == [(r.text, r.error, r.usage) for r in plain]
+    assert any(r.text for r in shared)

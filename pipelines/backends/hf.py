@@ -155,9 +155,14 @@ class HFPlanner:
     def _generate(self, prompts: list[list[int]], n: int, sampling: tuple[float, float] | None,
                   seed: int) -> list[list[PlanResponse]]:
         tok = self.tokenizer
-        enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
-        input_ids = enc["input_ids"].to(self.device)
-        attention_mask = enc["attention_mask"].to(self.device)
+        shared = common_prefix_len(prompts) if self.share_prefill else 0
+        if self.share_prefill:
+            input_ids, attention_mask = pad_after_prefix(prompts, shared, tok.pad_token_id)
+            input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        else:  # reference path: the tokenizer's own (left) padding
+            enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+            input_ids = enc["input_ids"].to(self.device)
+            attention_mask = enc["attention_mask"].to(self.device)
         prompt_lens = attention_mask.sum(dim=1).tolist()
         prompt_width = input_ids.shape[1]
         kwargs: dict[str, Any] = {
@@ -174,14 +179,16 @@ class HFPlanner:
         processor = self.constraint.processor() if self.constraint is not None else None
         if processor is not None:
             kwargs["logits_processor"] = LogitsProcessorList([processor])
-        if n > 1 and self.share_prefill:
-            # Prefill each prompt once and copy its KV cache n times, instead of letting
-            # num_return_sequences prefill n identical copies: on CPU the ~800-token system spec
-            # dominates, so this makes N-sample TAO sampling several times faster.
-            cache = self._prefill(input_ids, attention_mask)
-            cache.batch_repeat_interleave(n)
-            input_ids = input_ids.repeat_interleave(n, dim=0)
-            attention_mask = attention_mask.repeat_interleave(n, dim=0)
+        if self.share_prefill:
+            # Prefill the batch's common prefix (the system spec, identical for every query) once, the
+            # rest of each prompt once, and copy each prompt's KV cache n times, instead of letting
+            # generate prefill every prompt (and num_return_sequences every copy) from scratch: on CPU
+            # the ~900-token system spec dominates both evaluation and N-sample TAO sampling.
+            cache = self._prefill(input_ids, attention_mask, shared)
+            if n > 1:
+                cache.batch_repeat_interleave(n)
+                input_ids = input_ids.repeat_interleave(n, dim=0)
+                attention_mask = attention_mask.repeat_interleave(n, dim=0)
             kwargs.update(num_return_sequences=1, past_key_values=cache)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -209,18 +216,25 @@ class HFPlanner:
             responses.append(row_responses)
         return responses
 
-    def _prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+    def _prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, shared: int) -> Any:
         """KV cache of every prompt token but the last (generate feeds that one to get the first logits).
 
-        Position ids follow the attention mask, as generate computes them, so left padding is respected.
+        The first `shared` columns are the same unpadded tokens in every row: they run once, as a batch
+        of one, and the cache is copied to every row. Position ids follow the attention mask, as generate
+        computes them, so the padding between the shared prefix and each row's own tokens is skipped.
         """
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
-        mask = attention_mask[:, :-1]
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        self.model(input_ids=input_ids[:, :-1], attention_mask=mask, position_ids=positions,
-                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+        ids, mask = input_ids[:, :-1], attention_mask[:, :-1]
+        if shared > 0:
+            self.model(input_ids=ids[:1, :shared], position_ids=torch.arange(shared, device=ids.device)[None],
+                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache.batch_repeat_interleave(ids.shape[0])
+        if ids.shape[1] > shared:
+            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            self.model(input_ids=ids[:, shared:], attention_mask=mask, position_ids=positions[:, shared:],
+                       past_key_values=cache, use_cache=True, logits_to_keep=1)
         return cache
 
     def __repr__(self) -> str:
@@ -228,4 +242,26 @@ class HFPlanner:
                 f"constrained={self.constrained})")
 
 
-__all__ = ["HFPlanner", "TRUNCATED", "default_device", "render_chat"]
+def common_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix all prompts share, leaving every prompt at least its last token."""
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    shared = 0
+    while shared < limit and all(p[shared] == first[shared] for p in prompts):
+        shared += 1
+    return shared
+
+
+def pad_after_prefix(prompts: Sequence[Sequence[int]], shared: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of [shared prefix][padding][own tokens]: the prefix's columns line up across the batch (so
+    its cache can be computed once) and every row still ends at the last column, as left padding does."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, :shared], mask[row, :shared] = torch.tensor(p[:shared]), 1
+        own = len(p) - shared
+        ids[row, width - own:], mask[row, width - own:] = torch.tensor(p[shared:]), 1
+    return ids, mask
+
+
+__all__ = ["HFPlanner", "TRUNCATED", "common_prefix_len", "default_device", "pad_after_prefix", "render_chat"]
