@@ -68,9 +68,9 @@ def plan_to_json(plan: SearchPlan) -> dict:
     return {"searches": [search_to_json(s) for s in plan.searches]}
 
 
-def _value_schema(ftype: str) -> dict:
+def _value_schema(ftype: str, max_chars: int | None = None) -> dict:
     if ftype in ("keyword", "keywords"):
-        return {"type": "string", "minLength": 1}
+        return {"type": "string", "minLength": 1, **({"maxLength": max_chars} if max_chars else {})}
     if ftype == "number":
         return {"type": "number"}
     if ftype == "date":
@@ -78,13 +78,14 @@ def _value_schema(ftype: str) -> dict:
     raise ValueError(f"unknown field type {ftype!r}")
 
 
-def _leaf_schemas(schema: IndexSchema, max_list_values: int = MAX_LIST_VALUES) -> list[dict]:
+def _leaf_schemas(schema: IndexSchema, max_list_values: int = MAX_LIST_VALUES,
+                  max_value_chars: int | None = None) -> list[dict]:
     """One alternative per (field, scalar ops) and per (field, list ops): field enum, op enum, value type."""
     leaves = []
     for spec in schema.fields:
         scalar_ops = [op for op in spec.ops if op not in LIST_OPS]
         list_ops = [op for op in spec.ops if op in LIST_OPS]
-        value = _value_schema(spec.type)
+        value = _value_schema(spec.type, max_value_chars)
         for ops, value_schema in (
             (scalar_ops, value),
             (list_ops, {"type": "array", "items": value, "minItems": 1, "maxItems": max_list_values}),
@@ -136,7 +137,9 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
     # max_items bounds both "in"/"nin" value lists and all/any children
     max_list = MAX_LIST_VALUES if max_items is None else _bounded("max_items", max_items, MAX_LIST_VALUES)
     max_children = MAX_CHILDREN if max_items is None else min(max_items, MAX_CHILDREN)
-    defs: dict[str, dict] = {"leaf": {"anyOf": _leaf_schemas(schema, max_list)}}
+    # a bounded query length also bounds keyword values (brand, colour, category names)
+    max_value_chars = None if max_query_chars == MAX_QUERY_CHARS else max_query_chars
+    defs: dict[str, dict] = {"leaf": {"anyOf": _leaf_schemas(schema, max_list, max_value_chars)}}
     defs[f"filter_{max_depth}"] = {"$ref": "#/$defs/leaf"}
     for level in range(max_depth - 1, 0, -1):
         child = {"$ref": f"#/$defs/filter_{level + 1}"}

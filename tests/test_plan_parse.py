@@ -229,6 +229,7 @@ def test_decoding_bounds_only_tighten_the_schema():
         {"searches": [{"query": "waterproof rain jacket"}]},
         {"searches": [{"query": "a", "filter": {**leaf, "value": ["red", "black", "blue"]}}]},
         {"searches": [{"query": "a", "filter": {"any": [leaf, leaf, leaf]}}]},
+        {"searches": [{"query": "a", "filter": {"field": "brand", "op": "eq", "value": "northpeak-x"}}]},
     ]
     for plan in too_much:
         assert not bounded.is_valid(plan) and VALIDATOR.is_valid(plan), plan
