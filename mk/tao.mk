@@ -3,7 +3,7 @@ TAO_CONFIG ?= configs/tao/smollm2-cpu.yaml
 TAO_RUN ?= runs/tao
 TAO_ARGS ?=
 
-.PHONY: tao tao-dpo bench-train
+.PHONY: tao tao-dpo bench-train bench-sampling
 
 # best-of-N rejection-sampling fine-tuning (SFT) for the rounds in $(TAO_CONFIG); resumes if interrupted.
 tao: model benchmark
@@ -17,3 +17,8 @@ tao-dpo: model benchmark
 # SFT training tokens/s with SmolLM2-135M + LoRA on this machine.
 bench-train: model benchmark
 	$(PY) scripts/bench_training.py --model $(MODEL_DIR) --benchmark $(BENCH) --out runs/bench/training.json
+
+# Greedy vs sampled plan rewards per temperature on training prompts (does best-of-n beat greedy?).
+bench-sampling: model benchmark
+	$(PY) scripts/bench_sampling_reward.py --config $(DEMO_CONFIG) --temperatures 0.3 0.6 0.9 --prompts 16 \
+		--out runs/bench/sampling_reward.json

@@ -1,0 +1,79 @@
+"""How good are a policy's samples compared with its greedy plan, per sampling temperature?
+
+Best-of-n fine-tuning only helps when the best of n samples beats what the policy already does
+greedily; a small model sampled too hot writes plans worse than its greedy one, and training on them
+makes it worse. This measures, on training prompts, the greedy reward and, per temperature, the mean
+sample reward, the mean best-of-n reward and the share of prompts whose best sample beats greedy.
+
+    .venv/bin/python scripts/bench_sampling_reward.py --config configs/tao/demo.yaml \
+        --temperatures 0.3 0.6 0.9 --prompts 16 --out runs/bench/sampling_reward.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/tao/demo.yaml", help="TAO config (model, bounds, n, seed)")
+    ap.add_argument("--adapter", default=None, help="LoRA adapter of a trained round (default: the base model)")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[0.3, 0.6, 0.9])
+    ap.add_argument("--prompts", type=int, default=16, help="training prompts (the tao stage's seeded subset)")
+    ap.add_argument("--out", default="runs/bench/sampling_reward.json")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from eval.planners import PlanRequest
+    from pipelines.stages import build_prompts, make_scorer
+    from pipelines.tao import TaoConfig, _plan_schema, make_sampler, open_benchmark
+    from pipelines.train import load_config_file
+
+    cfg = TaoConfig.from_dict(load_config_file(args.config))
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    bench = open_benchmark(cfg.benchmark)
+    prompts = build_prompts(bench, "train", args.prompts, seed=cfg.seed, mode=cfg.mode)
+    requests = [PlanRequest(p["prompt_id"], p["messages"]) for p in prompts]
+    score = make_scorer(bench, cfg.engine, cfg.k)
+    planner = make_sampler(cfg, cfg.model, args.adapter, _plan_schema(cfg, bench))
+
+    def rewards(responses: list) -> list[float]:
+        return [score(r.text, p["relevant_ids"])["reward"] for r, p in zip(responses, prompts, strict=True)]
+
+    start = time.time()
+    greedy = rewards(planner.plan(requests))
+    result = {"config": args.config, "model": cfg.model, "adapter": args.adapter, "prompts": len(prompts),
+              "n": cfg.n, "torch_threads": torch.get_num_threads(), "loadavg_1m": os.getloadavg()[0],
+              "greedy_mean_reward": statistics.fmean(greedy), "greedy_s": round(time.time() - start, 1),
+              "temperatures": []}
+    for t in args.temperatures:
+        start = time.time()
+        samples = planner.sample(requests, n=cfg.n, temperature=t, top_p=cfg.top_p, seed=cfg.seed)
+        per_prompt = [rewards(list(col)) for col in zip(*samples, strict=True)]  # n lists over prompts
+        by_prompt = list(zip(*per_prompt, strict=True))
+        best = [max(r) for r in by_prompt]
+        row = {"temperature": t, "mean_reward": statistics.fmean(x for r in by_prompt for x in r),
+               "best_of_n_reward": statistics.fmean(best),
+               "best_beats_greedy": statistics.fmean(b > g for b, g in zip(best, greedy, strict=True)),
+               "all_tied": statistics.fmean(len(set(r)) == 1 for r in by_prompt),
+               "seconds": round(time.time() - start, 1)}
+        result["temperatures"].append(row)
+        print(json.dumps(row), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "temperatures"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
