@@ -1,8 +1,9 @@
 """The demo's final table and chart: baselines, the untrained planner and the TAO-tuned planner on test.
 
 TAO already evaluates every round on test (for reporting only; the checkpoint is chosen on dev). This
-joins round 0 (raw, concat, oracle, untrained policy) with the best round's policy into one eval report,
-so the table, the bootstrap intervals and the bar chart come from the same code as `make eval`.
+joins round 0 (raw, concat, oracle, untrained policy) with the last round's policy and the round dev kept
+(marked "kept on dev", which can be the untrained one) into one eval report, so the table, the bootstrap
+intervals and the bar chart come from the same code as `make eval`.
 """
 
 from __future__ import annotations
@@ -24,16 +25,17 @@ def main() -> None:
     ap.add_argument("--out", default="runs/demo")
     args = ap.parse_args()
     run = Path(args.run_dir)
-    best = json.loads((run / "best.json").read_text())
-    r_best = int(best["round"])
-    first_dir = run / "round-00" / "eval" / args.split
-    best_dir = run / f"round-{r_best:02d}" / "eval" / args.split
-    first, last = read_metrics(first_dir), read_metrics(best_dir)
-    if first is None or last is None:
-        raise SystemExit(f"error: {first_dir} or {best_dir} has no eval report; has the TAO run finished?")
-    names = {"policy-r0": "planner (untrained)", f"policy-r{r_best}": f"planner (TAO, round {r_best})"}
-    methods, per_query = {}, {}
-    for src_dir, report in ((first_dir, first), (best_dir, last)):
+    r_best = int(json.loads((run / "best.json").read_text())["round"])
+    r_last = max(int(d.name.split("-")[1]) for d in run.glob("round-*") if (d / "eval" / args.split).is_dir())
+    methods, per_query, config = {}, {}, None
+    for r in sorted({0, r_best, r_last}):
+        src_dir = run / f"round-{r:02d}" / "eval" / args.split
+        report = read_metrics(src_dir)
+        if report is None:
+            raise SystemExit(f"error: {src_dir} has no eval report; has the TAO run finished?")
+        config = config or report["config"]
+        label = "planner (untrained" if r == 0 else f"planner (TAO, round {r}"
+        names = {f"policy-r{r}": label + (", kept on dev)" if r == r_best else ")")}
         for name, res in report["methods"].items():
             if name.startswith("policy-") and name not in names:
                 continue
@@ -42,7 +44,7 @@ def main() -> None:
                 continue
             methods[new] = {k: v for k, v in res.items() if k not in ("gain_vs_raw", "vs_raw", "per_query_file")}
             per_query[new] = read_per_query(src_dir, name, report)
-    result = {"config": first["config"], "methods": methods, "per_query": per_query}
+    result = {"config": config, "methods": methods, "per_query": per_query}
     out = Path(args.out)
     (out / "metrics.json").unlink(missing_ok=True)  # a fresh report, not a merge with an older demo
     write_report(result, out)
