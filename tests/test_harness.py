@@ -122,7 +122,7 @@ def test_planner_invalid_and_backend_errors_score_zero():
     assert fake["errors"] == {"unknown_field": 1, "backend_error": 1}
     assert fake["usage"]["total"] == {"input_tokens": 220, "output_tokens": 40, "cost_usd": 0.75}
     assert fake["usage"]["n_reported"] == 2
-    assert fake["run"]["mode"] == "separate" and fake["run"]["n_examples"] == 3  # TAO's default examples
+    assert fake["run"]["mode"] == "separate" and fake["run"]["n_examples"] == 4  # TAO's default examples
     assert "mode" not in res["methods"]["raw"]["run"]
     # prompts come from rewards.prompts with the instruction in the system spec
     system = planner.seen[1].messages[0]["content"]
@@ -160,7 +160,7 @@ def test_resolve_planner_specs(monkeypatch):
     methods = resolve_methods(["raw", "openai:gpt-x"], FakeBench())
     assert [m.name for m in methods] == ["raw", "openai:gpt-x"]
     assert made["model"] == "gpt-x" and made["tool_schema"]["title"] == "SearchPlan"
-    assert len(methods[1].examples) == 3  # the default few-shot examples TAO trains with
+    assert len(methods[1].examples) == 4  # the default few-shot examples TAO trains with
     with pytest.raises(ValueError, match="duplicate"):
         resolve_methods(["raw", "raw"], FakeBench())
 
