@@ -9,8 +9,10 @@ and the evaluator saw (``rewards.prompts``):
 - ``kto``        {"prompt", "completion", "label"} for every distinct plan, label = reward >= threshold.
 
 A prompt whose candidates all have the same reward carries no preference signal and is dropped (counted
-in the stats). Ties for the best/worst place are broken by the lowest sample index, so selection is
-deterministic.
+in the stats). Ties for the best place go to the shortest plan text: the reward (recall) does not charge
+for a filter or search that changes nothing, so among equally good plans the shortest one carries the
+least of that junk into training. Remaining ties, and ties for the worst place, go to the lowest sample
+index, so selection is deterministic.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def select(
             stats["dropped_threshold"] += 1
             continue
         rewards = [float(c["reward"]) for c in cands]
-        best = max(usable, key=lambda c: (float(c["reward"]), -c["sample_idx"]))
+        best = max(usable, key=lambda c: (float(c["reward"]), -len(c["text"]), -c["sample_idx"]))
         worst = min(usable, key=lambda c: (float(c["reward"]), c["sample_idx"]))
         best_rewards.append(float(best["reward"]))
         if drop_ties and max(rewards) == min(rewards):

@@ -86,3 +86,12 @@ def test_files_load_with_datasets(tmp_path):
     assert set(ds.column_names) == {"chosen", "prompt", "rejected"}
     assert len(ds) == stats["rows"] == 2
     assert (tmp_path / "dpo.stats.json").exists()
+
+
+def test_tied_best_goes_to_the_shortest_plan():
+    scored = _cands("a", [0.6, 0.6, 0.6, 0.1])
+    scored[0]["text"] = '{"searches": [{"query": "tent", "filter": {"field": "color", "op": "ne", "value": "x"}}]}'
+    scored[1]["text"] = '{"searches": [{"query": "tent"}, {"query": "tents"}]}'
+    scored[2]["text"] = '{"searches": [{"query": "tent"}]}'
+    rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
+    assert [r["completion"][0]["content"] for r in rows] == [scored[2]["text"]]
