@@ -49,6 +49,11 @@ from pipelines.train import TrainConfig, config_from_dict, load_config_file, tra
 GROUPS = ("none", "inclusion", "exclusion", "recency", "instructed", "all")
 
 
+# TaoConfig's decoding-bound fields -> plan_json_schema keywords
+SCHEMA_BOUNDS = {"max_searches": "max_searches", "max_filter_depth": "max_depth",
+                 "max_query_chars": "max_query_chars", "max_filter_items": "max_items"}
+
+
 @dataclass
 class TaoConfig:
     benchmark: str = "data/benchmark/synthetic"
@@ -126,13 +131,14 @@ class TaoConfig:
             raise ValueError("continue_from must be best or last")
         if self.examples not in ("default", "none"):
             raise ValueError("examples must be default or none")
-        from rewards.plan import MAX_DEPTH, MAX_LIST_VALUES, MAX_QUERY_CHARS, MAX_SEARCHES
+        self.schema_bounds()  # raises on a bound outside the plan language's limits
 
-        for name, limit in (("max_searches", MAX_SEARCHES), ("max_filter_depth", MAX_DEPTH),
-                            ("max_query_chars", MAX_QUERY_CHARS), ("max_filter_items", MAX_LIST_VALUES)):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or not 1 <= value <= limit):
-                raise ValueError(f"{name} must be an integer in 1..{limit} or null, got {value!r}")
+    def schema_bounds(self) -> dict[str, int]:
+        """The decoding bounds that are set, as `rewards.plan.plan_json_schema` keywords (checked)."""
+        from rewards.plan import check_bound
+
+        return {kw: check_bound(kw, getattr(self, f), f) for f, kw in SCHEMA_BOUNDS.items()
+                if getattr(self, f) is not None}
 
 
 # --- factories (tests inject fakes) ------------------------------------------------------------------
@@ -173,14 +179,13 @@ def _examples(cfg: TaoConfig, bench: Any) -> list[dict]:
     return default_examples(bench.schema)
 
 
-def _plan_schema(cfg: TaoConfig, bench: Any) -> dict | None:
+def decoding_schema(cfg: TaoConfig, bench: Any) -> dict | None:
+    """The plan's JSON schema under the config's decoding bounds (what constrained sampling obeys)."""
     try:
         from rewards.plan import plan_json_schema
     except ImportError:
         return None
-    bounds = {"max_searches": cfg.max_searches, "max_depth": cfg.max_filter_depth,
-              "max_query_chars": cfg.max_query_chars, "max_items": cfg.max_filter_items}
-    return plan_json_schema(bench.schema, **{k: v for k, v in bounds.items() if v is not None})
+    return plan_json_schema(bench.schema, **cfg.schema_bounds())
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -430,7 +435,7 @@ def run_tao(
         },
     )
     bench = open_benchmark(cfg.benchmark)
-    plan_schema = _plan_schema(cfg, bench)
+    plan_schema = decoding_schema(cfg, bench)
     atomic_write_json(run / "plan_schema.json", plan_schema)
     logger = _Logger(cfg, run)
     rounds_path = run / "rounds.jsonl"

@@ -115,9 +115,18 @@ def _combinator(key: str, child_ref: dict, max_children: int = MAX_CHILDREN) -> 
     return {"type": "object", "properties": {key: prop}, "required": [key], "additionalProperties": False}
 
 
-def _bounded(name: str, value: int, limit: int) -> int:
+# The plan language's own limits, by `plan_json_schema` keyword: a decoding bound may only tighten them.
+BOUND_LIMITS = {"max_searches": MAX_SEARCHES, "max_depth": MAX_DEPTH, "max_query_chars": MAX_QUERY_CHARS,
+                "max_items": MAX_LIST_VALUES}
+
+
+def check_bound(keyword: str, value: int, name: str | None = None) -> int:
+    """`value` if it is a valid `keyword` bound of `plan_json_schema`; the error names it `name` (default:
+    the keyword), so a config can report its own field name."""
+    limit = BOUND_LIMITS[keyword]
     if not isinstance(value, int) or not 1 <= value <= limit:
-        raise ValueError(f"{name} must be an integer in 1..{limit} (the plan language's bound), got {value!r}")
+        raise ValueError(f"{name or keyword} must be an integer in 1..{limit} (the plan language's bound), "
+                         f"got {value!r}")
     return value
 
 
@@ -131,11 +140,11 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
     The keyword bounds can only tighten the language: a small model decoding under the schema then
     cannot loop through five copies of one search or a 1,000-character query until it is truncated.
     """
-    max_searches = _bounded("max_searches", max_searches, MAX_SEARCHES)
-    max_depth = _bounded("max_depth", max_depth, MAX_DEPTH)
-    max_query_chars = _bounded("max_query_chars", max_query_chars, MAX_QUERY_CHARS)
+    max_searches = check_bound("max_searches", max_searches)
+    max_depth = check_bound("max_depth", max_depth)
+    max_query_chars = check_bound("max_query_chars", max_query_chars)
     # max_items bounds both "in"/"nin" value lists and all/any children
-    max_list = MAX_LIST_VALUES if max_items is None else _bounded("max_items", max_items, MAX_LIST_VALUES)
+    max_list = MAX_LIST_VALUES if max_items is None else check_bound("max_items", max_items)
     max_children = MAX_CHILDREN if max_items is None else min(max_items, MAX_CHILDREN)
     # a bounded query length also bounds keyword values (brand, colour, category names)
     max_value_chars = None if max_query_chars == MAX_QUERY_CHARS else max_query_chars

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from eval.planners import PlanRequest
     from pipelines.stages import build_prompts, make_scorer
-    from pipelines.tao import TaoConfig, _plan_schema, make_sampler, open_benchmark
+    from pipelines.tao import TaoConfig, decoding_schema, make_sampler, open_benchmark
     from pipelines.train import load_config_file
 
     cfg = TaoConfig.from_dict(load_config_file(args.config))
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = build_prompts(bench, "train", args.prompts, seed=cfg.seed, mode=cfg.mode)
     requests = [PlanRequest(p["prompt_id"], p["messages"]) for p in prompts]
     score = make_scorer(bench, cfg.engine, cfg.k)
-    planner = make_sampler(cfg, cfg.model, args.adapter, _plan_schema(cfg, bench))
+    planner = make_sampler(cfg, cfg.model, args.adapter, decoding_schema(cfg, bench))
 
     def rewards(responses: list) -> list[float]:
         return [score(r.text, p["relevant_ids"])["reward"] for r, p in zip(responses, prompts, strict=True)]

@@ -155,8 +155,8 @@ class HFPlanner:
     def _generate(self, prompts: list[list[int]], n: int, sampling: tuple[float, float] | None,
                   seed: int) -> list[list[PlanResponse]]:
         tok = self.tokenizer
-        shared = common_prefix_len(prompts) if self.share_prefill else 0
         if self.share_prefill:
+            shared = common_prefix_len(prompts)
             input_ids, attention_mask = pad_after_prefix(prompts, shared, tok.pad_token_id)
             input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         else:  # reference path: the tokenizer's own (left) padding
