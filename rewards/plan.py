@@ -9,9 +9,10 @@ decoding all describe exactly the fields, ops and value types the index accepts.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from stark_instruct.filters import MAX_CHILDREN, MAX_DEPTH, MAX_LIST_VALUES, Node, to_json
+from stark_instruct.filters import MAX_CHILDREN, MAX_DEPTH, MAX_LIST_VALUES, All, AnyOf, Leaf, Node, to_json
 from stark_instruct.schema import LIST_OPS, IndexSchema
 
 MIN_SEARCHES = 1
@@ -68,8 +69,10 @@ def plan_to_json(plan: SearchPlan) -> dict:
     return {"searches": [search_to_json(s) for s in plan.searches]}
 
 
-def _value_schema(ftype: str, max_chars: int | None = None) -> dict:
+def _value_schema(ftype: str, max_chars: int | None = None, values: tuple = ()) -> dict:
     if ftype in ("keyword", "keywords"):
+        if values:  # schema-linked: only values that exist in the index
+            return {"type": "string", "enum": list(values)}
         return {"type": "string", "minLength": 1, **({"maxLength": max_chars} if max_chars else {})}
     if ftype == "number":
         return {"type": "number"}
@@ -79,13 +82,13 @@ def _value_schema(ftype: str, max_chars: int | None = None) -> dict:
 
 
 def _leaf_schemas(schema: IndexSchema, max_list_values: int = MAX_LIST_VALUES,
-                  max_value_chars: int | None = None) -> list[dict]:
+                  max_value_chars: int | None = None, link_values: bool = False) -> list[dict]:
     """One alternative per (field, scalar ops) and per (field, list ops): field enum, op enum, value type."""
     leaves = []
     for spec in schema.fields:
         scalar_ops = [op for op in spec.ops if op not in LIST_OPS]
         list_ops = [op for op in spec.ops if op in LIST_OPS]
-        value = _value_schema(spec.type, max_value_chars)
+        value = _value_schema(spec.type, max_value_chars, spec.values if link_values else ())
         for ops, value_schema in (
             (scalar_ops, value),
             (list_ops, {"type": "array", "items": value, "minItems": 1, "maxItems": max_list_values}),
@@ -131,7 +134,8 @@ def check_bound(keyword: str, value: int, name: str | None = None) -> int:
 
 
 def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, max_depth: int = MAX_DEPTH,
-                     max_query_chars: int = MAX_QUERY_CHARS, max_items: int | None = None) -> dict:
+                     max_query_chars: int = MAX_QUERY_CHARS, max_items: int | None = None,
+                     link_values: bool = False) -> dict:
     """JSON Schema (draft 2020-12) of a plan over this index.
 
     Filter nesting is unrolled into `filter_1` .. `filter_{max_depth}` (the deepest level is a leaf)
@@ -139,6 +143,8 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
     decoders that refuse recursion accept it, and by default it admits exactly what `parse_plan` allows.
     The keyword bounds can only tighten the language: a small model decoding under the schema then
     cannot loop through five copies of one search or a 1,000-character query until it is truncated.
+    `link_values` restricts keyword filter values to the values the index holds (`FieldSpec.values`);
+    the parser accepts any string, so this too only tightens what a decoder may write.
     """
     max_searches = check_bound("max_searches", max_searches)
     max_depth = check_bound("max_depth", max_depth)
@@ -148,7 +154,7 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
     max_children = MAX_CHILDREN if max_items is None else min(max_items, MAX_CHILDREN)
     # a bounded query length also bounds keyword values (brand, colour, category names)
     max_value_chars = None if max_query_chars == MAX_QUERY_CHARS else max_query_chars
-    defs: dict[str, dict] = {"leaf": {"anyOf": _leaf_schemas(schema, max_list, max_value_chars)}}
+    defs: dict[str, dict] = {"leaf": {"anyOf": _leaf_schemas(schema, max_list, max_value_chars, link_values)}}
     defs[f"filter_{max_depth}"] = {"$ref": "#/$defs/leaf"}
     for level in range(max_depth - 1, 0, -1):
         child = {"$ref": f"#/$defs/filter_{level + 1}"}
@@ -186,3 +192,28 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
         "additionalProperties": False,
         "$defs": defs,
     }
+
+
+def carries_filter(plan: SearchPlan, leaf: Leaf) -> bool:
+    """Whether some search of the plan filters with exactly this leaf (positively, not under a `not`):
+    the check that a plan obeys an instruction's constraint, as opposed to scoring well by chance."""
+    want = _canonical(leaf)
+    return any(_canonical(found) == want for s in plan.searches for found in _positive_leaves(s.filter))
+
+
+def _canonical(leaf: Leaf) -> Leaf:
+    """`contains v` and `in [v]` mean `eq v` (on a multi-valued field: has v); `nin [v]` means `ne v`."""
+    op, value = leaf.op, leaf.value
+    if op == "contains":
+        op = "eq"
+    if op in ("in", "nin") and isinstance(value, tuple) and len(value) == 1:
+        op, value = ("eq" if op == "in" else "ne"), value[0]
+    return Leaf(leaf.field, op, value)
+
+
+def _positive_leaves(node: Node | None) -> Iterator[Leaf]:
+    if isinstance(node, Leaf):
+        yield node
+    elif isinstance(node, All | AnyOf):
+        for child in node.children:
+            yield from _positive_leaves(child)

@@ -8,13 +8,12 @@ which backend wrote it.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Sequence
 
 from rewards.plan import MAX_SEARCHES
 from stark_instruct.filters import MAX_DEPTH
-from stark_instruct.schema import IndexSchema
+from stark_instruct.schema import IndexSchema, years_before
 
 MODES = ("separate", "merged")
 
@@ -34,7 +33,7 @@ Reply with ONLY one JSON object, no prose and no code fences:
 - Use only the fields and ops listed in the index schema. "in" and "nin" take a list of values;
   numbers are plain JSON numbers; dates are "YYYY-MM-DD" strings.
 - Express every instruction about brand, colour, price, rating or review dates as a filter, and apply
-  it to every search; keep the query to the words that describe the product itself."""
+  it to every search; use the request's own words as the query and leave the instruction out of it."""
 
 
 def _check_example(ex: dict, i: int) -> None:
@@ -125,53 +124,69 @@ def render_prompt(tokenizer, messages: list[dict]) -> str:
         return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
 
 
-def _years_before(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year - years, day=28)
-
-
 def _example_value(schema: IndexSchema, name: str, fallback: str) -> str:
     spec = schema.field(name)
     values = [v for v in (spec.examples if spec else ()) if isinstance(v, str) and v.strip()]
     return values[0] if values else fallback
 
 
-def default_examples(schema: IndexSchema) -> list[dict]:
-    """Four hand-written few-shot examples (inclusion, exclusion, recency, no instruction) for the product
-    schema; the last one shows that a request without instructions gets no filter at all."""
-    missing = [f for f in ("brand", "color", "last_review_date") if schema.field(f) is None]
+EXAMPLE_SETS = ("all-kinds", "basic")
+
+
+def _example(query: str, instruction: str | None, search_query: str, *filters: dict | None) -> dict:
+    return {"query": query, "instruction": instruction,
+            "plan": {"searches": [{"query": search_query, "filter": f} for f in filters]}}
+
+
+def default_examples(schema: IndexSchema, kinds: str = "all-kinds") -> list[dict]:
+    """Hand-written few-shot examples for the product schema.
+
+    "all-kinds" (the default): one example per constraint type the benchmark asks for (brand in/out,
+    colour in/out, price bound, minimum rating, recency) plus one without instructions, each keeping the
+    request's own words as the query: a dropped word costs recall that no filter wins back. "basic": the
+    earlier four (brand, colour, recency, none) with shortened queries, kept for the ablation.
+    """
+    if kinds not in EXAMPLE_SETS:
+        raise ValueError(f"example set must be one of {EXAMPLE_SETS}, got {kinds!r}")
+    missing = [f for f in ("brand", "color", "price", "rating", "last_review_date") if schema.field(f) is None]
     if missing:
         raise ValueError(f"default examples need the product schema; missing fields {missing}")
     brand = _example_value(schema, "brand", "summitline")
     color = _example_value(schema, "color", "orange")
-    since = _years_before(schema.reference_date, 2).isoformat()
-    brand_filter = {"field": "brand", "op": "eq", "value": brand}
-    color_filter = {"field": "color", "op": "ne", "value": color}
-    recent_filter = {"field": "last_review_date", "op": "gte", "value": since}
-    return [
-        {
-            "query": "lightweight waterproof rain jacket for hiking",
-            "instruction": f"Only show me products made by {brand}.",
-            "plan": {"searches": [{"query": "lightweight waterproof rain jacket hiking", "filter": brand_filter}]},
-        },
-        {
-            "query": "an insulated water bottle that keeps drinks cold all day",
-            "instruction": f"I don't want anything in {color}.",
-            "plan": {"searches": [
-                {"query": "insulated water bottle keeps drinks cold", "filter": color_filter},
-                {"query": "vacuum insulated stainless steel bottle", "filter": color_filter},
-            ]},
-        },
-        {
-            "query": "two person backpacking tent",
-            "instruction": "Only products with reviews from the last two years.",
-            "plan": {"searches": [{"query": "two person backpacking tent", "filter": recent_filter}]},
-        },
-        {
-            "query": "Can you suggest comfortable trail running shoes with good grip?",
-            "instruction": None,
-            "plan": {"searches": [{"query": "comfortable trail running shoes grip", "filter": None}]},
-        },
+    since = years_before(schema.reference_date, 2).isoformat()
+    brand_eq = {"field": "brand", "op": "eq", "value": brand}
+    color_ne = {"field": "color", "op": "ne", "value": color}
+    recent = {"field": "last_review_date", "op": "gte", "value": since}
+    if kinds == "basic":
+        return [
+            _example("lightweight waterproof rain jacket for hiking", f"Only show me products made by {brand}.",
+                     "lightweight waterproof rain jacket hiking", brand_eq),
+            {"query": "an insulated water bottle that keeps drinks cold all day",
+             "instruction": f"I don't want anything in {color}.",
+             "plan": {"searches": [{"query": "insulated water bottle keeps drinks cold", "filter": color_ne},
+                                   {"query": "vacuum insulated stainless steel bottle", "filter": color_ne}]}},
+            _example("two person backpacking tent", "Only products with reviews from the last two years.",
+                     "two person backpacking tent", recent),
+            _example("Can you suggest comfortable trail running shoes with good grip?", None,
+                     "comfortable trail running shoes grip", None),
+        ]
+    other_brand = next((v for v in (schema.field("brand").examples or ())[1:] if isinstance(v, str)), brand)
+    other_color = next((v for v in (schema.field("color").examples or ())[1:] if isinstance(v, str)), color)
+    examples = [
+        ("What is a lightweight waterproof rain jacket for hiking?", f"Only show me products made by {brand}.",
+         brand_eq),
+        ("I need an insulated water bottle that keeps drinks cold all day.", f"I don't want anything in {color}.",
+         color_ne),
+        ("Looking for a two person backpacking tent.", "Only products with reviews from the last two years.",
+         recent),
+        ("Can you suggest comfortable trail running shoes with good grip?", None, None),
+        ("Any recommendations for a compact camping stove?", f"Please leave out {other_brand}.",
+         {"field": "brand", "op": "ne", "value": other_brand}),
+        ("I want a fleece pullover for cold mornings.", f"Only ones available in {other_color}.",
+         {"field": "color", "op": "contains", "value": other_color}),
+        ("Which headlamp is good for night runs?", "It should cost $40 or less.",
+         {"field": "price", "op": "lte", "value": 40}),
+        ("Suggest a yoga mat with good cushioning.", "Only items rated 4.5 stars or higher.",
+         {"field": "rating", "op": "gte", "value": 4.5}),
     ]
+    return [_example(q, ins, q, f) for q, ins, f in examples]

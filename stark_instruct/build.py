@@ -223,10 +223,12 @@ def build(args: argparse.Namespace) -> Path:
     with open(tmp / "base_queries.jsonl", "w") as f:
         f.writelines(json.dumps(b) + "\n" for b in bases)
 
-    top_brands = [b for b, _ in Counter(m["brand"] for m in metas if m["brand"]).most_common(4)]
-    top_colors = [c for c, _ in Counter(c for m in metas for c in m["color"]).most_common(4)]
-    top_cats = [c for c, _ in Counter(c for m in metas for c in m["category"]).most_common(6)][2:6]
-    schema = product_schema(ref, top_brands, top_colors, top_cats)
+    values = {
+        "brand": [b for b, _ in Counter(m["brand"] for m in metas if m["brand"]).most_common()],
+        "color": [c for c, _ in Counter(c for m in metas for c in m["color"]).most_common()],
+        "category": [c for c, _ in Counter(c for m in metas for c in m["category"]).most_common()],
+    }
+    schema = product_schema(ref, values["brand"][:4], values["color"][:4], values["category"][2:6], values)
     (tmp / "schema.json").write_text(json.dumps(schema.to_json(), indent=2))
     (tmp / "schema.txt").write_text(schema.render() + "\n")
 

@@ -28,10 +28,16 @@ NEGATIVE_OPS = ("ne", "nin")
 
 @dataclass(frozen=True)
 class FieldSpec:
+    """One filterable field. `values` lists the values a keyword field takes in the index (most frequent
+    first; capped for a large catalogue): decoding can constrain filter values to them (schema linking,
+    as text-to-SQL systems do with value retrieval) so that a planner cannot filter on a brand that does
+    not exist. Empty for numbers and dates, and for schemas written before values were recorded."""
+
     name: str
     type: str
     description: str
     examples: tuple = ()
+    values: tuple = ()
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -47,6 +53,7 @@ class IndexSchema:
     text_description: str = "title, brand, categories, colours, features, description, reviews and Q&A"
     name: str = "products"
     extra: dict = field(default_factory=dict)
+    date_anchors: bool = True  # render() lists dates N years before today (see render)
 
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -61,15 +68,18 @@ class IndexSchema:
             "reference_date": self.reference_date.isoformat(),
             "text_description": self.text_description,
             "fields": [
-                {**asdict(f), "examples": list(f.examples), "ops": list(f.ops)} for f in self.fields
+                {**asdict(f), "examples": list(f.examples), "values": list(f.values), "ops": list(f.ops)}
+                for f in self.fields
             ],
             "extra": self.extra,
+            "date_anchors": self.date_anchors,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> IndexSchema:
         fields = tuple(
-            FieldSpec(f["name"], f["type"], f["description"], tuple(f.get("examples", ()))) for f in data["fields"]
+            FieldSpec(f["name"], f["type"], f["description"], tuple(f.get("examples", ())), tuple(f.get("values", ())))
+            for f in data["fields"]
         )
         return cls(
             fields=fields,
@@ -77,29 +87,58 @@ class IndexSchema:
             text_description=data.get("text_description", ""),
             name=data.get("name", "products"),
             extra=data.get("extra", {}),
+            date_anchors=data.get("date_anchors", True),
         )
 
     def render(self) -> str:
-        """The text rendering that prompts embed: fields, types, ops, examples and today's date."""
+        """The text rendering that prompts embed: fields, types, ops, examples and today's date.
+
+        With `date_anchors` it adds the dates 1, 2, 3, 5 and 10 years before today: a small planner copies
+        a date far more reliably than it subtracts years from one."""
         lines = [
             f"Index `{self.name}`: keyword search (BM25) over {self.text_description}.",
             f"Today is {self.reference_date.isoformat()}. Dates are ISO YYYY-MM-DD.",
-            "Filterable fields:",
         ]
+        if self.date_anchors:
+            lines.append("Dates before today: " + "; ".join(
+                f"{y} year{'s' if y > 1 else ''} ago = {years_before(self.reference_date, y).isoformat()}"
+                for y in DATE_ANCHOR_YEARS) + ".")
+        lines.append("Filterable fields:")
         for f in self.fields:
             ex = ", ".join(json.dumps(e) for e in f.examples[:4])
             lines.append(f"- {f.name} ({f.type}; ops: {', '.join(f.ops)}): {f.description}" + (f" e.g. {ex}" if ex else ""))
         return "\n".join(lines)
 
 
+DATE_ANCHOR_YEARS = (1, 2, 3, 5, 10)
+# At most this many values of a keyword field are kept (the most frequent): StaRK-Amazon has ~10^4 brands.
+MAX_FIELD_VALUES = 2000
+
+
+def years_before(day: dt.date, years: int) -> dt.date:
+    """The same calendar day `years` earlier (28 February for a 29 February)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
 def product_schema(reference_date: dt.date, brands: list[str] = (), colors: list[str] = (),
-                   categories: list[str] = ()) -> IndexSchema:
-    """The schema of the product catalogue (synthetic or STaRK-Amazon), with example values from the data."""
+                   categories: list[str] = (), values: dict[str, list[str]] | None = None) -> IndexSchema:
+    """The schema of the product catalogue (synthetic or STaRK-Amazon), with example values from the data
+    and, in `values`, every value of the keyword fields by frequency (brand, color, category)."""
+    values = values or {}
+
+    def kept(name: str) -> tuple:
+        return tuple(values.get(name, ())[:MAX_FIELD_VALUES])
+
     return IndexSchema(
         fields=(
-            FieldSpec("brand", "keyword", "manufacturer brand, lower-case", tuple(brands[:4])),
-            FieldSpec("category", "keywords", "product categories, lower-case", tuple(categories[:4])),
-            FieldSpec("color", "keywords", "colours the product comes in, lower-case", tuple(colors[:4])),
+            FieldSpec("brand", "keyword", "manufacturer brand, lower-case", tuple(brands[:4]), kept("brand")),
+            FieldSpec("category", "keywords", "product categories, lower-case", tuple(categories[:4]),
+                      kept("category")),
+            FieldSpec("color", "keywords", "colours the product comes in, lower-case", tuple(colors[:4]),
+                      kept("color")),
             FieldSpec("price", "number", "price in US dollars (missing for some products)", (19.99, 120.0)),
             FieldSpec("rating", "number", "mean review rating, 1 to 5 (missing without reviews)", (4.5,)),
             FieldSpec("review_count", "number", "number of reviews", (12,)),

@@ -95,3 +95,28 @@ def test_tied_best_goes_to_the_shortest_plan():
     scored[2]["text"] = '{"searches": [{"query": "tent"}]}'
     rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
     assert [r["completion"][0]["content"] for r in rows] == [scored[2]["text"]]
+
+
+def test_a_sample_must_beat_the_raw_query_baseline_by_the_margin():
+    scored = _cands("a", [0.5, 0.2]) + _cands("b", [0.3, 0.0]) + _cands("c", [0.45, 0.1])
+    baseline = {"a": 0.25, "b": 0.3, "c": 0.4}  # b's best only ties raw; c's beats it by less than 0.1
+    rows, stats = select(scored, _prompts("a", "b", "c"), "best-of-n", threshold=0.1, baseline=baseline,
+                         margin=0.1)
+    assert [r["completion"][0]["content"] for r in rows] == ["a-plan0"]
+    assert stats["dropped_baseline"] == 2 and stats["margin"] == 0.1
+    pairs, _ = select(scored, _prompts("a", "b", "c"), "dpo", min_gap=0.1, baseline=baseline, margin=0.1)
+    assert [p["chosen"][0]["content"] for p in pairs] == ["a-plan0"]
+    labels, _ = select(scored, _prompts("a", "b", "c"), "kto", threshold=0.1, baseline=baseline, margin=0.1)
+    assert [r["completion"][0]["content"] for r in labels if r["label"]] == ["a-plan0"]
+
+
+def test_ties_go_to_fewer_searches_and_the_right_filter_share_is_reported():
+    scored = _cands("a", [0.5, 0.5]) + _cands("b", [0.4, 0.1])
+    scored[0].update(n_searches=2, text="a", right_filter=False)  # shorter text but two searches
+    scored[1].update(n_searches=1, text="a-longer-plan", right_filter=True)
+    scored[2].update(n_searches=1, right_filter=False)
+    rows, stats = select(scored, _prompts("a", "b"), "best-of-n", threshold=0.1, drop_ties=False)
+    assert [r["completion"][0]["content"] for r in rows] == ["a-longer-plan", "b-plan0"]
+    assert stats["selected_right_filter"] == 0.5
+    _, no_flags = select(_cands("a", [0.5, 0.1]), _prompts("a"), "best-of-n")
+    assert no_flags["selected_right_filter"] is None

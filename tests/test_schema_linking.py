@@ -1,0 +1,76 @@
+"""Schema linking: keyword values recorded in the index schema, enum-constrained decoding schemas, date
+anchors in the rendered schema, and the check that a plan carries an instruction's filter."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+import jsonschema
+import pytest
+
+from rewards.parse import parse_plan
+from rewards.plan import Search, SearchPlan, carries_filter, plan_json_schema
+from stark_instruct.filters import All, Leaf, Not
+from stark_instruct.instructions import constraint_filter
+from stark_instruct.schema import IndexSchema, product_schema
+
+REF = dt.date(2024, 2, 29)
+VALUES = {"brand": ["acme", "northpeak", "lumia"], "color": ["red", "black"], "category": ["tents"]}
+SCHEMA = product_schema(REF, ["acme"], ["red"], ["tents"], VALUES)
+
+
+def _plan(brand: str) -> dict:
+    return {"searches": [{"query": "tent", "filter": {"field": "brand", "op": "eq", "value": brand}}]}
+
+
+def test_schema_records_keyword_values_and_round_trips():
+    assert SCHEMA.field("brand").values == ("acme", "northpeak", "lumia")
+    assert SCHEMA.field("price").values == ()
+    again = IndexSchema.from_json(json.loads(json.dumps(SCHEMA.to_json())))
+    assert again == SCHEMA
+    # a schema written before values were recorded still loads, with none
+    old = SCHEMA.to_json()
+    for f in old["fields"]:
+        del f["values"]
+    del old["date_anchors"]
+    assert IndexSchema.from_json(old).field("brand").values == ()
+
+
+def test_render_lists_date_anchors_that_are_calendar_years_before_today():
+    text = SCHEMA.render()
+    assert "1 year ago = 2023-02-28" in text and "2 years ago = 2022-02-28" in text
+    assert "4 years" not in text and "10 years ago = 2014-02-28" in text
+    assert "years ago" not in dataclasses.replace(SCHEMA, date_anchors=False).render()
+
+
+def test_linked_schema_only_admits_values_the_index_holds():
+    linked = plan_json_schema(SCHEMA, link_values=True)
+    free = plan_json_schema(SCHEMA)
+    jsonschema.validate(_plan("northpeak"), linked)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_plan("nosuchbrand"), linked)
+    jsonschema.validate(_plan("nosuchbrand"), free)  # the language itself accepts any brand
+    in_list = {"searches": [{"query": "t", "filter": {"field": "color", "op": "nin", "value": ["red", "pink"]}}]}
+    jsonschema.validate(in_list, free)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(in_list, linked)
+    # a linked plan is still a plan the parser accepts
+    assert parse_plan(json.dumps(_plan("northpeak")), SCHEMA).searches[0].filter == Leaf("brand", "eq", "northpeak")
+
+
+def test_carries_filter_matches_the_constraint_leaf_in_any_equivalent_form():
+    color = constraint_filter({"field": "color", "op": "contains", "value": "red"}, SCHEMA)
+    brand_out = constraint_filter({"field": "brand", "op": "ne", "value": "acme"}, SCHEMA)
+
+    def plan(*filters):
+        return SearchPlan(tuple(Search("tent", f) for f in filters))
+
+    assert carries_filter(plan(Leaf("color", "eq", "red")), color)
+    assert carries_filter(plan(None, All((Leaf("price", "lte", 40.0), Leaf("color", "in", ("red",))))), color)
+    assert not carries_filter(plan(Leaf("color", "in", ("red", "black"))), color)
+    assert not carries_filter(plan(Not(Leaf("color", "eq", "red"))), color)  # negated: the opposite
+    assert not carries_filter(plan(None), color)
+    assert carries_filter(plan(Leaf("brand", "nin", ("acme",))), brand_out)
+    assert not carries_filter(plan(Leaf("brand", "eq", "acme")), brand_out)
