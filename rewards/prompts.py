@@ -15,7 +15,7 @@ from rewards.plan import MAX_SEARCHES
 from stark_instruct.filters import MAX_DEPTH
 from stark_instruct.schema import IndexSchema, years_before
 
-MODES = ("separate", "merged")
+MODES = ("separate", "merged", "chat")
 
 ROLE = (
     "You are a query planner for a product search engine. You turn a shopper's request into a search "
@@ -51,33 +51,54 @@ def _merge(query: str, instruction: str | None) -> str:
     return merge(query, instruction)
 
 
-def _render_example(ex: dict, mode: str) -> str:
+def _render_example(schema: IndexSchema, ex: dict, mode: str) -> str:
     plan = json.dumps(ex["plan"], ensure_ascii=False)
     if mode == "merged":
         return f"Request: {_merge(ex['query'], ex.get('instruction'))}\nPlan: {plan}"
-    return f"Request: {ex['query']}\nUser instructions: {ex.get('instruction') or '(none)'}\nPlan: {plan}"
+    instruction = ex.get("instruction") or ""
+    return (f"Request: {ex['query']}\nUser instructions: {instruction or '(none)'}"
+            f"{_linked_values(schema, instruction)}\nPlan: {plan}")
 
 
 def system_prompt(schema: IndexSchema, instruction: str | None = None, examples: Sequence[dict] = (),
                   mode: str = "separate") -> str:
-    """The system specification; in "merged" mode there is no separate instructions section."""
+    """The system specification; only "separate" mode has an instructions section ("chat" puts the
+    instructions in the user turn, "merged" in the query)."""
     parts = [ROLE, "## Output format\n" + GRAMMAR, "## Index schema\n" + schema.render()]
     if examples:
-        rendered = "\n\n".join(_render_example(ex, mode) for ex in examples)
+        rendered = "\n\n".join(_render_example(schema, ex, mode) for ex in examples)
         parts.append("## Examples\n" + rendered)
     if mode == "separate":
-        parts.append("## User instructions\n" + (instruction.strip() if instruction and instruction.strip()
-                                                  else "(none)"))
+        text = instruction.strip() if instruction and instruction.strip() else ""
+        parts.append("## User instructions\n" + (text or "(none)") + _linked_values(schema, text))
     return "\n\n".join(parts)
+
+
+def _linked_values(schema: IndexSchema, instruction: str) -> str:
+    """A line naming the index values the instructions mention (schema linking), or nothing."""
+    found = schema.mentioned_values(instruction) if instruction else []
+    if not found:
+        return ""
+    return "\nIndex values named in the instructions: " + ", ".join(
+        f"{name} {json.dumps(value)}" for name, value in found) + "."
+
+
+def _request_turn(schema: IndexSchema, query: str, instruction: str | None) -> str:
+    text = instruction.strip() if instruction and instruction.strip() else ""
+    return f"Request: {query.strip()}\nUser instructions: {text or '(none)'}{_linked_values(schema, text)}"
 
 
 def build_messages(schema: IndexSchema, query: str, instruction: str | None = None,
                    examples: Sequence[dict] = (), mode: str = "separate") -> list[dict]:
-    """[system spec, user query] chat messages.
+    """Chat messages for one request.
 
-    mode "separate": the instruction goes into the system spec's "User instructions" section.
-    mode "merged": `query` is already the merged query (query + instruction in one text); passing an
-    instruction too is an error, so the instruction cannot silently appear twice.
+    mode "separate": [system spec, user query]; the instruction goes into the system spec's "User
+    instructions" section. mode "merged": `query` is already the merged query (query + instruction in one
+    text); passing an instruction too is an error, so the instruction cannot silently appear twice.
+    mode "chat": the system spec holds role, format and schema; each example is a user turn ("Request:
+    ... / User instructions: ...") answered by an assistant turn (its plan), and the request itself is the
+    last user turn in the same form: a small model continues a pattern it has just seen answered far
+    more faithfully than it follows a section of a long system prompt.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -87,6 +108,12 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
         raise ValueError("mode 'merged' takes the merged query as `query` and no separate instruction")
     for i, ex in enumerate(examples):
         _check_example(ex, i)
+    if mode == "chat":
+        turns = [{"role": "system", "content": system_prompt(schema, None, (), "chat")}]
+        for ex in examples:
+            turns.append({"role": "user", "content": _request_turn(schema, ex["query"], ex.get("instruction"))})
+            turns.append({"role": "assistant", "content": json.dumps(ex["plan"], ensure_ascii=False)})
+        return [*turns, {"role": "user", "content": _request_turn(schema, query, instruction)}]
     return [
         {"role": "system", "content": system_prompt(schema, instruction, examples, mode)},
         {"role": "user", "content": query.strip()},

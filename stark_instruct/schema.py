@@ -10,6 +10,8 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 
+from stark_instruct.text import tokenize
+
 # Field types of the filter language and the ops each allows.
 #   keyword  - one normalised string (brand)
 #   keywords - a set of normalised strings (category, color): eq/contains = has the value,
@@ -89,6 +91,21 @@ class IndexSchema:
             extra=data.get("extra", {}),
             date_anchors=data.get("date_anchors", True),
         )
+
+    def mentioned_values(self, text: str) -> list[tuple[str, str]]:
+        """(field, value) for every keyword-field value whose words appear in `text`, in field order.
+
+        Value retrieval as text-to-SQL systems do it: the planner is shown which index values a user's
+        words name ("Stick to Lumia" -> brand "lumia"), so it copies a value that exists instead of
+        guessing one. Matching is on whole tokens, so "tan" does not match "tank"."""
+        words = tokenize(text)
+        found = []
+        for spec in self.fields:
+            for value in spec.values:
+                vt = tokenize(value)
+                if vt and any(words[i:i + len(vt)] == vt for i in range(len(words) - len(vt) + 1)):
+                    found.append((spec.name, value))
+        return found
 
     def render(self) -> str:
         """The text rendering that prompts embed: fields, types, ops, examples and today's date.

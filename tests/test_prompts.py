@@ -33,7 +33,7 @@ def test_separate_mode_puts_instruction_in_system_spec():
     assert GRAMMAR in system
     assert SCHEMA.render() in system
     assert system.rstrip().endswith("## User instructions\nOnly TrailForge products.")
-    assert system.count("Plan: ") == 4
+    assert system.count("Plan: ") == len(default_examples(SCHEMA)) == 8
     assert "Today is 2024-02-29" in system
 
 
@@ -65,8 +65,8 @@ def test_bad_arguments(kwargs, match):
         build_messages(SCHEMA, **kwargs)
 
 
-def test_default_examples_are_valid_plans_covering_three_kinds_and_none():
-    examples = default_examples(SCHEMA)
+def test_basic_examples_are_valid_plans_covering_three_kinds_and_none():
+    examples = default_examples(SCHEMA, "basic")
     assert len(examples) == 4
     assert examples[3]["instruction"] is None and parse_plan(json.dumps(examples[3]["plan"]), SCHEMA).searches[0].filter is None
     plans = [parse_plan(json.dumps(ex["plan"]), SCHEMA) for ex in examples]
@@ -76,6 +76,40 @@ def test_default_examples_are_valid_plans_covering_three_kinds_and_none():
     assert all(s.filter == leaves[1] for s in plans[1].searches)  # the exclusion applies to every search
     # two years before a 29 February reference date
     assert (leaves[2].field, leaves[2].op, leaves[2].value) == ("last_review_date", "gte", dt.date(2022, 2, 28))
+
+
+def test_default_examples_cover_every_constraint_type_and_keep_the_request_words():
+    examples = default_examples(SCHEMA)
+    kinds = set()
+    for ex in examples:
+        (search,) = parse_plan(json.dumps(ex["plan"]), SCHEMA).searches
+        assert search.query == ex["query"]  # the request's own words are the query
+        kinds.add(None if search.filter is None else (search.filter.field, search.filter.op))
+    assert kinds == {("brand", "eq"), ("brand", "ne"), ("color", "contains"), ("color", "ne"), ("price", "lte"),
+                     ("rating", "gte"), ("last_review_date", "gte"), None}
+    with pytest.raises(ValueError, match="example set"):
+        default_examples(SCHEMA, "nosuch")
+
+
+def test_chat_mode_answers_each_example_in_a_turn_and_ends_with_the_request():
+    examples = default_examples(SCHEMA)
+    msgs = build_messages(SCHEMA, "a two person tent", "Only TrailForge products.", examples, mode="chat")
+    assert [m["role"] for m in msgs] == ["system"] + ["user", "assistant"] * len(examples) + ["user"]
+    assert "## Examples" not in msgs[0]["content"] and "User instructions" not in msgs[0]["content"]
+    assert SCHEMA.render() in msgs[0]["content"]
+    assert json.loads(msgs[2]["content"]) == examples[0]["plan"]
+    assert msgs[-1]["content"].startswith("Request: a two person tent\nUser instructions: Only TrailForge products.")
+    none = build_messages(SCHEMA, "tent", None, (), mode="chat")
+    assert none[-1]["content"] == "Request: tent\nUser instructions: (none)"
+
+
+def test_index_values_the_instruction_names_are_linked_in_the_prompt():
+    schema = product_schema(dt.date(2024, 2, 29), ["trailforge"], ["red"], ["tents"],
+                            {"brand": ["trailforge", "acme"], "color": ["red", "tan"]})
+    msgs = build_messages(schema, "a tank top", "Only TrailForge, nothing in red.", (), mode="chat")
+    assert msgs[-1]["content"].endswith('Index values named in the instructions: brand "trailforge", color "red".')
+    system = build_messages(schema, "a tank top", "No tanks.")[0]["content"]  # "tan" is not in "tanks"
+    assert "Index values named" not in system
 
 
 def test_default_examples_need_product_fields():
