@@ -122,7 +122,7 @@ def test_planner_invalid_and_backend_errors_score_zero():
     assert fake["errors"] == {"unknown_field": 1, "backend_error": 1}
     assert fake["usage"]["total"] == {"input_tokens": 220, "output_tokens": 40, "cost_usd": 0.75}
     assert fake["usage"]["n_reported"] == 2
-    assert fake["run"]["mode"] == "separate" and fake["run"]["n_examples"] == 4  # TAO's default examples
+    assert fake["run"]["mode"] == "separate" and fake["run"]["n_examples"] == 8  # TAO's default examples
     assert "mode" not in res["methods"]["raw"]["run"]
     # prompts come from rewards.prompts with the instruction in the system spec
     system = planner.seen[1].messages[0]["content"]
