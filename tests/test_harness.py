@@ -160,7 +160,7 @@ def test_resolve_planner_specs(monkeypatch):
     methods = resolve_methods(["raw", "openai:gpt-x"], FakeBench())
     assert [m.name for m in methods] == ["raw", "openai:gpt-x"]
     assert made["model"] == "gpt-x" and made["tool_schema"]["title"] == "SearchPlan"
-    assert len(methods[1].examples) == 4  # the default few-shot examples TAO trains with
+    assert len(methods[1].examples) == 8  # the default few-shot examples TAO trains with
     with pytest.raises(ValueError, match="duplicate"):
         resolve_methods(["raw", "raw"], FakeBench())
 
