@@ -158,13 +158,19 @@ def convert(out: str | Path = DEFAULT_MODEL_DIR, gguf_path: str | Path | None = 
     return out
 
 
-def resolve_dtype(dtype: Any, device: str) -> Any:
-    """The dtype to load with: explicit if given, else float32 on CPU and bfloat16 on an accelerator."""
+def resolve_dtype(dtype: Any = "auto", device: str | None = None) -> Any:
+    """The dtype to load or train with: explicit if given; for ``auto`` (or None) float32 on CPU (bf16
+    matmuls there are slow and lossy), bf16 on a GPU that has it, fp16 on another GPU."""
     import torch
 
     if dtype is not None and dtype != "auto":
         return _torch_dtype(dtype)
-    return torch.float32 if device == "cpu" else torch.bfloat16
+    device = device or default_device()
+    if device == "cpu":
+        return torch.float32
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
 
 
 def default_device() -> str:
