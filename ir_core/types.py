@@ -84,6 +84,8 @@ class PromptRow(_Row):
     kind: str  # instruction kind: none | inclusion | exclusion | recency
     messages: list[dict]
     relevant_ids: list[int]
+    query: str = ""  # the request alone: its raw-query plan is the baseline a sample must beat
+    constraint: dict | str | None = None  # the instruction's constraint (stark_instruct.instructions)
 
 
 @dataclass
@@ -112,6 +114,8 @@ class ScoredCandidate(Candidate):
     n_searches: int = 0
     retrieved: int = 0  # length of the fused ranking
     metrics: dict[str, float] = field(default_factory=dict)
+    baseline_reward: float | None = None  # the prompt's raw-query plan's reward
+    right_filter: bool | None = None  # the plan filters with the instruction's constraint (None: no instruction)
 
 
 @dataclass

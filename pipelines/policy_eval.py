@@ -20,7 +20,9 @@ from rewards.prompts import default_examples
 
 def prompt_examples(cfg: TaoConfig, bench: Any) -> list[dict]:
     """The few-shot examples every prompt of the run carries (none for zero-shot)."""
-    return [] if cfg.examples == "none" else default_examples(bench.schema)
+    if cfg.examples == "none":
+        return []
+    return default_examples(bench.schema, "basic" if cfg.examples == "basic" else "all-kinds")
 
 
 def summarize(result: dict, method: str, k: int) -> dict:

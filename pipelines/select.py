@@ -12,7 +12,8 @@ A prompt whose candidates all have the same reward carries no preference signal 
 in the stats). With qrels of a few products, a garbage query can hit one of them by luck, so each
 prompt's raw-query plan is scored as a baseline (``baseline``: prompt_id -> reward) and a sample is worth
 training on only when it beats that baseline by ``margin``: then what gets taught is the filter or the
-search that made the difference, not a lucky draw. Ties for the best place go to the simpler plan (fewer
+search that made the difference, not a lucky draw. A request without instructions only has to match
+its baseline (the raw query is the intended plan there). Ties for the best place go to the simpler plan (fewer
 searches, then the shorter text): the reward does not charge for a filter or search that changes
 nothing, so among equally good plans the simplest carries the least junk into training. Remaining ties,
 and ties for the worst place, go to the lowest sample index, so selection is deterministic. When scored
@@ -43,13 +44,14 @@ def select(
     min_gap: float = 0.1,
     drop_ties: bool = True,
     baseline: Mapping[str, float] | None = None,
-    margin: float = 0.0,
+    margin: float = -1.0,
 ) -> tuple[list[dict], dict]:
     """Training rows and stats (counts of prompts kept, tied, under threshold, below gap, not beating
     the raw-query baseline, and the share of selected plans that carry the instruction's filter)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
     messages = {p["prompt_id"]: p["messages"] for p in prompts}
+    kinds = {p["prompt_id"]: p.get("kind") for p in prompts}
     by_prompt: dict[str, list[dict]] = defaultdict(list)
     for r in scored:
         by_prompt[r["prompt_id"]].append(r)
@@ -86,7 +88,11 @@ def select(
         if drop_ties and max(rewards) == min(rewards):
             stats["dropped_tie"] += 1
             continue
-        bar = (baseline or {}).get(pid, float("-inf")) + margin  # what a worthwhile sample must reach
+        # what a worthwhile sample must reach: the raw query's reward (given, or carried by the rows) + margin
+        base = baseline.get(pid) if baseline is not None else next(
+            (c["baseline_reward"] for c in cands if c.get("baseline_reward") is not None), None)
+        # without an instruction the raw query is the intended plan, so matching it is enough
+        bar = float("-inf") if base is None or margin < 0 else base + (margin if kinds.get(pid) != "none" else 0)
         prompt = messages[pid]
         if strategy == "best-of-n":
             if float(best["reward"]) < threshold or not best.get("valid", True):
@@ -138,7 +144,7 @@ def select_to_files(
     min_gap: float = 0.1,
     drop_ties: bool = True,
     baseline: Mapping[str, float] | None = None,
-    margin: float = 0.0,
+    margin: float = -1.0,
 ) -> dict:
     """Write the rows as JSONL (``datasets.load_dataset("json", data_files=...)`` reads it) and stats beside."""
     rows, stats = select(scored, prompts, strategy, threshold, min_gap, drop_ties, baseline, margin)

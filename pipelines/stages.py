@@ -17,6 +17,7 @@ Command line (one shard of a round prepared by ``pipelines.tao --stop_after prom
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,16 +33,20 @@ from ir_core.types import Candidate, PlanRequest, Policy, PromptRow, Sampler, ro
 from pipelines.backends import PlannerFactory, make_planner, release
 from pipelines.rundir import RunDir
 from pipelines.tao_config import TaoSetup
-from rewards.execute import Executor, score_text
+from rewards.execute import Executor, score_plan, score_text
+from rewards.parse import parse_plan
+from rewards.plan import Search, SearchPlan, carries_filter
 from rewards.prompts import default_examples, messages_for_query
 from stark_instruct.benchmark import Benchmark
+from stark_instruct.instructions import constraint_filter
 
 CANDIDATES = "candidates.jsonl"
 SCORED = "scored.jsonl"
 PROMPTS = "prompts.jsonl"
 
 
-Scorer = Callable[[str | None, Sequence[int]], dict]
+# (candidate text, its prompt row) -> the scored fields of the row
+Scorer = Callable[[str | None, dict], dict]
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
@@ -98,6 +103,8 @@ def build_prompts(
                 kind=q.get("kind", "none"),
                 messages=messages,
                 relevant_ids=[int(x) for x in q["relevant_ids"]],
+                query=q["query"],
+                constraint=q.get("constraint"),
             ).to_dict()
         )
     return rows
@@ -196,17 +203,41 @@ def shard_stage(shard: tuple[int, int]) -> str:
 def make_scorer(bench: Any, engine: str = "tantivy", k: int = 20) -> Scorer:
     """The reward used everywhere: parse, validate, execute with the benchmark index, Recall@k.
 
-    Returns the executor's `RewardResult` as a row (without the ranking, which scored.jsonl does not keep).
+    A scored row is the executor's `RewardResult` (without the ranking, which scored.jsonl does not keep)
+    plus what selection needs to tell skill from luck: ``baseline_reward``, the reward of the prompt's
+    raw query as the only search (free to compute, and what a sample must beat), and ``right_filter``,
+    whether the plan filters with the instruction's own constraint (None without an instruction).
     """
     executor = Executor(bench.index(engine))
     schema = bench.schema
+    baselines: dict[str, float] = {}
 
-    def score(text: str | None, relevant: Sequence[int]) -> dict:
-        row = score_text(text, list(relevant), schema, executor, k=k).to_dict()
+    def baseline(prompt: dict) -> float:
+        pid = prompt["prompt_id"]
+        if pid not in baselines:
+            raw = SearchPlan((Search(prompt["query"]),))
+            baselines[pid] = score_plan(raw, prompt["relevant_ids"], executor, k).reward
+        return baselines[pid]
+
+    def score(text: str | None, prompt: dict) -> dict:
+        row = score_text(text, list(prompt["relevant_ids"]), schema, executor, k=k).to_dict()
         del row["ranking"]
+        if prompt.get("query"):
+            row["baseline_reward"] = baseline(prompt)
+        row["right_filter"] = obeys_constraint(text, prompt.get("constraint"), schema) if row["valid"] else (
+            None if not prompt.get("constraint") else False)
         return row
 
     return score
+
+
+def obeys_constraint(text: str | None, constraint: dict | str | None, schema: Any) -> bool | None:
+    """Whether a valid plan filters with the instruction's constraint leaf; None for a plain query."""
+    if not constraint:
+        return None
+    if isinstance(constraint, str):
+        constraint = json.loads(constraint)
+    return carries_filter(parse_plan(text or "", schema), constraint_filter(constraint, schema))
 
 
 def score_stage(
@@ -217,22 +248,40 @@ def score_stage(
     progress: bool = True,
 ) -> dict:
     """Append a scored copy of every candidate to ``out_path``, skipping rows scored by an earlier run."""
-    relevant = {p["prompt_id"]: p["relevant_ids"] for p in prompts}
+    by_id = {p["prompt_id"]: p for p in prompts}
     candidates = read_jsonl(candidates_path)
     scored = 0
     with JsonlAppender(out_path, row_key) as out:
         todo = [c for c in candidates if row_key(c) not in out]
         for c in tqdm(todo, desc="score", unit="plan", disable=not progress):
-            res = scorer(c.get("text"), relevant[c["prompt_id"]])
+            res = scorer(c.get("text"), by_id[c["prompt_id"]])
             scored += out.append({**c, **res})
         total = len(out.keys)
     rows = read_jsonl(out_path)
-    rewards = [r["reward"] for r in rows]
+    return {"rows": total, "scored": scored, **sample_stats(rows)}
+
+
+def sample_stats(rows: Sequence[dict]) -> dict:
+    """What a round's samples were worth: mean and best-of-N reward, the raw-query baseline, how often
+    the best sample beat it, and how often the instruction's filter appears (best sample / any sample)."""
+    by_prompt: dict[str, list[dict]] = {}
+    for r in rows:
+        by_prompt.setdefault(r["prompt_id"], []).append(r)
+    best = [max(c, key=lambda r: r["reward"]) for c in by_prompt.values()]
+    instructed = [c for c in by_prompt.values() if c[0].get("right_filter") is not None]
+
+    def mean(xs: Sequence[float]) -> float | None:
+        return sum(xs) / len(xs) if xs else None
+
     return {
-        "rows": total,
-        "scored": scored,
-        "mean_reward": sum(rewards) / len(rewards) if rewards else 0.0,
-        "valid_rate": sum(bool(r["valid"]) for r in rows) / len(rows) if rows else 0.0,
+        "mean_reward": mean([r["reward"] for r in rows]) or 0.0,
+        "valid_rate": mean([float(bool(r["valid"])) for r in rows]) or 0.0,
+        "best_of_n_reward": mean([b["reward"] for b in best]),
+        "baseline_reward": mean([b["baseline_reward"] for b in best if "baseline_reward" in b]),
+        "best_beats_baseline": mean([float(b["reward"] > b["baseline_reward"]) for b in best
+                                     if "baseline_reward" in b]),
+        "right_filter_any": mean([float(any(r.get("right_filter") for r in c)) for c in instructed]),
+        "right_filter_samples": mean([float(bool(r.get("right_filter"))) for c in instructed for r in c]),
     }
 
 

@@ -96,7 +96,8 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 row: dict = {"round": 0, "policy_in": policy.to_dict(), "policy_out": policy.to_dict()}
             else:
                 # --- the round's starting policy and prompts ---------------------------------------------
-                start = best["policy_out"] if cfg.continue_from == "best" else done[max(done)]["policy_out"]
+                start = {"best": best["policy_out"], "last": done[max(done)]["policy_out"],
+                         "base": done[0]["policy_out"]}[cfg.continue_from]
                 policy = Policy.from_dict(rd.stage("policy", lambda start=start: start))
                 atomic_write_json(rd / "policy.json", policy.to_dict())
                 rd.stage("prompts", partial(write_prompts, bench, rd / PROMPTS, cfg.max_train_prompts,
@@ -116,7 +117,7 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 # --- select: best-of-N rows, DPO pairs or KTO labels ------------------------------------
                 sel = rd.stage("select", partial(select_to_files, read_jsonl(rd / SCORED), prompts,
                                                  rd / "train.jsonl", cfg.strategy, cfg.threshold, cfg.min_gap,
-                                                 cfg.drop_ties))
+                                                 cfg.drop_ties, margin=cfg.margin))
 
                 # --- train: TRL on the selected rows, from the round's starting policy -------------------
                 new_policy = policy

@@ -56,18 +56,24 @@ class TaoConfig:
     max_filter_depth: int | None = _help("decoding bound: filter nesting depth", default=None)
     max_query_chars: int | None = _help("decoding bound: characters of a query or keyword value", default=None)
     max_filter_items: int | None = _help("decoding bound: values of in/nin, children of all/any", default=None)
-    mode: Literal["separate", "merged"] = _help("prompt mode of rewards.prompts (sampling, training, eval)",
-                                                default="separate")
-    examples: Literal["default", "none"] = _help("few-shot examples: rewards.prompts' defaults or none",
-                                                 default="default")
+    link_values: bool = _help("decoding constrains keyword filter values to the index's values (schema linking)",
+                              default=False)
+    mode: Literal["separate", "merged", "chat"] = _help(
+        "prompt mode of rewards.prompts (sampling, training, eval): chat = examples as answered turns",
+        default="separate")
+    examples: Literal["default", "basic", "none"] = _help(
+        "few-shot examples: default (every constraint type), basic (the earlier four) or none", default="default")
     # selection
     strategy: Strategy = _help("best-of-n (SFT), dpo (pairs) or kto (labels)", default="best-of-n")
     threshold: float = _help("lowest reward a kept plan may have", default=0.1)
     min_gap: float = _help("DPO: smallest reward gap of a pair", default=0.2)
     drop_ties: bool = _help("drop prompts whose plans all have the same reward", default=True)
+    margin: float = _help("a selected plan must beat its prompt's raw-query plan by this much reward "
+                          "(-1: no baseline; requests without instructions only need to match it)", default=-1.0)
     # training (TRL's own fields are in the trainer config and ModelConfig)
     merge: bool = _help("also save the adapter merged into the base model", default=False)
-    continue_from: Literal["best", "last"] = _help("next round starts from the best or the last checkpoint",
+    continue_from: Literal["best", "last", "base"] = _help(
+        "next round starts from the best or the last checkpoint, or retrains the base model (ReST-EM)",
                                                    default="best")
     train_launcher: str | None = _help("run training as a subprocess, e.g. 'accelerate launch --config_file "
                                        "launch/accelerate/ddp.yaml'", default=None)
@@ -88,6 +94,7 @@ class TaoConfig:
         check_range(self, "top_p", 0, 1, low_open=True)
         check_range(self, "threshold", 0, 1)
         check_range(self, "min_gap", 0, 1)
+        check_range(self, "margin", -1, 1)
         for name in ("max_train_prompts", "eval_dev_limit", "eval_test_limit", "torch_threads"):
             check_range(self, name, 1, optional=True)
         for f, kw in SCHEMA_BOUNDS.items():
@@ -155,4 +162,7 @@ def tao_setup(data: Mapping[str, Any]) -> TaoSetup:
 
 def decoding_schema(cfg: TaoConfig, bench: Any) -> dict:
     """The plan's JSON schema under the config's decoding bounds (what constrained sampling obeys)."""
-    return plan_json_schema(bench.schema, **cfg.schema_bounds())
+    if cfg.link_values and not any(f.values for f in bench.schema.fields):
+        raise ConfigError("link_values", f"the benchmark {cfg.benchmark} records no keyword values in its "
+                          "schema.json (built before schema linking): rebuild it with make build-benchmark")
+    return plan_json_schema(bench.schema, **cfg.schema_bounds(), link_values=cfg.link_values)

@@ -120,3 +120,10 @@ def test_ties_go_to_fewer_searches_and_the_right_filter_share_is_reported():
     assert stats["selected_right_filter"] == 0.5
     _, no_flags = select(_cands("a", [0.5, 0.1]), _prompts("a"), "best-of-n")
     assert no_flags["selected_right_filter"] is None
+
+
+def test_a_request_without_instructions_only_has_to_match_its_raw_query():
+    prompts = [{**p, "kind": k} for p, k in zip(_prompts("plain", "inst"), ["none", "inclusion"], strict=True)]
+    scored = _cands("plain", [0.3, 0.1]) + _cands("inst", [0.3, 0.1])
+    rows, stats = select(scored, prompts, "best-of-n", baseline={"plain": 0.3, "inst": 0.3}, margin=0.1)
+    assert [r["prompt"][1]["content"] for r in rows] == ["plain"] and stats["dropped_baseline"] == 1
