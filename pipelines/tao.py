@@ -59,7 +59,7 @@ class TaoConfig:
     benchmark: str = "data/benchmark/synthetic"
     model: str = "models/smollm2-135m-instruct"
     run_dir: str = "runs/tao"
-    backend: str = "hf"  # hf | vllm
+    backend: str = "hf"  # hf | vllm | auto (vLLM wherever it imports, else transformers)
     engine: str = "tantivy"
     k: int = 20
     rounds: int = 2
@@ -123,8 +123,8 @@ class TaoConfig:
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}")
-        if self.backend not in ("hf", "vllm"):
-            raise ValueError("backend must be hf or vllm")
+        if self.backend not in ("hf", "vllm", "auto"):
+            raise ValueError("backend must be hf, vllm or auto")
         if self.temperature <= 0 or self.n < 2:
             raise ValueError("TAO needs temperature > 0 and n >= 2 candidates per prompt")
         if self.continue_from not in ("best", "last"):
@@ -151,7 +151,7 @@ def open_benchmark(path: str) -> Any:
 
 
 def make_sampler(cfg: TaoConfig, model_path: str, adapter_path: str | None, json_schema: dict | None) -> Any:
-    """A planner backend with ``.plan`` (greedy) and ``.sample``; imported lazily (vLLM is GPU-only)."""
+    """A planner backend with ``.plan`` (greedy) and ``.sample``; imported lazily (vLLM is optional)."""
     kwargs = dict(
         adapter_path=adapter_path,
         batch_size=cfg.sample_batch_size,
@@ -159,7 +159,9 @@ def make_sampler(cfg: TaoConfig, model_path: str, adapter_path: str | None, json
         constrained=cfg.constrained,
         json_schema=json_schema,
     )
-    if cfg.backend == "vllm":
+    from pipelines.backends import resolve_backend
+
+    if resolve_backend(cfg.backend) == "vllm":
         from pipelines.backends.vllm import VLLMPlanner
 
         return VLLMPlanner(model_path, **kwargs)

