@@ -39,7 +39,8 @@ class TaoConfig:
 
     benchmark: str = _help("benchmark folder (make benchmark)", default="data/benchmark/synthetic")
     run_dir: str = _help("run folder; a rerun with the same folder resumes", default="runs/tao")
-    backend: Literal["hf", "vllm"] = _help("planner backend: transformers or vLLM", default="hf")
+    backend: Literal["hf", "vllm", "auto"] = _help(
+        "planner backend: transformers, vLLM, or auto (vLLM wherever it imports, else transformers)", default="hf")
     engine: Literal["tantivy", "bm25"] = _help("search engine that executes plans", default="tantivy")
     k: int = _help("reward and headline metric: Recall@k", default=20)
     rounds: int = _help("TAO rounds after the round-0 evaluation", default=2)

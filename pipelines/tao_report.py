@@ -1,4 +1,5 @@
-"""The per-round table of a TAO run (rounds.md): dev/test Recall@k per kind, validity, rewards, loss."""
+"""The per-round table of a TAO run (rounds.md): dev/test Recall@k per kind, validity, sample rewards
+against the raw-query baseline, how often the instruction's filter was sampled and selected, rows, loss."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ def markdown_table(rows: list[dict], k: int) -> str:
     head = (
         "| round | split | "
         + " | ".join(f"R@{k} {g}" for g in GROUPS)
-        + " | validity | mean reward | best-of-N reward | train rows | loss | best |"
+        + " | validity | mean reward | best-of-N reward | raw-query reward | best beats raw | right filter (any"
+        " sample) | right filter (selected) | train rows | loss | best |"
     )
-    lines = [head, "|" + "---|" * (len(GROUPS) + 8)]
+    lines = [head, "|" + "---|" * (len(GROUPS) + 12)]
     for r in rows:
         for split in ("dev", "test"):
             ev = r.get(split)
@@ -33,9 +35,11 @@ def markdown_table(rows: list[dict], k: int) -> str:
             lines.append(
                 f"| {r['round']} | {split} | {_recalls(pol)} | {valid:.3f} | "
                 f"{fmt(s.get('mean_reward'), missing='-')} | {fmt(sel.get('mean_best_reward'), missing='-')} | "
+                f"{fmt(s.get('baseline_reward'), missing='-')} | {fmt(s.get('best_beats_baseline'), missing='-')} | "
+                f"{fmt(s.get('right_filter_any'), missing='-')} | {fmt(sel.get('selected_right_filter'), missing='-')} | "
                 f"{sel.get('rows', '-')} | {fmt(tr.get('train_loss'), missing='-')} | "
                 f"{'*' if r.get('is_best') and split == 'dev' else ''} |"
             )
             for b, bv in (ev.get("baselines") or {}).items():
-                lines.append(f"| {b} | {split} | {_recalls(bv)} | {bv['all']['validity']:.3f} | | | | | |")
+                lines.append(f"| {b} | {split} | {_recalls(bv)} | {bv['all']['validity']:.3f} |" + " |" * 10)
     return "\n".join(lines) + "\n"

