@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.planners import PlanRequest
+from ir_core.types import PlanRequest
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct"
 # the demo's decoding bounds (configs/tao/demo.yaml), through the function the TAO loop uses
