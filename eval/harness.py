@@ -35,6 +35,7 @@ from eval.stats import (
 from rewards.execute import Executor
 from rewards.metrics import all_metrics, recall_at_k
 from rewards.plan import plan_to_json
+from rewards.prompts import MODES
 
 
 def queries_fingerprint(rows: list[dict]) -> str:
@@ -148,8 +149,8 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
         raise ValueError(f"k must be >= 1, got {k}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    if mode not in ("separate", "merged"):
-        raise ValueError(f"mode must be 'separate' or 'merged', got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     rows = list(bench.queries(split))
     if not rows:
         raise ValueError(f"split {split!r} of {getattr(bench, 'path', 'the benchmark')} has no queries")

@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="tantivy", choices=("tantivy", "bm25"), help="search engine")
     p.add_argument("--k", type=int, default=20, help="cutoff of the headline recall (Recall@k)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries of the split")
-    p.add_argument("--mode", default="separate", choices=("separate", "merged"),
-                   help="prompt mode for planners: instruction as its own field, or merged into the query")
+    p.add_argument("--mode", default="separate", choices=("separate", "merged", "chat"),
+                   help="prompt mode for planners: instruction in the system spec, merged into the query, or a chat of answered examples")
     p.add_argument("--examples", default="default", choices=("default", "none"),
                    help="few-shot examples in planner prompts: the ones TAO trains with, or zero-shot")
     p.add_argument("--rerank", default=None, metavar="MODEL",
