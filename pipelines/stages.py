@@ -82,15 +82,19 @@ def build_prompts(
     seed: int = 0,
     mode: str = "separate",
     examples: Sequence[dict] | None = None,
+    window: int = 0,
 ) -> list[dict]:
-    """Prompt rows (prompt_id, kind, messages, relevant_ids) for a split, from ``rewards.prompts``.
+    """Prompt rows (prompt_id, kind, messages, relevant_ids, query, constraint) for a split.
 
-    A deterministic subset of ``max_prompts`` queries (seeded) keeps CPU rounds small; the order of the
-    benchmark is kept so files are stable.
+    A deterministic subset of ``max_prompts`` queries keeps CPU rounds small: window w of a seeded
+    permutation, so rounds 1, 2, 3 ... (windows 0, 1, 2 ...) walk through the whole split before any
+    prompt comes back; the order of the benchmark is kept so files are stable.
     """
     queries = list(bench.queries(split))
     if max_prompts is not None and len(queries) > max_prompts:
-        keep = set(random.Random(seed).sample(range(len(queries)), max_prompts))
+        order = random.Random(seed).sample(range(len(queries)), len(queries))
+        start = window * max_prompts
+        keep = {order[(start + j) % len(order)] for j in range(max_prompts)}
         queries = [q for i, q in enumerate(queries) if i in keep]
     if examples is None:
         examples = default_examples(bench.schema)
@@ -111,9 +115,9 @@ def build_prompts(
 
 
 def write_prompts(bench: Any, path: Path, max_prompts: int | None, seed: int, mode: str,
-                  examples: Sequence[dict]) -> dict:
+                  examples: Sequence[dict], window: int = 0) -> dict:
     """A round's prompts.jsonl from the training split; returns counts per instruction kind."""
-    prompts = build_prompts(bench, "train", max_prompts, seed=seed, mode=mode, examples=examples)
+    prompts = build_prompts(bench, "train", max_prompts, seed=seed, mode=mode, examples=examples, window=window)
     write_jsonl(path, prompts)
     kinds: dict[str, int] = {}
     for p in prompts:

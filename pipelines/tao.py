@@ -101,7 +101,7 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 policy = Policy.from_dict(rd.stage("policy", lambda start=start: start))
                 atomic_write_json(rd / "policy.json", policy.to_dict())
                 rd.stage("prompts", partial(write_prompts, bench, rd / PROMPTS, cfg.max_train_prompts,
-                                            training.seed + r, cfg.mode, examples))
+                                            training.seed, cfg.mode, examples, window=r - 1))
                 prompts = read_jsonl(rd / PROMPTS)
                 if stop_after == "prompts":
                     return {"stopped_after": stop_after, "round": r}
