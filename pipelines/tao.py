@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 
 from ir_core.config import ConfigError, exit_with
 from ir_core.io import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from ir_core.types import Policy
-from pipelines.backends import PlannerFactory, make_planner
+from pipelines.backends import PlannerFactory, ReusedPlanners, make_planner
 from pipelines.policy_eval import evaluate_split, prompt_examples
 from pipelines.rundir import RunDir
 from pipelines.select import select_to_files
@@ -54,6 +55,7 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
     merges the shards and goes on.
     """
     cfg, training, model_args = setup.tao, setup.training, setup.model
+    planner_factory = ReusedPlanners(planner_factory)  # one engine per policy, not one per stage
     if cfg.torch_threads:
         import torch
 
@@ -85,7 +87,7 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
     rounds_path = run / "rounds.jsonl"
     done = {row["round"]: row for row in read_jsonl(rounds_path)}
 
-    with JsonlAppender(rounds_path, key=lambda row: row["round"]) as log:
+    with JsonlAppender(rounds_path, key=lambda row: row["round"]) as log, closing(planner_factory):
         for r in range(cfg.rounds + 1):
             if r in done:
                 continue
@@ -123,6 +125,7 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 new_policy = policy
                 train_info: dict = {"skipped": "no training rows (every prompt tied or under threshold)"}
                 if sel["rows"] > 0:
+                    planner_factory.close()  # training needs the memory and the cores
                     args = TrainArgs(data_path=str(rd / "train.jsonl"), objective=cfg.strategy,
                                      adapter_path=policy.adapter_path if model_args.use_peft else None,
                                      merge=cfg.merge)

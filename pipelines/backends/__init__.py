@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -94,6 +95,41 @@ def make_planner(cfg: Any, model_path: str, adapter_path: str | None, json_schem
 
 
 PlannerFactory = Callable[[Any, str, "str | None", "dict | None"], Any]
+
+
+class ReusedPlanners:
+    """A planner factory that keeps one planner open and hands it out again while the policy and the
+    decoding schema stay the same: on CPU a vLLM engine start costs about a minute, and a TAO round asks
+    for one policy up to three times (dev and test evaluation, then the next round's sampling). What it
+    hands out ignores `close()`; the owner calls `close()` here (before training, and at the end)."""
+
+    def __init__(self, factory: PlannerFactory):
+        self.factory, self.key, self.planner = factory, None, None
+
+    def __call__(self, cfg: Any, model_path: str, adapter_path: str | None, json_schema: dict | None) -> Any:
+        key = (model_path, adapter_path, json.dumps(json_schema, sort_keys=True))
+        if key != self.key:
+            self.close()
+            self.planner, self.key = self.factory(cfg, model_path, adapter_path, json_schema), key
+        return _Borrowed(self.planner)
+
+    def close(self) -> None:
+        if self.planner is not None:
+            planner, self.planner, self.key = self.planner, None, None
+            release(planner)
+
+
+class _Borrowed:
+    """A planner lent by `ReusedPlanners`: everything but `close` goes to the planner."""
+
+    def __init__(self, planner: Any):
+        self._planner = planner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._planner, name)
+
+    def close(self) -> None:
+        pass
 
 
 def release(planner: Any) -> None:
