@@ -126,7 +126,9 @@ def _convert_one(action: argparse.Action, value: Any) -> Any:
         try:
             out = kind(value if isinstance(value, str) else str(value))
         except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
-            raise ValueError(str(e) or f"invalid {getattr(kind, '__name__', 'value')} value: {value!r}") from e
+            if kind in (int, float):  # argparse's wording, so a file and a flag say the same
+                raise ValueError(f"invalid {kind.__name__} value: {value!r}") from e
+            raise ValueError(str(e) or f"invalid value: {value!r}") from e
     else:
         out = kind(str(value).lower() if isinstance(value, bool) else str(value))
     if action.choices is not None and out not in action.choices:

@@ -141,7 +141,7 @@ def parse_tao(argv: Sequence[str] | None = None, data: Mapping[str, Any] | None 
     import trl
 
     argv = list(sys.argv[1:] if argv is None and data is None else argv or [])
-    training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data))
+    training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data), "strategy")
     types: list[type] = [TaoConfig, training_cls, trl.ModelConfig] + ([RunOptions] if options else [])
     parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data)
     setup = TaoSetup(*parsed[:3])
