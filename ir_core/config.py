@@ -25,6 +25,11 @@ from typing import Any
 CONFIG_FLAG = "--config"
 
 
+def help_field(text: str, **kw: Any) -> Any:
+    """``dataclasses.field`` with the ``--help`` text HfArgumentParser shows (TRL's convention)."""
+    return dataclasses.field(metadata={"help": text}, **kw)
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; ``field`` names it so the message can say where it was set."""
 
