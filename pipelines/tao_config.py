@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from ir_core.config import ConfigError, check_range, parse_config, peek
+from ir_core.config import ConfigError, check_range, help_field, parse_config, peek
 from pipelines.train import MODEL_DEFAULTS, nondefault, trainer_config_class, training_defaults
 from rewards.plan import check_bound, plan_json_schema
 
@@ -29,63 +29,60 @@ SCHEMA_BOUNDS = {"max_searches": "max_searches", "max_filter_depth": "max_depth"
                  "max_query_chars": "max_query_chars", "max_filter_items": "max_items"}
 
 
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
-
-
 @dataclass
 class TaoConfig:
     """The loop: what to sample, how to score and select, how to evaluate, where to write."""
 
-    benchmark: str = _help("benchmark folder (make benchmark)", default="data/benchmark/synthetic")
-    run_dir: str = _help("run folder; a rerun with the same folder resumes", default="runs/tao")
-    backend: Literal["hf", "vllm", "auto"] = _help(
+    benchmark: str = help_field("benchmark folder (make benchmark)", default="data/benchmark/synthetic")
+    run_dir: str = help_field("run folder; a rerun with the same folder resumes", default="runs/tao")
+    backend: Literal["hf", "vllm", "auto"] = help_field(
         "planner backend: transformers, vLLM, or auto (vLLM wherever it imports, else transformers)", default="hf")
-    engine: Literal["tantivy", "bm25"] = _help("search engine that executes plans", default="tantivy")
-    k: int = _help("reward and headline metric: Recall@k", default=20)
-    rounds: int = _help("TAO rounds after the round-0 evaluation", default=2)
+    engine: Literal["tantivy", "bm25"] = help_field("search engine that executes plans", default="tantivy")
+    k: int = help_field("reward and headline metric: Recall@k", default=20)
+    rounds: int = help_field("TAO rounds after the round-0 evaluation", default=2)
     # sampling
-    n: int = _help("plans sampled per training prompt (>= 2)", default=6)
-    temperature: float = _help("sampling temperature (> 0: greedy gives N identical plans)", default=0.9)
-    top_p: float = _help("nucleus sampling mass in (0, 1]", default=0.95)
-    max_train_prompts: int | None = _help("training prompts per round (None: all)", default=96)
-    sample_batch_size: int = _help("sequences per generate call", default=16)
-    max_new_tokens: int = _help("longest plan in tokens", default=160)
-    constrained: bool = _help("JSON-schema constrained decoding", default=False)
-    max_searches: int | None = _help("decoding bound: searches per plan (None: the plan language's)",
+    n: int = help_field("plans sampled per training prompt (>= 2)", default=6)
+    temperature: float = help_field("sampling temperature (> 0: greedy gives N identical plans)", default=0.9)
+    top_p: float = help_field("nucleus sampling mass in (0, 1]", default=0.95)
+    max_train_prompts: int | None = help_field("training prompts per round (None: all)", default=96)
+    sample_batch_size: int = help_field("sequences per generate call", default=16)
+    max_new_tokens: int = help_field("longest plan in tokens", default=160)
+    constrained: bool = help_field("JSON-schema constrained decoding", default=False)
+    max_searches: int | None = help_field("decoding bound: searches per plan (None: the plan language's)",
                                      default=None)
-    max_filter_depth: int | None = _help("decoding bound: filter nesting depth", default=None)
-    max_query_chars: int | None = _help("decoding bound: characters of a query or keyword value", default=None)
-    max_filter_items: int | None = _help("decoding bound: values of in/nin, children of all/any", default=None)
-    link_values: bool = _help("decoding constrains keyword filter values to the index's values (schema linking)",
-                              default=False)
-    mode: Literal["separate", "merged", "chat"] = _help(
+    max_filter_depth: int | None = help_field("decoding bound: filter nesting depth", default=None)
+    max_query_chars: int | None = help_field("decoding bound: characters of a query or keyword value", default=None)
+    max_filter_items: int | None = help_field("decoding bound: values of in/nin, children of all/any", default=None)
+    link_values: bool = help_field(
+        "decoding constrains keyword filter values to the index's values (schema linking)", default=False)
+    mode: Literal["separate", "merged", "chat"] = help_field(
         "prompt mode of rewards.prompts (sampling, training, eval): chat = examples as answered turns",
         default="separate")
-    examples: Literal["default", "basic", "none"] = _help(
+    examples: Literal["default", "basic", "none"] = help_field(
         "few-shot examples: default (every constraint type), basic (the earlier four) or none", default="default")
     # selection
-    strategy: Strategy = _help("best-of-n (SFT), dpo (pairs) or kto (labels)", default="best-of-n")
-    threshold: float = _help("lowest reward a kept plan may have", default=0.1)
-    min_gap: float = _help("DPO: smallest reward gap of a pair", default=0.2)
-    drop_ties: bool = _help("drop prompts whose plans all have the same reward", default=True)
-    margin: float = _help("a selected plan must beat its prompt's raw-query plan by this much reward "
-                          "(-1: no baseline; requests without instructions only need to match it)", default=-1.0)
+    strategy: Strategy = help_field("best-of-n (SFT), dpo (pairs) or kto (labels)", default="best-of-n")
+    threshold: float = help_field("lowest reward a kept plan may have", default=0.1)
+    min_gap: float = help_field("DPO: smallest reward gap of a pair", default=0.2)
+    drop_ties: bool = help_field("drop prompts whose plans all have the same reward", default=True)
+    margin: float = help_field("a selected plan must beat its prompt's raw-query plan by this much reward "
+                               "(-1: no baseline; requests without instructions only need to match it)",
+                               default=-1.0)
     # training (TRL's own fields are in the trainer config and ModelConfig)
-    merge: bool = _help("also save the adapter merged into the base model", default=False)
-    continue_from: Literal["best", "last", "base"] = _help(
+    merge: bool = help_field("also save the adapter merged into the base model", default=False)
+    continue_from: Literal["best", "last", "base"] = help_field(
         "next round starts from the best or the last checkpoint, or retrains the base model (ReST-EM)",
-                                                   default="best")
-    train_launcher: str | None = _help("run training as a subprocess, e.g. 'accelerate launch --config_file "
+        default="best")
+    train_launcher: str | None = help_field("run training as a subprocess, e.g. 'accelerate launch --config_file "
                                        "launch/accelerate/ddp.yaml'", default=None)
     # evaluation
-    eval_dev_limit: int | None = _help("dev queries per evaluation (None: all)", default=None)
-    eval_test_limit: int | None = _help("test queries per evaluation (None: all)", default=None)
-    eval_test: bool = _help("also evaluate on test (reported, never used for selection)", default=True)
-    eval_batch_size: int = _help("prompts per planner call in evaluation", default=32)
-    baselines: list[str] = _help("methods evaluated next to round 0", default_factory=lambda: ["raw"])
-    torch_threads: int | None = _help("torch CPU threads (None: torch's default)", default=None)
-    wandb_project: str = _help("wandb project (when report_to has wandb)", default="instructed-retriever")
+    eval_dev_limit: int | None = help_field("dev queries per evaluation (None: all)", default=None)
+    eval_test_limit: int | None = help_field("test queries per evaluation (None: all)", default=None)
+    eval_test: bool = help_field("also evaluate on test (reported, never used for selection)", default=True)
+    eval_batch_size: int = help_field("prompts per planner call in evaluation", default=32)
+    baselines: list[str] = help_field("methods evaluated next to round 0", default_factory=lambda: ["raw"])
+    torch_threads: int | None = help_field("torch CPU threads (None: torch's default)", default=None)
+    wandb_project: str = help_field("wandb project (when report_to has wandb)", default="instructed-retriever")
 
     def __post_init__(self) -> None:
         for name in ("k", "rounds", "sample_batch_size", "max_new_tokens", "eval_batch_size"):
@@ -115,9 +112,9 @@ class TaoConfig:
 class RunOptions:
     """How this invocation runs, not what the run is (never written into config.json)."""
 
-    stop_after: Literal["prompts"] | None = _help("prepare the round's prompts and stop (sharded sampling)",
+    stop_after: Literal["prompts"] | None = help_field("prepare the round's prompts and stop (sharded sampling)",
                                                   default=None)
-    no_progress: bool = _help("no progress bars", default=False)
+    no_progress: bool = help_field("no progress bars", default=False)
 
 
 @dataclass
@@ -149,7 +146,7 @@ def parse_tao(argv: Sequence[str] | None = None, data: Mapping[str, Any] | None 
     import trl
 
     argv = list(sys.argv[1:] if argv is None and data is None else argv or [])
-    training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data))
+    training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data), "strategy")
     types: list[type] = [TaoConfig, training_cls, trl.ModelConfig] + ([RunOptions] if options else [])
     parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data)
     setup = TaoSetup(*parsed[:3])

@@ -65,13 +65,14 @@ class TrainArgs:
     save_adapter: bool = field(default=True, metadata={"help": "save the trained adapter"})
 
 
-def trainer_config_class(objective: str) -> type:
+def trainer_config_class(objective: str, field_name: str = "objective") -> type:
     """TRL's config class for an objective or selection strategy name."""
     import trl
 
     classes = {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig}
     if objective not in STRATEGY_TO_OBJECTIVE:
-        raise ConfigError("objective", f"invalid choice: {objective!r} (choose from {', '.join(STRATEGY_TO_OBJECTIVE)})")
+        names = ", ".join(STRATEGY_TO_OBJECTIVE) if field_name == "objective" else "best-of-n, dpo, kto"
+        raise ConfigError(field_name, f"invalid choice: {objective!r} (choose from {names})")
     return classes[STRATEGY_TO_OBJECTIVE[objective]]
 
 

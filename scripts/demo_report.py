@@ -9,22 +9,27 @@ chart come from the same code as `make eval`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval.report import read_metrics, read_per_query, write_report  # noqa: E402
+from ir_core.config import help_field, parse_or_exit  # noqa: E402
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--run-dir", default="runs/tao", help="a finished `python -m pipelines.tao` run")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--out", default="runs/demo")
-    args = ap.parse_args()
+@dataclass
+class DemoReportArgs:
+    run_dir: str = help_field("a finished `python -m pipelines.tao` run", default="runs/tao")
+    split: Literal["dev", "test"] = help_field("the split of the table", default="test")
+    out: str = help_field("report folder", default="runs/demo")
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse_or_exit([DemoReportArgs], argv, "scripts/demo_report.py")
     run = Path(args.run_dir)
     r_best = int(json.loads((run / "best.json").read_text())["round"])
     methods, per_query, config = {}, {}, None

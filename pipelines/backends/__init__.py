@@ -147,3 +147,17 @@ def release(planner: Any) -> None:
         return
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def check_sampling(n: int, temperature: float, top_p: float) -> None:
+    """The arguments every backend's ``sample`` takes: n >= 1, temperature >= 0, 0 < top_p <= 1."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
+
+
+def check_constrained(constrained: bool, json_schema: dict | None) -> None:
+    """Constrained decoding needs the schema to decode under."""
+    if constrained and json_schema is None:
+        raise ValueError("constrained=True needs json_schema (e.g. rewards.plan.plan_json_schema(bench.schema))")

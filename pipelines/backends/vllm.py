@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ir_core.types import PlanRequest, PlanResponse
-from pipelines.backends import ClosingPlanner, mix_seed
+from pipelines.backends import ClosingPlanner, check_constrained, check_sampling, mix_seed
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +241,7 @@ class VLLMPlanner(ClosingPlanner):
             raise ValueError("max_tokens, tensor_parallel_size and data_parallel_size must be >= 1")
         if kv_cache_gib is not None and kv_cache_gib <= 0:
             raise ValueError(f"kv_cache_gib must be > 0, got {kv_cache_gib}")
-        if constrained and json_schema is None:
-            raise ValueError("constrained=True needs json_schema (e.g. rewards.plan.plan_json_schema(bench.schema))")
+        check_constrained(constrained, json_schema)
         self.model = str(model)
         self.adapter_path = str(adapter_path) if adapter_path is not None else None
         self.name = f"vllm:{self.model}" + (f"+{self.adapter_path}" if self.adapter_path else "")
@@ -280,10 +279,7 @@ class VLLMPlanner(ClosingPlanner):
         Exactly the requested distribution (top_k off, no repetition penalty), as in HFPlanner;
         temperature == 0 returns n copies of the greedy plan.
         """
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
+        check_sampling(n, temperature, top_p)
         if temperature == 0:
             return [[r] * n for r in self.plan(requests)]
         specs = [{"n": n, "temperature": float(temperature), "top_p": float(top_p), "top_k": 0,
