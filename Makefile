@@ -62,4 +62,4 @@ help:
 	@echo "make model            convert the embedded SmolLM2-135M-Instruct (docs/model.md)"
 	@echo "make tao | tao-dpo    TAO rounds with best-of-n SFT or DPO (docs/tao.md)"
 	@echo "make dual-view        dual-view encoder training and p-MRR (docs/dualview.md)"
-	@echo "make bench-index | bench-scoring | bench-gen | bench-train | bench-sampling   benchmarks (README)"
+	@echo "make bench-index | bench-scoring | bench-gen | bench-train | bench-sampling | bench-levers   benchmarks (README)"

@@ -3,7 +3,7 @@ TAO_CONFIG ?= configs/tao/smollm2-cpu.yaml
 TAO_RUN ?= runs/tao
 TAO_ARGS ?=
 
-.PHONY: tao tao-dpo bench-train bench-sampling
+.PHONY: tao tao-dpo bench-train bench-sampling bench-levers
 
 # best-of-N rejection-sampling fine-tuning (SFT) for the rounds in $(TAO_CONFIG); resumes if interrupted.
 tao: model benchmark
@@ -22,3 +22,8 @@ bench-train: model benchmark
 bench-sampling: model benchmark
 	$(PY) scripts/bench_sampling_reward.py --config $(DEMO_CONFIG) --temperatures 0.3 0.6 0.9 --prompts 16 \
 		--out runs/bench/sampling_reward.json
+
+# What each prompt/decoding lever does to the untrained planner, greedy on dev (docs/tao.md "Third pass").
+LEVERS_ARGS ?= --limit 160
+bench-levers: model benchmark
+	$(PY) scripts/bench_levers.py --bench $(BENCH) $(LEVERS_ARGS) --out runs/bench/levers.json
