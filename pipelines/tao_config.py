@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ir_core.config import ConfigError, check_range, help_field, parse_config, peek
-from pipelines.train import MODEL_DEFAULTS, nondefault, trainer_config_class, training_defaults
+from pipelines.train import (
+    MODEL_DEFAULTS,
+    check_training,
+    nondefault,
+    trainer_config_class,
+    training_defaults,
+)
 from rewards.plan import check_bound, plan_json_schema
 
 Strategy = Literal["best-of-n", "dpo", "kto"]
@@ -139,7 +145,8 @@ def parse_tao(argv: Sequence[str] | None = None, data: Mapping[str, Any] | None 
     argv = list(sys.argv[1:] if argv is None and data is None else argv or [])
     training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data), "strategy")
     types: list[type] = [TaoConfig, training_cls, trl.ModelConfig] + ([RunOptions] if options else [])
-    parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data)
+    parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data,
+                          checks=[lambda tao, training, model, *_: check_training(training, model)])
     setup = TaoSetup(*parsed[:3])
     return setup, (parsed[3] if options else None)
 

@@ -18,6 +18,7 @@ from pipelines.tao import main as tao_main
         ("k: 0\n", "cfg.yaml:1: k: must be >= 1, got 0"),
         ("engine: nosuch\n", "cfg.yaml:1: engine: invalid choice: 'nosuch' (choose from 'tantivy', 'bm25')"),
         ("\nlr: 0.1\n", "cfg.yaml:2: lr: unknown field"),
+        ("learning_rate: -1\n", "cfg.yaml:1: learning_rate: must be > 0, got -1.0"),
         ("- n: 4\n", "cfg.yaml:1: the top level must be a mapping of field: value, got a list"),
         ("n: [4\n", "cfg.yaml:2: YAML syntax error:"),
     ],
