@@ -50,3 +50,27 @@ def test_bad_flag_is_one_line(tmp_path, capsys, argv, expected):
     assert e.value.code == 2
     assert err.startswith(f"error: {expected}") and "\n" not in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "expected"),
+    [
+        ("stark_instruct.build", ["--size", "0"], "--size: size: must be >= 1, got 0"),
+        ("stark_instruct.build", ["--source", "nosuch"], "--source: invalid choice: 'nosuch'"),
+        ("eval.run", ["--k", "0"], "--k: k: must be >= 1, got 0"),
+        ("eval.run", ["--compare", "a"], "--compare: compare: --compare needs A,B, got 'a'"),
+        ("pipelines.train", ["--data_path", "x.jsonl", "--per_device_train_batch_size", "0"],
+         "--per_device_train_batch_size: per_device_train_batch_size: must be >= 1, got 0"),
+        ("pipelines.model", ["convert", "--dtype", "int3"], "--dtype: invalid choice: 'int3'"),
+    ],
+)
+def test_every_cli_reports_bad_flags_in_one_line(tmp_path, capsys, module, argv, expected):
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out")] if module != "pipelines.train" else argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    assert err.startswith(f"error: {expected}") and "\n" not in err
+    assert not (tmp_path / "out").exists()
