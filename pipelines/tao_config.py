@@ -14,6 +14,7 @@ says what differs from the defaults.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -109,8 +110,8 @@ class TaoConfig:
 class RunOptions:
     """How this invocation runs, not what the run is (never written into config.json)."""
 
-    stop_after: Literal["prompts"] | None = help_field("prepare the round's prompts and stop (sharded sampling)",
-                                                  default=None)
+    stop_after: Literal["prompts"] | None = help_field(
+        "prepare the round's prompts and stop (sharded sampling)", default=None)
     no_progress: bool = help_field("no progress bars", default=False)
 
 
@@ -138,8 +139,6 @@ class TaoSetup:
 def parse_tao(argv: Sequence[str] | None = None, data: Mapping[str, Any] | None = None,
               options: bool = True) -> tuple[TaoSetup, RunOptions | None]:
     """A setup (and the run options) from ``--config FILE`` plus flags, or from a flat mapping."""
-    import sys
-
     import trl
 
     argv = list(sys.argv[1:] if argv is None and data is None else argv or [])
