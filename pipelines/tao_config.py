@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ir_core.config import ConfigError, check_range, help_field, parse_config, peek
+from ir_core.config import ConfigError, check_range, help_field, parse_config, parse_or_exit, peek
 from pipelines.train import (
     MODEL_DEFAULTS,
     check_training,
@@ -144,6 +144,8 @@ def parse_tao(argv: Sequence[str] | None = None, data: Mapping[str, Any] | None 
     argv = list(sys.argv[1:] if argv is None and data is None else argv or [])
     training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data), "strategy")
     types: list[type] = [TaoConfig, training_cls, trl.ModelConfig] + ([RunOptions] if options else [])
+    if "-h" in argv or "--help" in argv:
+        parse_or_exit(types, argv, "python -m pipelines.tao")  # prints the help (with --config) and exits
     parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data,
                           checks=[lambda tao, training, model, *_: check_training(training, model)])
     setup = TaoSetup(*parsed[:3])
