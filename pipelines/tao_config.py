@@ -132,6 +132,9 @@ class TaoSetup:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaoSetup:
         """The setup a run directory's config.json describes."""
+        if not {"tao", "training", "model"} >= set(d) or "tao" not in d:
+            raise ConfigError(None, "config.json is not a {tao, training, model} setup (written by an older "
+                                    "pipelines.tao?); rerun pipelines.tao on this run dir to rewrite it")
         flat = {**d.get("tao", {}), **d.get("training", {}), **d.get("model", {})}
         return tao_setup(flat)
 
