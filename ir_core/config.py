@@ -18,7 +18,7 @@ import difflib
 import math
 import sys
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,11 +181,13 @@ def _take(data: Mapping[str, Any], lines: Mapping[str, int], path: str | None,
 
 
 def parse_config(types: Sequence[type], argv: Sequence[str] | None = None,
-                 defaults: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None) -> tuple:
+                 defaults: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
+                 checks: Sequence[Callable[..., None]] = ()) -> tuple:
     """Instances of ``types`` from defaults < ``data`` < ``--config FILE`` < flags; raises :class:`ConfigError`.
 
     ``defaults`` replaces dataclass defaults of fields the project sets differently (e.g. TRL fields);
-    ``data`` is a mapping of field: value given by a caller (checked like a file's).
+    ``data`` is a mapping of field: value given by a caller (checked like a file's); ``checks`` get the
+    instances and raise `ConfigError` for ranges the classes do not check themselves (TRL's fields).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser_class()(list(types))
@@ -237,6 +239,12 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None,
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())
             raise ConfigError(None, f"{config_path}: {msg}" if config_path else msg) from None
+    try:
+        for check_all in checks:
+            check_all(*out)
+    except ConfigError as e:
+        where = origin.get(e.field or "")
+        raise ConfigError(None, f"{where}: {e}" if where else str(e)) from None
     return tuple(out)
 
 
@@ -259,7 +267,7 @@ def peek(argv: Sequence[str] | None, name: str, default: Any, data: Mapping[str,
 
 
 def parse_or_exit(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None,
-                  defaults: Mapping[str, Any] | None = None) -> tuple:
+                  defaults: Mapping[str, Any] | None = None, checks: Sequence[Callable[..., None]] = ()) -> tuple:
     """:func:`parse_config`, or one line ``error: ...`` on stderr and exit status 2; ``--help`` prints help."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:
@@ -268,7 +276,7 @@ def parse_or_exit(types: Sequence[type], argv: Sequence[str] | None = None, prog
         parser.print_help()
         raise SystemExit(0)
     try:
-        return parse_config(types, args, defaults)
+        return parse_config(types, args, defaults, checks=checks)
     except ConfigError as e:
         exit_with(e)
 

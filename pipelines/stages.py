@@ -315,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = RunDir(args.run_dir)
     if not (run / "config.json").exists():
         exit_with(ConfigError("run_dir", f"{run.path} holds no TAO run (no config.json)"))
-    setup = TaoSetup.from_dict(read_json(run / "config.json"))
+    try:
+        setup = TaoSetup.from_dict(read_json(run / "config.json"))
+    except ConfigError as e:
+        exit_with(ConfigError(None, f"{run / 'config.json'}: {e}"))
     cfg = setup.tao
     rd = run.sub(f"round-{args.round:02d}")
     prompts = read_jsonl(rd / PROMPTS)

@@ -14,12 +14,19 @@ says what differs from the defaults.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ir_core.config import ConfigError, check_range, help_field, parse_config, peek
-from pipelines.train import MODEL_DEFAULTS, nondefault, trainer_config_class, training_defaults
+from ir_core.config import ConfigError, check_range, help_field, parse_config, parse_or_exit, peek
+from pipelines.train import (
+    MODEL_DEFAULTS,
+    check_training,
+    nondefault,
+    trainer_config_class,
+    training_defaults,
+)
 from rewards.plan import check_bound, plan_json_schema
 
 Strategy = Literal["best-of-n", "dpo", "kto"]
@@ -112,8 +119,8 @@ class TaoConfig:
 class RunOptions:
     """How this invocation runs, not what the run is (never written into config.json)."""
 
-    stop_after: Literal["prompts"] | None = help_field("prepare the round's prompts and stop (sharded sampling)",
-                                                  default=None)
+    stop_after: Literal["prompts"] | None = help_field(
+        "prepare the round's prompts and stop (sharded sampling)", default=None)
     no_progress: bool = help_field("no progress bars", default=False)
 
 
@@ -134,6 +141,9 @@ class TaoSetup:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaoSetup:
         """The setup a run directory's config.json describes."""
+        if not {"tao", "training", "model"} >= set(d) or "tao" not in d:
+            raise ConfigError(None, "config.json is not a {tao, training, model} setup (written by an older "
+                                    "pipelines.tao?); rerun pipelines.tao on this run dir to rewrite it")
         flat = {**d.get("tao", {}), **d.get("training", {}), **d.get("model", {})}
         return tao_setup(flat)
 
@@ -141,14 +151,15 @@ class TaoSetup:
 def parse_tao(argv: Sequence[str] | None = None, data: Mapping[str, Any] | None = None,
               options: bool = True) -> tuple[TaoSetup, RunOptions | None]:
     """A setup (and the run options) from ``--config FILE`` plus flags, or from a flat mapping."""
-    import sys
-
     import trl
 
     argv = list(sys.argv[1:] if argv is None and data is None else argv or [])
     training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data), "strategy")
     types: list[type] = [TaoConfig, training_cls, trl.ModelConfig] + ([RunOptions] if options else [])
-    parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data)
+    if "-h" in argv or "--help" in argv:
+        parse_or_exit(types, argv, "python -m pipelines.tao")  # prints the help (with --config) and exits
+    parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data,
+                          checks=[lambda tao, training, model, *_: check_training(training, model)])
     setup = TaoSetup(*parsed[:3])
     return setup, (parsed[3] if options else None)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ir_core.config import ConfigError, exit_with, parse_config, parse_or_exit, peek
+from ir_core.config import ConfigError, check_range, exit_with, parse_config, parse_or_exit, peek
 from ir_core.io import atomic_write_json, read_json
 from ir_core.types import Policy
 from pipelines.model import resolve_dtype
@@ -272,13 +272,25 @@ def next_policy(args: TrainArgs, model_args: Any, metrics: dict) -> Policy:
     return Policy(metrics["model_path"])
 
 
+def check_training(*configs: Any) -> None:
+    """Ranges TRL does not check itself: positive learning rate, epochs, batch sizes, lengths, LoRA rank."""
+    for cfg in configs:
+        for name, low, open_ in (("learning_rate", 0, True), ("num_train_epochs", 0, True),
+                                 ("per_device_train_batch_size", 1, False), ("gradient_accumulation_steps", 1, False),
+                                 ("max_length", 1, False), ("lora_r", 1, False), ("lora_alpha", 0, True),
+                                 ("lora_dropout", 0, False), ("beta", 0, True), ("warmup_steps", 0, False),
+                                 ("weight_decay", 0, False)):
+            if hasattr(cfg, name) and getattr(cfg, name) is not None:
+                check_range(cfg, name, low, low_open=open_)
+
+
 def train_setup(data: Mapping[str, Any]) -> tuple[TrainArgs, Any, Any]:
     """TrainArgs, the objective's TRL config and ModelConfig from a flat mapping of their fields."""
     import trl
 
     cls = trainer_config_class(str(data.get("objective", "sft")))
     defaults = {**training_defaults(cls), **MODEL_DEFAULTS}
-    return parse_config([TrainArgs, cls, trl.ModelConfig], [], defaults, data=data)
+    return parse_config([TrainArgs, cls, trl.ModelConfig], [], defaults, data=data, checks=[check_training])
 
 
 def parse_train(argv: Sequence[str] | None = None) -> tuple[TrainArgs, Any, Any]:
@@ -290,7 +302,8 @@ def parse_train(argv: Sequence[str] | None = None) -> tuple[TrainArgs, Any, Any]
     except ConfigError as e:
         exit_with(e)
     defaults = {**training_defaults(cls), **MODEL_DEFAULTS}
-    return parse_or_exit([TrainArgs, cls, trl.ModelConfig], argv, "python -m pipelines.train", defaults)
+    return parse_or_exit([TrainArgs, cls, trl.ModelConfig], argv, "python -m pipelines.train", defaults,
+                         checks=[check_training])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from pipelines.tao import main as tao_main
         ("k: 0\n", "cfg.yaml:1: k: must be >= 1, got 0"),
         ("engine: nosuch\n", "cfg.yaml:1: engine: invalid choice: 'nosuch' (choose from 'tantivy', 'bm25')"),
         ("\nlr: 0.1\n", "cfg.yaml:2: lr: unknown field"),
+        ("learning_rate: -1\n", "cfg.yaml:1: learning_rate: must be > 0, got -1.0"),
         ("- n: 4\n", "cfg.yaml:1: the top level must be a mapping of field: value, got a list"),
         ("n: [4\n", "cfg.yaml:2: YAML syntax error:"),
     ],
@@ -49,3 +50,27 @@ def test_bad_flag_is_one_line(tmp_path, capsys, argv, expected):
     assert e.value.code == 2
     assert err.startswith(f"error: {expected}") and "\n" not in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "expected"),
+    [
+        ("stark_instruct.build", ["--size", "0"], "--size: size: must be >= 1, got 0"),
+        ("stark_instruct.build", ["--source", "nosuch"], "--source: invalid choice: 'nosuch'"),
+        ("eval.run", ["--k", "0"], "--k: k: must be >= 1, got 0"),
+        ("eval.run", ["--compare", "a"], "--compare: compare: --compare needs A,B, got 'a'"),
+        ("pipelines.train", ["--data_path", "x.jsonl", "--per_device_train_batch_size", "0"],
+         "--per_device_train_batch_size: per_device_train_batch_size: must be >= 1, got 0"),
+        ("pipelines.model", ["convert", "--dtype", "int3"], "--dtype: invalid choice: 'int3'"),
+    ],
+)
+def test_every_cli_reports_bad_flags_in_one_line(tmp_path, capsys, module, argv, expected):
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out")] if module != "pipelines.train" else argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    assert err.startswith(f"error: {expected}") and "\n" not in err
+    assert not (tmp_path / "out").exists()
