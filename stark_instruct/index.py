@@ -66,6 +66,7 @@ class TantivyIndex:
         self.meta = meta
         self._windows: OrderedDict[tuple[str, ...], tuple[np.ndarray, np.ndarray, bool]] = OrderedDict()
         self._window_cache = window_cache
+        self._dfs: dict[str, int] = {}
         self.post_filtered = self.pre_filtered = 0  # how searches with a filter were answered
 
     def __len__(self) -> int:
@@ -154,8 +155,11 @@ class TantivyIndex:
         raise TypeError(f"not a filter node: {node!r}")
 
     # -- searching ------------------------------------------------------------------------------------
-    MAX_WINDOW = 2000  # largest unfiltered window worth fetching before the in-engine filter is cheaper
+    MAX_WINDOW = 2000  # largest unfiltered window ever fetched for post-filtering
     WINDOW_SLACK = 1.5  # window = slack * k / estimated share of documents the filter keeps
+    # Measured cost of one window hit (converting it to Python) in documents the engine scores when the
+    # filter runs inside it (it scores every document matching a term and the filter, without pruning).
+    WINDOW_HIT_COST = 40
 
     def _top(self, q, k: int) -> tuple[np.ndarray, np.ndarray, bool]:
         """Tantivy's top-k of a scored query as (doc_ids, scores, complete), best first.
@@ -173,6 +177,11 @@ class TantivyIndex:
     def _by_score_then_id(ids: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
         order = np.lexsort((ids, -scores))
         return list(zip(ids[order].tolist(), scores[order].tolist(), strict=True))
+
+    def _doc_freq(self, term: str) -> int:
+        if term not in self._dfs:
+            self._dfs[term] = self.searcher.doc_freq("text", term)
+        return self._dfs[term]
 
     def _text_query(self, terms: list[str]):
         # One Should clause per term: on its own, tantivy ranks this disjunction with block-max WAND.
@@ -201,7 +210,14 @@ class TantivyIndex:
         share = self.meta.selectivity(filter)
         if share <= 0 or self.WINDOW_SLACK * k / share > self.MAX_WINDOW:
             return None
-        ids, scores, complete = self._window(terms, math.ceil(self.WINDOW_SLACK * k / share))
+        size = math.ceil(self.WINDOW_SLACK * k / share)
+        cached = self._windows.get(tuple(terms))
+        if not (cached is not None and (cached[2] or len(cached[0]) >= size)):
+            # No window to reuse: fetch one only where the engine would score many more documents.
+            engine_work = min(sum(map(self._doc_freq, terms)), share * len(self))
+            if size * self.WINDOW_HIT_COST > engine_work:
+                return None
+        ids, scores, complete = self._window(terms, size)
         keep = np.flatnonzero(self.meta.mask(filter, ids))
         if len(keep) < k and not complete:
             return None
