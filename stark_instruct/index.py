@@ -159,7 +159,7 @@ class TantivyIndex:
     WINDOW_SLACK = 1.5  # window = slack * k / estimated share of documents the filter keeps
     # Measured cost of one window hit (converting it to Python) in documents the engine scores when the
     # filter runs inside it (it scores every document matching a term and the filter, without pruning).
-    WINDOW_HIT_COST = 40
+    WINDOW_HIT_COST = 10
 
     def _top(self, q, k: int) -> tuple[np.ndarray, np.ndarray, bool]:
         """Tantivy's top-k of a scored query as (doc_ids, scores, complete), best first.

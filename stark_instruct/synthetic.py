@@ -254,29 +254,34 @@ def base_queries(attrs: dict[str, np.ndarray], n: int, seed: int, min_answers: i
     rng = _rng(seed, "queries", 0)
     out, seen = [], set()
     tries = 0
+    by_type: dict[int, dict[str, np.ndarray]] = {}  # a type's rows and their attributes: masks stay small at 1M
     while len(out) < n and tries < n * 200:
         tries += 1
         t = rng.randrange(len(PRODUCT_TYPES))
         spec = PRODUCT_TYPES[t]
-        mask = attrs["ptype"] == t
+        if t not in by_type:
+            rows = np.flatnonzero(attrs["ptype"] == t)
+            by_type[t] = {"rows": rows, **{k: attrs[k][rows] for k in ("material", "uses", "features")}}
+        sub = by_type[t]
+        mask = np.ones(len(sub["rows"]), dtype=bool)
         chosen: dict[str, str] = {}
         slots = rng.sample(["material", "use", "feature", "feature2"], rng.choice((1, 2, 2, 3)))
         for slot in slots:
             if slot == "material":
                 m = rng.choice(spec["mat"])
                 chosen["material"] = m
-                mask = mask & (attrs["material"] == MATERIAL_NAMES.index(m))
+                mask = mask & (sub["material"] == MATERIAL_NAMES.index(m))
             elif slot == "use":
                 u = rng.choice(spec["use"])
                 chosen["use"] = u
-                mask = mask & ((attrs["uses"] & (1 << USE_NAMES.index(u))) != 0)
+                mask = mask & ((sub["uses"] & (1 << USE_NAMES.index(u))) != 0)
             else:
                 f = rng.choice(spec["feat"])
                 if f in chosen.values():
                     continue
                 chosen[slot] = f
-                mask = mask & ((attrs["features"] & (1 << FEATURE_NAMES.index(f))) != 0)
-        answers = np.flatnonzero(mask)
+                mask = mask & ((sub["features"] & (1 << FEATURE_NAMES.index(f))) != 0)
+        answers = sub["rows"][mask]
         # At large catalogue sizes a query can be too broad: narrow it by colour, as a shopper would.
         if len(answers) > max_answers:
             c = rng.choice(COLOR_NAMES)
