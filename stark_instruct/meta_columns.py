@@ -27,9 +27,11 @@ DATE = ("first_review_date", "last_review_date")
 FIELDS = SINGLE_KEYWORD + MULTI_KEYWORD + NUMBER + DATE
 
 
-def _codes(values: list[str | None], vocab: dict[str, int]) -> np.ndarray:
-    return np.fromiter((vocab.setdefault(v, len(vocab)) if v is not None else -1 for v in values),
-                       dtype=np.int32, count=len(values))
+def _codes(values: pa.Array) -> tuple[np.ndarray, dict[str, int]]:
+    """Integer codes of strings (-1 for null) and the code of each distinct string."""
+    enc = pc.dictionary_encode(values)
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, {v: i for i, v in enumerate(enc.dictionary.to_pylist())}
 
 
 class MetaColumns:
@@ -52,8 +54,7 @@ class MetaColumns:
         self.codes: dict[str, np.ndarray] = {}
         self.counts: dict[str, np.ndarray] = {}
         for f in SINGLE_KEYWORD:
-            self.vocab[f] = {}
-            self.codes[f] = _codes(table.column(f).to_pylist(), self.vocab[f])
+            self.codes[f], self.vocab[f] = _codes(table.column(f).combine_chunks())
             self.counts[f] = np.bincount(self.codes[f][self.codes[f] >= 0], minlength=len(self.vocab[f]))
         self.offsets: dict[str, np.ndarray] = {}
         self._has: dict[tuple[str, int], np.ndarray] = {}
@@ -61,8 +62,7 @@ class MetaColumns:
             col = table.column(f).combine_chunks()
             col = col.fill_null([]) if col.null_count else col
             self.offsets[f] = col.offsets.to_numpy().astype(np.int64)
-            self.vocab[f] = {}
-            self.codes[f] = _codes(col.flatten().to_pylist(), self.vocab[f])
+            self.codes[f], self.vocab[f] = _codes(col.flatten())
             self.counts[f] = np.bincount(self.codes[f], minlength=len(self.vocab[f]))  # values are distinct per row
         self.values: dict[str, np.ndarray] = {}
         for f in NUMBER:
