@@ -187,11 +187,15 @@ class TantivyIndex:
         # One Should clause per term: on its own, tantivy ranks this disjunction with block-max WAND.
         return self._any([self._t.Query.term_query(self.schema, "text", t) for t in terms])
 
+    def _cached_window(self, terms: list[str], size: int) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        hit = self._windows.get(tuple(terms))
+        return hit if hit is not None and (hit[2] or len(hit[0]) >= size) else None
+
     def _window(self, terms: list[str], size: int) -> tuple[np.ndarray, np.ndarray, bool]:
         """The unfiltered top-`size` of the terms, from the cache when a large enough window is there."""
         key = tuple(terms)
-        hit = self._windows.get(key)
-        if hit is not None and (hit[2] or len(hit[0]) >= size):
+        hit = self._cached_window(terms, size)
+        if hit is not None:
             self._windows.move_to_end(key)
             return hit
         hit = self._top(self._text_query(terms), size)
@@ -211,8 +215,7 @@ class TantivyIndex:
         if share <= 0 or self.WINDOW_SLACK * k / share > self.MAX_WINDOW:
             return None
         size = math.ceil(self.WINDOW_SLACK * k / share)
-        cached = self._windows.get(tuple(terms))
-        if not (cached is not None and (cached[2] or len(cached[0]) >= size)):
+        if self._cached_window(terms, size) is None:
             # No window to reuse: fetch one only where the engine would score many more documents.
             engine_work = min(sum(map(self._doc_freq, terms)), share * len(self))
             if size * self.WINDOW_HIT_COST > engine_work:
