@@ -85,6 +85,11 @@ class Executor:
         return list(self._cached_fuse(plan.searches))
 
     def _fuse(self, searches: tuple[Search, ...]) -> tuple[int, ...]:
+        if len(searches) == 1:
+            # One ranking: weight / (rrf_k + rank) falls with rank, so fusion keeps its order (when unique).
+            docs = tuple(d for d, _ in self.search(searches[0].query, searches[0].filter))[: self.depth]
+            if len(set(docs)) == len(docs):
+                return docs
         score: dict[int, float] = {}
         best: dict[int, int] = {}
         for s in searches:
