@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--large", type=int, default=200_000, help="sizes above this use --large-plans plans")
     ap.add_argument("--large-plans", type=int, default=2000)
     ap.add_argument("--peer-plans", type=int, default=1000, help="plans for tantivy direct and bm25s (a prefix)")
+    ap.add_argument("--large-peer-plans", type=int, default=320, help="--peer-plans above --large")
     ap.add_argument("--bm25-plans", type=int, default=200, help="plans for rank-bm25 (a prefix; it scores in Python)")
     ap.add_argument("--bm25-max-size", type=int, default=200_000,
                     help="skip rank-bm25 above this size: its in-memory index needs ~25 GB at 1M products")
@@ -358,7 +359,8 @@ def main(argv: list[str] | None = None) -> dict:
                     runs.append({"plan_set": set_name, "engine": engine, "processes": 1,
                                  "skipped": "memory (in-memory index; raise --bm25-max-size)"})
                     continue
-                sub = {"scorer": items, "rank-bm25": items[: args.bm25_plans]}.get(engine, items[: args.peer_plans])
+                peer_n = args.large_peer_plans if size > args.large else args.peer_plans
+                sub = {"scorer": items, "rank-bm25": items[: args.bm25_plans]}.get(engine, items[:peer_n])
                 for procs in [1] if engine == "rank-bm25" else args.processes:
                     r = measure(engine, path, procs, sub) | {"plan_set": set_name}
                     print(json.dumps({k: v for k, v in r.items() if k != "rewards"} | {"size": size}), flush=True)
