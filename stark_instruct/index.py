@@ -48,7 +48,7 @@ def _rank(hits: Iterable[tuple[int, float]], k: int) -> list[tuple[int, float]]:
 class TantivyIndex:
     """A tantivy index on disk; open it in every process that searches (the files are mmapped)."""
 
-    def __init__(self, path: str | Path, meta: MetaColumns | None = None, window_cache: int = 4096):
+    def __init__(self, path: str | Path, meta: MetaColumns | None = None, window_cache: int = 2048):
         import tantivy
 
         self._t = tantivy
