@@ -140,8 +140,9 @@ class Bm25sIndex:
 
         self.meta = MetaColumns.from_parquet(bench.path / "meta.parquet")
         if not (cache_dir / "params.index.json").exists():
-            vocab: dict[str, int] = {}  # setdefault returns the stored int, so the id lists share int objects
-            ids = [[vocab.setdefault(t, len(vocab)) for t in tokenize(p.text())] for p in bench.iter_products()]
+            vocab: dict[str, int] = {}  # int32 arrays per document: lists of ints would need ~5 GB at 1M
+            ids = [np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokenize(p.text())), dtype=np.int32)
+                   for p in bench.iter_products()]
             retriever = bm25s.BM25()
             retriever.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False)
             retriever.save(str(cache_dir))
