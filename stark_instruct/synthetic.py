@@ -13,6 +13,7 @@ import bisect
 import datetime as dt
 import multiprocessing as mp
 import random
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -226,8 +227,14 @@ def iter_products(size: int, seed: int = 0, start: int = 0, reference_date: dt.d
         return
     tasks = [(seed, lo, min(lo + chunk, size), reference_date) for lo in range(start, size, chunk)]
     with mp.get_context("spawn").Pool(processes) as pool:
-        for products in pool.imap(_make_chunk, tasks):
-            yield from products
+        # A few chunks in flight, not all: workers that outrun the consumer would pile products up in memory.
+        pending: deque = deque()
+        for task in tasks:
+            pending.append(pool.apply_async(_make_chunk, (task,)))
+            if len(pending) > 2 * processes:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
 
 
 def generation_processes(size: int) -> int:
