@@ -2,6 +2,8 @@
 
 - `TantivyIndex` (default): BM25 over the product text, metadata as indexed fast fields, filters executed
   inside the engine, index persisted on disk and memory-mapped so worker processes share its pages.
+  Given the metadata as columns, a broad filter is instead applied to the unfiltered top-k window of the
+  same terms (pruned by block-max WAND, cached per terms): the same documents in the same order.
 - `BM25Index`: rank-bm25's BM25Okapi with the filter applied in Python through `filters.matches`; the
   reference engine for small corpora and tests.
 
