@@ -1,9 +1,11 @@
 # Search-plan language and recall reward (rewards/, docs/rewards.md).
 #   make test-rewards    parser, fuzz (10k completions), metrics, executor and prompt tests
-#   make bench-scoring   scoring throughput (plans/s) at 20k and 1M products, tantivy vs rank-bm25,
-#                        1 and 2 processes; builds data/bench/synthetic-<size> once (1M: several minutes)
+#   make bench-scoring   scoring throughput (plans/s, plans per CPU-second) at 20k and 1M products: the
+#                        project's scorer vs tantivy direct, bm25s and rank-bm25 on the same TAO-like sampled
+#                        and synthetic plans, 1 and 2 processes, load average recorded; builds
+#                        data/bench/synthetic-<size> once (1M: ~10 min) and bm25s's index once beside it
 SCORING_SIZES ?= 20000 1000000
-SCORING_PLANS ?= 3000
+SCORING_PLANS ?= 4000
 SCORING_OUT ?= runs/bench/scoring.json
 
 .PHONY: test-rewards bench-scoring

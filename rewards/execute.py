@@ -11,13 +11,13 @@ import functools
 import math
 import multiprocessing as mp
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from rewards.metrics import all_metrics, recall_at_k
 from rewards.parse import PlanError, parse_plan
-from rewards.plan import SearchPlan
+from rewards.plan import Search, SearchPlan
 from stark_instruct.filters import Node
 from stark_instruct.schema import IndexSchema
 
@@ -62,6 +62,8 @@ class Executor:
         # Keyed on (query, filter node, depth): nodes are frozen dataclasses, hashed by value, so equal
         # filters share an entry (20 == 20.0 too). N samples of one prompt repeat many searches.
         self._cached_search = functools.lru_cache(maxsize=cache_size)(self._search)
+        # Whole plans repeat too (identical samples, or texts that differ only in layout): one fusion each.
+        self._cached_fuse = functools.lru_cache(maxsize=cache_size)(self._fuse)
 
     def _search(self, query: str, filter: Node | None, k: int) -> tuple[tuple[int, float], ...]:
         return tuple(self.index.search(query, filter, k))
@@ -80,9 +82,17 @@ class Executor:
 
     def fuse(self, plan: SearchPlan) -> list[int]:
         """Weighted RRF: sum of weight / (rrf_k + rank); ties by best rank, then doc_id; top `depth`."""
+        return list(self._cached_fuse(plan.searches))
+
+    def _fuse(self, searches: tuple[Search, ...]) -> tuple[int, ...]:
+        if len(searches) == 1:
+            # One ranking: weight / (rrf_k + rank) falls with rank, so fusion keeps its order (when unique).
+            docs = tuple(d for d, _ in self.search(searches[0].query, searches[0].filter))[: self.depth]
+            if len(set(docs)) == len(docs):
+                return docs
         score: dict[int, float] = {}
         best: dict[int, int] = {}
-        for s in plan.searches:
+        for s in searches:
             w, k0 = s.weight, self.rrf_k
             for rank, (doc, _) in enumerate(self.search(s.query, s.filter), 1):
                 if doc in score:
@@ -95,7 +105,7 @@ class Executor:
                     best[doc] = rank
         # tuple keys compare in C; doc ids are unique, so the order is total
         keyed = sorted([(-sc, best[d], d) for d, sc in score.items()])
-        return [d for _, _, d in keyed[: self.depth]]
+        return tuple(d for _, _, d in keyed[: self.depth])
 
     def run(self, plan: SearchPlan, rerank_text: str | None = None) -> list[int]:
         """The plan's fused ranking, reranked by the reranker when `rerank_text` is given."""
@@ -167,6 +177,29 @@ def _score_in_worker(item: tuple[str | None, list[int], int]) -> RewardResult:
     return score_text(text, relevant, schema, executor, k)
 
 
+def _distinct(payload: list[tuple[str | None, list[int], int]]) -> tuple[list, list[int]]:
+    """Identical (completion, relevant, k) items, as the samples of one prompt often are, are scored once."""
+    first: dict[tuple, int] = {}
+    unique, slots = [], []
+    for item in payload:
+        key = (item[0], tuple(item[1]), item[2])
+        if key not in first:
+            first[key] = len(unique)
+            unique.append(item)
+        slots.append(first[key])
+    return unique, slots
+
+
+def _spread(scored: list[RewardResult], slots: list[int]) -> list[RewardResult]:
+    """One result per input item; a repeated item gets its own copy, so callers may mutate results."""
+    out, used = [], [False] * len(scored)
+    for i in slots:
+        r = scored[i]
+        out.append(replace(r, ranking=list(r.ranking), metrics=dict(r.metrics)) if used[i] else r)
+        used[i] = True
+    return out
+
+
 class BatchScorer:
     """Scores many completions against one on-disk benchmark, in this process or a pool of workers.
 
@@ -195,13 +228,17 @@ class BatchScorer:
         for _, relevant, _ in payload:
             if not relevant:
                 raise ValueError("every item needs a non-empty relevant set")
+        unique, slots = _distinct(payload)
         if self._local is not None:
             schema, executor = self._local
-            return [score_text(t, r, schema, executor, k) for t, r, k in payload]
-        if self._pool is None:
+            scored = [score_text(t, r, schema, executor, k) for t, r, k in unique]
+        elif self._pool is None:
             raise RuntimeError("scorer is closed")
-        chunksize = max(1, len(payload) // (self.processes * 8))
-        return self._pool.map(_score_in_worker, payload, chunksize=chunksize)
+        else:
+            # Contiguous chunks keep the samples of one prompt in one worker, where its caches are.
+            chunksize = max(1, len(unique) // (self.processes * 8))
+            scored = self._pool.map(_score_in_worker, unique, chunksize=chunksize)
+        return _spread(scored, slots)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -59,9 +59,11 @@ def _latencies(index, queries: list[tuple[str, object]], k: int) -> dict:
 
 
 def measure_queries(bench_path: Path, engine: str, sample: int | None, k: int = 100) -> dict:
+    """Latency per query; for tantivy also with the filter always inside the engine (no fast path)."""
     code = f"""
 import json, time
 from stark_instruct.benchmark import Benchmark
+from stark_instruct.index import TantivyIndex
 from stark_instruct.instructions import constraint_filter
 import scripts.bench_index as b
 bench = Benchmark.load({str(bench_path)!r})
@@ -72,8 +74,12 @@ t = time.time(); index = bench.index({engine!r}); open_s = time.time() - t
 plain = [(r["query"], None) for r in rows]
 filtered = [(r["query"], constraint_filter(r["constraint"])) for r in rows]
 b._latencies(index, plain[:5], {k})  # warm-up
-print(json.dumps({{"engine": {engine!r}, "open_s": round(open_s, 1),
-                   "unfiltered": b._latencies(index, plain, {k}), "filtered": b._latencies(index, filtered, {k})}}))
+out = {{"engine": {engine!r}, "open_s": round(open_s, 1), "unfiltered": b._latencies(index, plain, {k}),
+        "filtered": b._latencies(index, filtered, {k})}}
+if {engine!r} == "tantivy":
+    out["filtered_in_engine"] = b._latencies(TantivyIndex(index.path), filtered, {k})
+    out["post_filtered"] = index.post_filtered
+print(json.dumps(out))
 """
     return _child(code)
 
@@ -81,7 +87,10 @@ print(json.dumps({{"engine": {engine!r}, "open_s": round(open_s, 1),
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--bm25-sample", type=int, default=20, help="queries for rank-bm25 above 200k products")
+    ap.add_argument("--bm25-sample", type=int, default=20,
+                    help="queries for rank-bm25 above 200k products (0: skip rank-bm25)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="measure an existing build under --data (build time from its stats.json) instead of rebuilding")
     ap.add_argument("--data", default="data/bench-index", help="where the benchmarks are (re)built")
     ap.add_argument("--out", default="runs/bench/index.json")
     args = ap.parse_args()
@@ -89,11 +98,17 @@ def main() -> None:
                "loadavg_at_start": os.getloadavg(), "sizes": {}}
     for size in args.sizes:
         path = Path(args.data) / f"synthetic-{size}"
-        r = {"build": build(size, path)}
+        if args.reuse and (path / "stats.json").exists():
+            stats = json.loads((path / "stats.json").read_text())
+            r = {"build": {"build_s": stats["build_seconds"], "peak_rss_gb": None, "reused": True}}
+        else:
+            r = {"build": build(size, path)}
+        r["loadavg_before_queries"] = os.getloadavg()
         r["tantivy"] = measure_queries(path, "tantivy", None)
-        r["bm25"] = measure_queries(path, "bm25", args.bm25_sample if size > 200_000 else None)
-        r["speedup_qps_filtered"] = round(r["tantivy"]["filtered"]["qps"] / r["bm25"]["filtered"]["qps"], 1)
-        r["speedup_qps_unfiltered"] = round(r["tantivy"]["unfiltered"]["qps"] / r["bm25"]["unfiltered"]["qps"], 1)
+        if args.bm25_sample:
+            r["bm25"] = measure_queries(path, "bm25", args.bm25_sample if size > 200_000 else None)
+            r["speedup_qps_filtered"] = round(r["tantivy"]["filtered"]["qps"] / r["bm25"]["filtered"]["qps"], 1)
+            r["speedup_qps_unfiltered"] = round(r["tantivy"]["unfiltered"]["qps"] / r["bm25"]["unfiltered"]["qps"], 1)
         r["loadavg_after"] = os.getloadavg()
         results["sizes"][size] = r
         print(json.dumps({size: r}, indent=1), flush=True)
@@ -106,13 +121,17 @@ def render(results: dict) -> str:
     lines = ["| products | build s | build peak GB | engine | unfiltered p50/p95 ms | filtered p50/p95 ms | "
              "queries/s (filtered) | tantivy speed-up |", "|---|---|---|---|---|---|---|---|"]
     for size, r in results["sizes"].items():
-        for eng in ("tantivy", "bm25"):
+        for eng in [e for e in ("tantivy", "bm25") if e in r]:
             e = r[eng]
             lines.append(
                 f"| {int(size):,} | {r['build']['build_s']} | {r['build']['peak_rss_gb']} | {eng} "
                 f"(n={e['filtered']['n']}) | {e['unfiltered']['p50_ms']}/{e['unfiltered']['p95_ms']} | "
                 f"{e['filtered']['p50_ms']}/{e['filtered']['p95_ms']} | {e['filtered']['qps']} | "
                 f"{r['speedup_qps_filtered'] if eng == 'bm25' else ''} |")
+            if "filtered_in_engine" in e:
+                f = e["filtered_in_engine"]
+                lines.append(f"| {int(size):,} | | | tantivy, filter in the engine (n={f['n']}) | | "
+                             f"{f['p50_ms']}/{f['p95_ms']} | {f['qps']} | |")
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from stark_instruct.index import BM25Index, SearchIndex, TantivyIndex
+from stark_instruct.meta_columns import MetaColumns
 from stark_instruct.records import Product
 from stark_instruct.schema import IndexSchema
 
@@ -85,7 +86,8 @@ class Benchmark:
         """An index over this benchmark's corpus; rank-bm25's is built in memory on first use."""
         if engine not in self._indexes:
             if engine == "tantivy":
-                self._indexes[engine] = TantivyIndex(self.path / "index" / "tantivy")
+                meta = MetaColumns.from_parquet(self.path / "meta.parquet")  # lets broad filters post-filter
+                self._indexes[engine] = TantivyIndex(self.path / "index" / "tantivy", meta=meta)
             elif engine == "bm25":
                 self._indexes[engine] = BM25Index(
                     (p.doc_id, p.text(), self.meta(p.doc_id)) for p in self.iter_products())

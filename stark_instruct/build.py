@@ -112,7 +112,8 @@ def _synthetic_source(args: BuildConfig) -> tuple[Iterator[Product], int, dt.dat
     attrs_cols: dict[str, list[int]] = {k: [] for k in ("ptype", "material", "uses", "features", "colors")}
 
     def products() -> Iterator[Product]:
-        for p, a in synthetic.iter_products(args.size, args.seed, reference_date=ref):
+        for p, a in synthetic.iter_products(args.size, args.seed, reference_date=ref,
+                                            processes=synthetic.generation_processes(args.size)):
             for k in attrs_cols:
                 attrs_cols[k].append(getattr(a, k))
             yield p

@@ -2,6 +2,8 @@
 
 - `TantivyIndex` (default): BM25 over the product text, metadata as indexed fast fields, filters executed
   inside the engine, index persisted on disk and memory-mapped so worker processes share its pages.
+  Given the metadata as columns, a broad filter is instead applied to the unfiltered top-k window of the
+  same terms (pruned by block-max WAND, cached per terms): the same documents in the same order.
 - `BM25Index`: rank-bm25's BM25Okapi with the filter applied in Python through `filters.matches`; the
   reference engine for small corpora and tests.
 
@@ -12,6 +14,8 @@ terms returns the filter's documents with score 0 in doc_id order), so results a
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from stark_instruct.filters import All, AnyOf, Leaf, Node, Not, matches
+from stark_instruct.meta_columns import MetaColumns
 from stark_instruct.text import query_terms, tokenize
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -45,7 +50,7 @@ def _rank(hits: Iterable[tuple[int, float]], k: int) -> list[tuple[int, float]]:
 class TantivyIndex:
     """A tantivy index on disk; open it in every process that searches (the files are mmapped)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, meta: MetaColumns | None = None, window_cache: int = 2048):
         import tantivy
 
         self._t = tantivy
@@ -56,6 +61,15 @@ class TantivyIndex:
         self.schema = self.index.schema
         self.searcher = self.index.searcher()
         self._all = tantivy.Query.all_query()
+        if meta is not None and len(meta) != len(self):
+            raise ValueError(f"{self.path}: metadata has {len(meta)} rows, the index {len(self)} documents")
+        # With metadata columns, a broad filter runs as "unfiltered top-k window, then filter" (`_post_filtered`);
+        # the windows are cached per query terms, so samples that differ only in their filter share one search.
+        self.meta = meta
+        self._windows: OrderedDict[tuple[str, ...], tuple[np.ndarray, np.ndarray, bool]] = OrderedDict()
+        self._window_cache = window_cache
+        self._dfs: dict[str, int] = {}
+        self.post_filtered = self.pre_filtered = 0  # how searches with a filter were answered
 
     def __len__(self) -> int:
         return self.searcher.num_docs
@@ -142,7 +156,80 @@ class TantivyIndex:
             return self._negate(self.filter_query(node.child))
         raise TypeError(f"not a filter node: {node!r}")
 
+    # -- searching ------------------------------------------------------------------------------------
+    MAX_WINDOW = 2000  # largest unfiltered window ever fetched for post-filtering
+    WINDOW_SLACK = 1.5  # window = slack * k / estimated share of documents the filter keeps
+    # Measured cost of one window hit (converting it to Python) in documents the engine scores when the
+    # filter runs inside it (it scores every document matching a term and the filter, without pruning).
+    WINDOW_HIT_COST = 10
+
+    def _top(self, q, k: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Tantivy's top-k of a scored query as (doc_ids, scores, complete), best first.
+
+        Tantivy picks the top k by score, ties by doc address (segment, doc) ascending, so the set is
+        deterministic; it is listed by score, then doc_id. `complete`: no other document matches.
+        """
+        limit = min(k, len(self))
+        hits = self.searcher.search(q, limit=limit, count=False).hits  # no count: it would defeat pruning
+        ids = np.asarray(self.searcher.fast_field_values("doc_id", [a for _, a in hits]), dtype=np.int64)
+        scores = np.fromiter((s for s, _ in hits), dtype=np.float64, count=len(hits))
+        return ids, scores, len(hits) < limit or limit == len(self)
+
+    @staticmethod
+    def _by_score_then_id(ids: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
+        order = np.lexsort((ids, -scores))
+        return list(zip(ids[order].tolist(), scores[order].tolist(), strict=True))
+
+    def _doc_freq(self, term: str) -> int:
+        if term not in self._dfs:
+            self._dfs[term] = self.searcher.doc_freq("text", term)
+        return self._dfs[term]
+
+    def _text_query(self, terms: list[str]):
+        # One Should clause per term: on its own, tantivy ranks this disjunction with block-max WAND.
+        return self._any([self._t.Query.term_query(self.schema, "text", t) for t in terms])
+
+    def _cached_window(self, terms: list[str], size: int) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        hit = self._windows.get(tuple(terms))
+        return hit if hit is not None and (hit[2] or len(hit[0]) >= size) else None
+
+    def _window(self, terms: list[str], size: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The unfiltered top-`size` of the terms, from the cache when a large enough window is there."""
+        key = tuple(terms)
+        hit = self._cached_window(terms, size)
+        if hit is not None:
+            self._windows.move_to_end(key)
+            return hit
+        hit = self._top(self._text_query(terms), size)
+        self._windows[key] = hit
+        if len(self._windows) > self._window_cache:
+            self._windows.popitem(last=False)
+        return hit
+
+    def _post_filtered(self, terms: list[str], filter: Node, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The filtered top-k cut from an unfiltered window, or None when the window may not hold it.
+
+        Tantivy's order (score, then doc address) is total, and the window is its first `size` documents,
+        so the first k filtered documents of the window are the filtered top-k whenever there are k of
+        them, or the window holds every matching document.
+        """
+        share = self.meta.selectivity(filter)
+        if share <= 0 or self.WINDOW_SLACK * k / share > self.MAX_WINDOW:
+            return None
+        size = math.ceil(self.WINDOW_SLACK * k / share)
+        if self._cached_window(terms, size) is None:
+            # No window to reuse: fetch one only where the engine would score many more documents.
+            engine_work = min(sum(map(self._doc_freq, terms)), share * len(self))
+            if size * self.WINDOW_HIT_COST > engine_work:
+                return None
+        ids, scores, complete = self._window(terms, size)
+        keep = np.flatnonzero(self.meta.mask(filter, ids))
+        if len(keep) < k and not complete:
+            return None
+        return ids[keep[:k]], scores[keep[:k]]
+
     def search(self, query: str, filter: Node | None = None, k: int = 100) -> list[tuple[int, float]]:
+        """Top-k (doc_id, BM25 score) by score, ties by doc_id, of documents matching a term and the filter."""
         Occur, Q = self._t.Occur, self._t.Query
         terms = query_terms(query)
         k = max(1, min(k, len(self)))
@@ -151,15 +238,20 @@ class TantivyIndex:
             res = self.searcher.search(q, limit=k, count=False, order_by_field="doc_id", order=self._t.Order.Asc)
             ids = self.searcher.fast_field_values("doc_id", [a for _, a in res.hits])
             return [(int(i), 0.0) for i in ids]
-        # Text terms go in a Must clause of their own (a disjunction), so at least one must match: left as
-        # Should next to a Must filter, tantivy would also return filter-only documents with score 0.
-        text_q = self._any([Q.term_query(self.schema, "text", t) for t in terms])
-        q = text_q
-        if filter is not None:
-            q = Q.boolean_query([(Occur.Must, text_q), (Occur.Must, Q.const_score_query(self.filter_query(filter), 0.0))])
-        res = self.searcher.search(q, limit=k, count=False)  # counting all matches would defeat top-k pruning
-        ids = self.searcher.fast_field_values("doc_id", [a for _, a in res.hits])
-        return _rank(((int(i), float(s)) for i, (s, _) in zip(ids, res.hits, strict=True)), k)
+        found = None
+        if filter is None:
+            found = self._top(self._text_query(terms), k)[:2]
+        elif self.meta is not None:
+            found = self._post_filtered(terms, filter, k)
+            self.post_filtered += found is not None
+        if found is None:
+            # Text terms go in a Must clause of their own (a disjunction), so at least one must match: left as
+            # Should next to a Must filter, tantivy would also return filter-only documents with score 0.
+            self.pre_filtered += 1
+            q = Q.boolean_query([(Occur.Must, self._text_query(terms)),
+                                 (Occur.Must, Q.const_score_query(self.filter_query(filter), 0.0))])
+            found = self._top(q, k)[:2]
+        return self._by_score_then_id(*found)
 
 
 class BM25Index:
