@@ -109,6 +109,13 @@ class AsyncVLLMPlanner:
     def close(self) -> None:
         if self._loop.is_closed():
             return
+
+        async def stop_handler() -> None:  # before the engine core goes, or the handler logs it as a crash
+            handler = getattr(self.engine, "output_handler", None)
+            if handler is not None:
+                handler.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop_handler(), self._loop).result(timeout=30)
         self.engine.shutdown()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
