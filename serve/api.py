@@ -150,6 +150,7 @@ class Retriever:
         self.plan_schema = plan_schema or plan_json_schema(self.schema)
         self.name = getattr(planner, "name", type(planner).__name__)
         self._search_lock = threading.Lock()  # one engine searcher, shared by server threads
+        bench.products(), bench.metas()  # load the corpus now, not inside the first request's timing
         if submitter is None:
             if callable(getattr(planner, "submit", None)):
                 submitter = planner  # type: ignore[assignment]
