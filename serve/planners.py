@@ -98,6 +98,8 @@ def build_planner(backend: str, choice: PolicyChoice, bench: Any, **kwargs: Any)
         kwargs.setdefault("batch_size", 8)
         return HFPlanner(choice.model_path, adapter_path=choice.adapter_path, constrained=True, json_schema=schema,
                          max_new_tokens=choice.max_new_tokens, **kwargs)
+    if choice.source != "given":
+        raise ValueError(f"backend {backend!r} needs --model, the API model's name (e.g. gpt-5-nano)")
     from eval.methods import resolve_planner
 
     return resolve_planner(f"{backend}:{choice.model_path}", bench, **kwargs)

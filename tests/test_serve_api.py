@@ -167,3 +167,17 @@ def test_find_tuned_policy_takes_the_newest_trained_best(tmp_path):
     assert choice.max_new_tokens == 99 and "round 1" in choice.source
     run("new", 3, model, 2000)
     assert find_tuned_policy(tmp_path).plan_schema == {"title": "new"}
+
+
+def test_build_planner_and_cli_refuse_bad_settings(tiny_benchmark):
+    from serve.__main__ import parse_args
+    from serve.planners import PolicyChoice, build_planner
+
+    with pytest.raises(ValueError, match="--model"):
+        build_planner("openai", PolicyChoice("models/smollm2-135m-instruct"), tiny_benchmark)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        build_planner("llamacpp", PolicyChoice("x"), tiny_benchmark)
+    assert parse_args(["mcp", "--transport", "http", "--port", "9000"]).port == 9000
+    for bad in (["http", "--port", "0"], ["http", "--timeout", "-1"], ["grpc"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
