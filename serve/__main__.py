@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reranker", default=None, help="an encoder folder for the instruction-aware reranker")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--timeout", type=float, default=30.0, help="per-request time limit, seconds (HTTP)")
+    p.add_argument("--timeout", type=float, default=30.0, help="per-request time limit, seconds")
     p.add_argument("--transport", default="stdio", choices=("stdio", "http"), help="MCP transport")
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from serve.mcp_server import build_mcp
 
-            server = build_mcp(retriever)
+            server = build_mcp(retriever, timeout_s=args.timeout)
             if args.transport == "stdio":
                 server.run("stdio")
             else:

@@ -8,6 +8,7 @@ batched into the planner like HTTP requests are.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated
 
@@ -20,8 +21,9 @@ SCHEMA_URI = "schema://index"
 MAX_K = 100
 
 
-def build_mcp(retriever: Retriever, name: str = "instructed-retriever"):
-    """An `mcp.server.mcpserver.MCPServer` with the search tool and the schema resource."""
+def build_mcp(retriever: Retriever, name: str = "instructed-retriever", timeout_s: float = 30.0):
+    """An `mcp.server.mcpserver.MCPServer` with the search tool and the schema resource; a call that takes
+    longer than `timeout_s` is a tool error."""
     from mcp.server.mcpserver import MCPServer
 
     server = MCPServer(name, instructions=(
@@ -38,7 +40,10 @@ def build_mcp(retriever: Retriever, name: str = "instructed-retriever"):
                                                   description="constraints to enforce, e.g. 'not by lumia'")] = None,
         k: Annotated[int, Field(ge=1, le=MAX_K, description="number of products")] = 10,
     ) -> SearchResult:
-        return await retriever.asearch(query, instructions, k)
+        try:
+            return await asyncio.wait_for(retriever.asearch(query, instructions, k), timeout_s)
+        except TimeoutError:
+            raise TimeoutError(f"search_products took longer than {timeout_s:g} s") from None
 
     @server.resource(SCHEMA_URI, name="index-schema", mime_type="application/json",
                      description="fields, types, allowed ops, example values and today's date of the index")
