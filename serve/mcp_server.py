@@ -25,6 +25,7 @@ def build_mcp(retriever: Retriever, name: str = "instructed-retriever", timeout_
     """An `mcp.server.mcpserver.MCPServer` with the search tool and the schema resource; a call that takes
     longer than `timeout_s` is a tool error."""
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
 
     server = MCPServer(name, instructions=(
         "Product search that follows instructions. Call search_products with the shopper's request as "
@@ -43,7 +44,7 @@ def build_mcp(retriever: Retriever, name: str = "instructed-retriever", timeout_
         try:
             return await asyncio.wait_for(retriever.asearch(query, instructions, k), timeout_s)
         except TimeoutError:
-            raise TimeoutError(f"search_products took longer than {timeout_s:g} s") from None
+            raise ToolError(f"the search took longer than {timeout_s:g} s") from None
 
     @server.resource(SCHEMA_URI, name="index-schema", mime_type="application/json",
                      description="fields, types, allowed ops, example values and today's date of the index")

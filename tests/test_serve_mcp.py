@@ -106,3 +106,26 @@ def test_mcp_over_streamable_http(tiny_benchmark, mcp_http_server):
                 await exercise(session, tiny_benchmark)
 
     anyio.run(go)
+
+
+def test_mcp_tool_time_limit_in_process(tiny_benchmark):
+    import importlib.util
+
+    from mcp import Client
+
+    from serve.api import Retriever
+    from serve.mcp_server import build_mcp
+
+    spec = importlib.util.spec_from_file_location("fixed_planner", ROOT / "tests" / "fakes" / "fixed_planner.py")
+    fixed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixed)
+    retriever = Retriever(tiny_benchmark, fixed.FixedPlanner(delay_s=1.0))
+    server = build_mcp(retriever, timeout_s=0.2)
+
+    async def go():
+        async with Client(server) as client:
+            return await client.call_tool("search_products", {"query": "tent"})
+
+    res = anyio.run(go)
+    assert res.is_error and "longer than 0.2 s" in res.content[0].text
+    retriever.close()
