@@ -58,6 +58,7 @@ async def load_test(url: str, items: list[dict], concurrency: int, k: int) -> di
             body = r.json()
             rows.append({"latency_s": latency, "plan_s": body["timings"]["plan_s"],
                          "search_s": body["timings"]["search_s"], "error": (body["error"] or {}).get("code"),
+                         "filtered": bool(body["filter_fields"]),
                          "output_tokens": body["usage"].get("output_tokens")})
 
         t0 = time.perf_counter()
@@ -72,6 +73,7 @@ async def load_test(url: str, items: list[dict], concurrency: int, k: int) -> di
         "search_p50_ms": round(1000 * percentile([r["search_s"] for r in rows], 0.5), 3),
         "search_mean_ms": round(1000 * statistics.mean(r["search_s"] for r in rows), 3),
         "valid_plans": sum(r["error"] is None for r in rows),
+        "plans_with_filter": sum(r["filtered"] for r in rows),
         "errors": sorted({r["error"] for r in rows if r["error"]}),
         "mean_output_tokens": round(statistics.mean(r["output_tokens"] or 0 for r in rows), 1),
     }
