@@ -149,6 +149,7 @@ class Retriever:
         self.executor = Executor(bench.index(engine), depth=depth, reranker=reranker)
         self.plan_schema = plan_schema or plan_json_schema(self.schema)
         self.name = getattr(planner, "name", type(planner).__name__)
+        self.policy: Any = None  # serve.planners.PolicyChoice when built by `load`
         self._search_lock = threading.Lock()  # one engine searcher, shared by server threads
         bench.products(), bench.metas()  # load the corpus now, not inside the first request's timing
         if submitter is None:
