@@ -242,8 +242,9 @@ def score_results(fs: FollowIRSet, results: Mapping[str, Mapping[Hashable, float
             seen.add(g)
             og_keys.append(q + OG)
     for label, keys in (("og", og_keys), ("changed", [q + CHANGED for q in qids if q + CHANGED in results])):
-        out[f"{label}/nDCG@{ndcg_k}"] = float(np.mean([ndcg_at_k(results[k], fs.qrels.get(k, {}), ndcg_k)
-                                                       for k in keys])) if keys else math.nan
+        ndcg = {k: ndcg_at_k(results[k], fs.qrels.get(k, {}), ndcg_k) for k in keys}
+        out[f"{label}/nDCG@{ndcg_k}"] = float(np.mean(list(ndcg.values()))) if keys else math.nan
+        out[f"{label}/per_query_nDCG@{ndcg_k}"] = ndcg  # for paired comparisons between models
         out[f"{label}/MAP"] = float(np.mean([average_precision(results[k], fs.qrels.get(k, {}))
                                              for k in keys])) if keys else math.nan
         out[f"{label}/n"] = len(keys)

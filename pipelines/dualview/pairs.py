@@ -30,7 +30,7 @@ Generate = Callable[[str], str]  # prompt -> completion (local transformers, an 
 Judge = Callable[[str, str, str], bool | None]  # (query, instruction, document text) -> satisfied? None: unsure
 
 VIEWS = ("plain", "single", "dual")
-ARMS = ("plain", "single", "dual")
+ARMS = ("plain", "single", "dual", "dual_plain")
 TRAIN_COLUMNS = ("anchor", "positive", "negative")
 DOC_CHARS = 900
 
@@ -310,16 +310,20 @@ def available(rows: Sequence[dict]) -> dict[str, int]:
 
 
 def matched_budget(rows: Sequence[dict], requested: int) -> int:
-    """The largest even budget every arm can fill, capped at `requested` (arms must see equal triple counts)."""
+    """The largest budget (a multiple of 4) every arm can fill, capped at `requested`.
+
+    Arms must see equal triple counts; dual needs pairs of rows, dual_plain half plain and half pairs.
+    """
     budget = min(requested, *available(rows).values())
-    return budget - budget % 2
+    return budget - budget % 4
 
 
 def arm_rows(rows: Sequence[dict], arm: str, budget: int, seed: int = 0) -> list[dict]:
     """`budget` training triples for one arm, shuffled.
 
     plain: base queries without instructions; single: instructed triples; dual: budget/2 instructed
-    triples that have a verified twin, plus those twins (same documents, swapped labels).
+    triples that have a verified twin, plus those twins (same documents, swapped labels); dual_plain:
+    budget/2 plain triples plus budget/4 twinned pairs (the paper's diversity + instruction mix).
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; arms are {', '.join(ARMS)}")
@@ -329,14 +333,21 @@ def arm_rows(rows: Sequence[dict], arm: str, budget: int, seed: int = 0) -> list
         if len(pool) < budget:
             raise ValueError(f"arm {arm!r} has {len(pool)} triples, budget is {budget}")
         return rng.sample(pool, budget)
-    if budget % 2:
-        raise ValueError(f"the dual arm needs an even budget, got {budget}")
+    step = 2 if arm == "dual" else 4
+    if budget % step:
+        raise ValueError(f"arm {arm!r} needs a budget divisible by {step}, got {budget}")
+    n_pairs = budget // 2 if arm == "dual" else budget // 4
     twins = {r["pair_id"]: r for r in rows if r["view"] == "dual"}
     singles = {r["pair_id"]: r for r in rows if r["view"] == "single" and r["pair_id"] in twins}
-    if len(singles) < budget // 2:
-        raise ValueError(f"arm 'dual' has {len(singles)} twinned pairs, budget needs {budget // 2}")
-    chosen = rng.sample(sorted(singles), budget // 2)
+    if len(singles) < n_pairs:
+        raise ValueError(f"arm {arm!r} has {len(singles)} twinned pairs, budget needs {n_pairs}")
+    chosen = rng.sample(sorted(singles), n_pairs)
     out = [singles[k] for k in chosen] + [twins[k] for k in chosen]
+    if arm == "dual_plain":
+        plain = [r for r in rows if r["view"] == "plain"]
+        if len(plain) < budget // 2:
+            raise ValueError(f"arm 'dual_plain' has {len(plain)} plain triples, budget needs {budget // 2}")
+        out += rng.sample(plain, budget // 2)
     rng.shuffle(out)
     return out
 
