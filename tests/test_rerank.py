@@ -84,3 +84,24 @@ def test_real_encoder_ranks_the_described_product_first(tiny_benchmark):
     text = f"{tiny_benchmark.product(target).title} by {tiny_benchmark.product(target).brand}"
     out = r.rerank(text, cands)
     assert out[0] == target and sorted(out) == sorted(cands)
+
+
+def test_query_encoders_share_the_document_encoders_embeddings(tmp_path):
+    import json
+
+    from rewards.rerank import DOCUMENT_ENCODER_FILE, document_encoder
+
+    doc_model, q1, q2 = KeywordModel(), KeywordModel(), KeywordModel()
+    docs = EmbeddingCache(doc_model, DOCS.__getitem__, key=int)
+    a = EmbeddingCache(q1, DOCS.__getitem__, key=int, docs_from=docs)
+    b = EmbeddingCache(q2, DOCS.__getitem__, key=int, docs_from=docs)
+    assert np.array_equal(a.docs([0, 1]), b.docs([1, 0])[::-1])
+    a.queries(["red tent"])
+    assert q1.encoded == ["red tent"] and q2.encoded == []  # documents never went through a query encoder
+    assert sorted(doc_model.encoded) == sorted(DOCS[i] for i in (0, 1)) and len(a) == len(docs) == 2
+    assert document_encoder(tmp_path) is None and document_encoder(KeywordModel()) is None
+    (tmp_path / DOCUMENT_ENCODER_FILE).write_text(json.dumps({"document_encoder": "base/model"}))
+    assert document_encoder(tmp_path) == "base/model"
+    (tmp_path / DOCUMENT_ENCODER_FILE).write_text("{}")
+    with pytest.raises(ValueError, match=DOCUMENT_ENCODER_FILE):
+        document_encoder(tmp_path)

@@ -32,6 +32,7 @@ Judge = Callable[[str, str, str], bool | None]  # (query, instruction, document 
 VIEWS = ("plain", "single", "dual")
 ARMS = ("plain", "single", "dual", "dual_plain")
 TRAIN_COLUMNS = ("anchor", "positive", "negative")
+SECOND_NEGATIVE = "negative_2"  # a top BM25 non-answer of the base query: wrong under every instruction
 DOC_CHARS = 900
 
 
@@ -222,11 +223,11 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
               "swap_rejected": 0, "llm_tried": 0, "llm_kept": 0, "bm25_negatives": 0}
     out: list[dict] = []
 
-    def row(view: str, src: dict, j: int, anchor: str, pos: int, neg: int, **extra: Any) -> dict:
+    def row(view: str, src: dict, j: int, anchor: str, pos: int, neg: int, neg2: int, **extra: Any) -> dict:
         return {"id": f"{src['id']}:{j}:{view}", "pair_id": f"{src['id']}:{j}", "variant_id": str(src["id"]),
                 "base_id": str(src["base_id"]), "split": split, "view": view, "anchor": anchor,
-                "positive": texts[pos], "negative": texts[neg], "pos_id": int(pos), "neg_id": int(neg),
-                "query": src["query"], **extra}
+                "positive": texts[pos], "negative": texts[neg], "negative_2": texts[neg2], "pos_id": int(pos),
+                "neg_id": int(neg), "neg2_id": int(neg2), "query": src["query"], **extra}
 
     for src in rows_q:
         ranking = ranker(src["query"])
@@ -235,9 +236,11 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
             rel = set(int(i) for i in src["relevant_ids"])
             n_plain = plain_per_query or 3 * per_variant
             positives = rng.sample(sorted(rel), min(n_plain, len(rel)))
-            negatives = [d for d in ranking if d not in rel][:n_plain]
+            outside = [d for d in ranking if d not in rel]
+            negatives = outside[:n_plain]
             for j, (p, n) in enumerate(zip(positives, negatives, strict=False)):
-                out.append(row("plain", src, j, anchor_text(src["query"]), p, n, kind="none",
+                n2 = outside[(n_plain + j) % len(outside)]
+                out.append(row("plain", src, j, anchor_text(src["query"]), p, n, n2, kind="none",
                                instruction=None, constraint=None, neg_source="bm25", complement_source=None))
                 counts["plain"] += 1
             continue
@@ -253,8 +256,8 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
         if f is not None:
             topical = [d for d in topical if not matches(f, bench.meta(d))]
         answer_set = set(answers or ())
-        bm25_neg = [d for d in ranking if d not in rel and d not in answer_set
-                    and (f is None or not matches(f, bench.meta(d)))]
+        outside = [d for d in ranking if d not in answer_set]  # off-topic for every instruction
+        bm25_neg = [d for d in outside if d not in rel and (f is None or not matches(f, bench.meta(d)))]
         negatives = topical[:per_variant] or bm25_neg[:per_variant]
         if not negatives:
             counts["no_negative"] += 1
@@ -270,8 +273,9 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
                 comp = None
         for j in range(min(len(positives), per_variant)):
             p, n = positives[j], negatives[j % len(negatives)]
+            n2 = outside[j % len(outside)] if outside else n  # the second negative, shared by both views
             instr = src["instruction"] if j == 0 or c is None else rng.choice(paraphrases(c))
-            out.append(row("single", src, j, anchor_text(src["query"], instr), p, n, kind=src["kind"],
+            out.append(row("single", src, j, anchor_text(src["query"], instr), p, n, n2, kind=src["kind"],
                            instruction=instr, constraint=_constraint_json(c),
                            neg_source="answer_set" if topical else "bm25", complement_source=None))
             counts["single"] += 1
@@ -291,7 +295,7 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
             if twin_instr is None:
                 counts["swap_rejected"] += 1
                 continue
-            out.append(row("dual", src, j, anchor_text(src["query"], twin_instr), n, p,
+            out.append(row("dual", src, j, anchor_text(src["query"], twin_instr), n, p, n2,
                            kind=(twin_c or {}).get("kind", "free_text"), instruction=twin_instr,
                            constraint=_constraint_json(twin_c), neg_source="answer_set",
                            complement_source=source))

@@ -48,13 +48,19 @@ class DualViewConfig:
     max_seq_length: int = 64
     batching: str = field(default="pairs", metadata={
         "help": "pairs: both views of a pair in one batch, same-query candidates masked; no_duplicates: old"})
+    doc_to_query: bool = field(default=True, metadata={
+        "help": "also train positive -> anchors (with pairs batching a twin's anchor is the hard competitor)"})
+    freeze_documents: bool = field(default=False, metadata={
+        "help": "train the query side only; documents keep the base encoder's embeddings (shared by all arms)"})
+    hard_negatives: int = field(default=1, metadata={
+        "help": "1: the instruction's hard negative; 2: plus a BM25 non-answer of the base query"})
     split: str = field(default="test", metadata={"help": "held-out split for evaluation"})
     k: int = field(default=20, metadata={"help": "FollowIR candidates per query (BM25 top-k)"})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N og/changed pairs"})
     eval_batch_size: int = 64
     top_n: int = field(default=30, metadata={"help": "reranked head of the fused list"})
     rerank_models: list[str] = field(default_factory=lambda: ["best"], metadata={
-        "help": "encoders for the reranking stage: 'best' (highest p-MRR arm), base or an arm; empty: none"})
+        "help": "encoders for the reranking stage: 'best' (highest p-MRR arm), base, an arm, or 'none'"})
     rerank_methods: list[str] = field(default_factory=lambda: ["raw", "oracle"], metadata={
         "help": "harness methods whose rankings are reranked (a planner spec such as hf:<model> works too)"})
     rerank_limit: int | None = field(default=None, metadata={"help": "only the first N split queries for reranking"})
@@ -68,8 +74,11 @@ class DualViewConfig:
         for name in ("budget", "per_variant", "depth", "batch_size", "max_seq_length", "k", "top_n", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+        if self.hard_negatives not in (1, 2):
+            raise ValueError(f"--hard_negatives: 1 or 2, got {self.hard_negatives}")
         if self.batching not in ("pairs", "no_duplicates"):
             raise ValueError(f"--batching: 'pairs' or 'no_duplicates', got {self.batching!r}")
+        self.rerank_models = [m for m in self.rerank_models if m != "none"]
         bad = [m for m in self.rerank_models if m not in ("best", "base", *self.arms)]
         if bad:
             raise ValueError(f"--rerank_models: {bad} are neither 'best', 'base' nor a trained arm")
@@ -133,7 +142,8 @@ def run(cfg: dict) -> dict:
         train_info[arm] = rd.stage(f"train-{arm}", lambda arm=arm: train_encoder(
             read_jsonl(rd / f"arms/{arm}.jsonl"), rd / f"models/{arm}", base_model, epochs=cfg["epochs"],
             batch_size=cfg["batch_size"], learning_rate=cfg["lr"], max_seq_length=cfg["max_seq_length"],
-            seed=cfg["seed"], batching=cfg["batching"]))
+            seed=cfg["seed"], batching=cfg["batching"], hard_negatives=cfg["hard_negatives"],
+            doc_to_query=cfg["doc_to_query"], freeze_documents=cfg["freeze_documents"]))
 
     # 3. FollowIR-format evaluation on the held-out split
     from eval.followir import (
@@ -144,7 +154,7 @@ def run(cfg: dict) -> dict:
         score_results,
     )
     from pipelines.dualview.pairs import DocTexts, anchor_text
-    from rewards.rerank import EmbeddingCache
+    from rewards.rerank import EmbeddingCache, document_encoder
 
     t0 = time.perf_counter()
     fs = build_followir_set(bench, cfg["split"], k=cfg["k"], index=index)
@@ -158,17 +168,20 @@ def run(cfg: dict) -> dict:
     models = {"base": base_model, **{arm: str(rd / f"models/{arm}/model") for arm in cfg["arms"]}}
     caches: dict[str, Any] = {}
 
-    def cache_for(name: str) -> Any:
-        if name not in caches:
-            model = load_encoder(models[name], cfg["max_seq_length"])
-            caches[name] = EmbeddingCache(model, texts.__getitem__, batch_size=cfg["eval_batch_size"], key=int)
-        return caches[name]
+    def cache_for(path: str) -> Any:
+        """One cache per encoder folder; a query encoder's documents come from its document encoder's cache."""
+        if path not in caches:
+            doc_model = document_encoder(path)
+            caches[path] = EmbeddingCache(load_encoder(path, cfg["max_seq_length"]), texts.__getitem__,
+                                          batch_size=cfg["eval_batch_size"], key=int,
+                                          docs_from=None if doc_model is None else cache_for(doc_model))
+        return caches[path]
 
     evals = {"bm25": rd.stage("eval-bm25", lambda: score_results(fs, candidate_order_results(fs)))}
     for name in models:
         def ev(name: str = name) -> dict:
             t = time.perf_counter()
-            res = evaluate_encoder(None, fs, cache=cache_for(name), combine=anchor_text)
+            res = evaluate_encoder(None, fs, cache=cache_for(models[name]), combine=anchor_text)
             return {**res, "seconds": round(time.perf_counter() - t, 1)}
 
         evals[name] = rd.stage(f"eval-{name}", ev)
@@ -183,7 +196,7 @@ def run(cfg: dict) -> dict:
             from rewards.rerank import EncoderReranker
 
             t = time.perf_counter()
-            reranker = EncoderReranker(None, bench, top_n=cfg["top_n"], cache=cache_for(name))
+            reranker = EncoderReranker(None, bench, top_n=cfg["top_n"], cache=cache_for(models[name]))
             plain = evaluate(bench, cfg["split"], cfg["rerank_methods"], engine=cfg["engine"], k=20,
                              out_dir=rd / "rerank/plain", limit=cfg.get("rerank_limit"))
             ranked = evaluate(bench, cfg["split"], cfg["rerank_methods"], engine=cfg["engine"], k=20, rerank=reranker,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.dualview.pairs import TRAIN_COLUMNS
+from pipelines.dualview.pairs import SECOND_NEGATIVE, TRAIN_COLUMNS
 
 BATCHINGS = ("pairs", "no_duplicates")
 
@@ -63,13 +63,17 @@ def load_encoder(model_path_or_id: str | None = None, max_seq_length: int | None
     return model
 
 
-def _as_dataset(rows: Any, with_groups: bool) -> tuple[Any, list[dict]]:
+def _as_dataset(rows: Any, with_groups: bool, hard_negatives: int = 1) -> tuple[Any, list[dict]]:
     from datasets import Dataset
 
     from pipelines.dualview.batching import group_ids
 
     rows = rows.to_list() if isinstance(rows, Dataset) else list(rows)
-    cols = {c: [r[c] for r in rows] for c in TRAIN_COLUMNS}
+    columns = TRAIN_COLUMNS + ((SECOND_NEGATIVE,) if hard_negatives == 2 else ())
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"training rows lack column(s) {missing} (re-synthesise the pairs)")
+    cols = {c: [r[c] for r in rows] for c in columns}
     if with_groups:
         cols["label"] = group_ids(rows)
     # The trainer feeds every non-label column to the model, in order: exactly the triple (+ label).
@@ -79,11 +83,16 @@ def _as_dataset(rows: Any, with_groups: bool) -> tuple[Any, list[dict]]:
 def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None, *, epochs: float = 1.0,
                   batch_size: int = 32, learning_rate: float = 3e-5, warmup_ratio: float = 0.1,
                   max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, scale: float = 20.0, seed: int = 0,
-                  max_steps: int = -1, logging_steps: int = 10, batching: str = "pairs") -> dict:
+                  max_steps: int = -1, logging_steps: int = 10, batching: str = "pairs",
+                  hard_negatives: int = 1, doc_to_query: bool = True, freeze_documents: bool = False) -> dict:
     """Train on (anchor, positive, negative) rows and save the model to `out_dir/model`.
 
     Returns a summary (steps, seconds, final loss); `rows` is a list of dicts or a `datasets.Dataset`
-    (with `pair_id` / `base_id` for `batching="pairs"`).
+    (with `pair_id` / `base_id` for `batching="pairs"`). `hard_negatives=2` adds the `negative_2`
+    column (a BM25 non-answer) next to the instruction's hard negative; `doc_to_query` adds the
+    positive -> anchors softmax (batching="pairs" only), where a twin's anchor is the hard competitor.
+    `freeze_documents` trains the query side only: documents are embedded by the frozen base model,
+    recorded in `model/document_encoder.json` so evaluation and reranking embed them the same way.
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -92,7 +101,9 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
     if batching not in BATCHINGS:
         raise ValueError(f"unknown batching {batching!r}; choose one of {', '.join(BATCHINGS)}")
     out_dir = Path(out_dir)
-    ds, row_list = _as_dataset(rows, with_groups=batching == "pairs")
+    if hard_negatives not in (1, 2):
+        raise ValueError(f"hard_negatives must be 1 or 2, got {hard_negatives}")
+    ds, row_list = _as_dataset(rows, with_groups=batching == "pairs", hard_negatives=hard_negatives)
     if len(ds) == 0:
         raise ValueError("no training triples")
     model = load_encoder(base_model, max_seq_length)
@@ -100,9 +111,12 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
         from pipelines.dualview.batching import UnitBatchSampler
         from pipelines.dualview.loss import GroupMaskedMNRL
 
-        loss = GroupMaskedMNRL(model, scale=scale)
+        doc_model = load_encoder(base_model, max_seq_length) if freeze_documents else None
+        loss = GroupMaskedMNRL(model, scale=scale, doc_to_query=doc_to_query, document_model=doc_model)
         sampler: Any = functools.partial(UnitBatchSampler, rows=row_list)
     else:
+        if freeze_documents:
+            raise ValueError("freeze_documents needs batching='pairs' (the group-masked loss)")
         loss = MultipleNegativesRankingLoss(model, scale=scale)
         sampler = BatchSamplers.NO_DUPLICATES
     args = SentenceTransformerTrainingArguments(
@@ -126,12 +140,20 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
     result = trainer.train()
     seconds = time.perf_counter() - t0
     model.save(str(out_dir / "model"))
+    if freeze_documents:
+        from pipelines.rundir import atomic_write_json
+        from rewards.rerank import DOCUMENT_ENCODER_FILE
+
+        atomic_write_json(out_dir / "model" / DOCUMENT_ENCODER_FILE,
+                          {"document_encoder": str(base_model or default_base_model())})
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"model": str(out_dir / "model"), "triples": len(ds), "steps": int(result.global_step),
             "seconds": round(seconds, 1), "train_loss": float(result.training_loss),
             "first_logged_loss": losses[0] if losses else None, "last_logged_loss": losses[-1] if losses else None,
             "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
-            "max_seq_length": max_seq_length, "seed": seed, "batching": batching}
+            "max_seq_length": max_seq_length, "seed": seed, "batching": batching,
+            "hard_negatives": hard_negatives, "doc_to_query": doc_to_query and batching == "pairs",
+            "freeze_documents": freeze_documents}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
