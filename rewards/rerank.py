@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-DOCUMENT_ENCODER_FILE = "document_encoder.json"  # in a query encoder's folder: which model embeds documents
+DOCUMENT_ENCODER_FILE = "document_encoder.json"
+FUSIONS = ("cosine", "rrf")
+RRF_K = 60  # in a query encoder's folder: which model embeds documents
 
 
 def document_encoder(model_path: Any) -> str | None:
@@ -83,13 +85,18 @@ class EncoderReranker:
     `model_path_or_id` is a folder, a hub id or an already loaded SentenceTransformer; `bench` supplies
     product texts (rendered like the training documents, see pipelines.dualview.pairs.document_text).
     A folder with a `document_encoder.json` holds a query encoder; documents go through the one named there.
+    `fusion="rrf"` orders the head by reciprocal-rank fusion of the encoder's and the search's ranks, so
+    the encoder moves documents that the instruction concerns without discarding the keyword ranking.
     """
 
     def __init__(self, model_path_or_id: Any, bench: Any, top_n: int = 50, batch_size: int = 64,
-                 max_seq_length: int | None = None, cache: EmbeddingCache | None = None):
+                 max_seq_length: int | None = None, cache: EmbeddingCache | None = None, fusion: str = "cosine",
+                 rrf_k: int = RRF_K):
         if top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {top_n}")
-        self.top_n = top_n
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        self.top_n, self.fusion, self.rrf_k = top_n, fusion, rrf_k
         if cache is None:
             from pipelines.dualview.pairs import DocTexts
             from pipelines.dualview.train import load_encoder
@@ -115,5 +122,9 @@ class EncoderReranker:
         if len(head) < 2:
             return head + tail
         s = self.scores(text, head)
+        if self.fusion == "rrf":  # the encoder's rank and the search rank vote equally
+            enc_rank = np.empty(len(head))
+            enc_rank[np.argsort(-s, kind="stable")] = np.arange(len(head))
+            s = 1.0 / (self.rrf_k + enc_rank) + 1.0 / (self.rrf_k + np.arange(len(head)))
         order = np.argsort(-s, kind="stable")  # ties keep the fused order
         return [head[i] for i in order] + tail

@@ -243,3 +243,19 @@ def test_config_cli_parses_and_refuses_bad_values():
         parse_config(["--arms", "single", "--rerank-models", "dual"])
     with pytest.raises(ValueError, match="--hard_negatives"):
         parse_config(["--hard-negatives", "3"])
+
+
+def test_query_side_training_leaves_documents_to_the_base_encoder(tiny_benchmark, synthesized, tmp_path):
+    from pipelines.dualview.train import default_base_model, load_encoder, train_encoder
+    from rewards.rerank import document_encoder
+
+    rows, _ = synthesized
+    triples = arm_rows(rows, "dual", 6, seed=0)
+    info = train_encoder(triples, tmp_path, batch_size=4, max_steps=2, learning_rate=1e-3, max_seq_length=32,
+                         freeze_documents=True)
+    assert info["freeze_documents"] and info["doc_to_query"]
+    assert document_encoder(info["model"]) == default_base_model()
+    probe = [triples[0]["anchor"]]
+    assert np.abs(load_encoder(info["model"], 32).encode(probe) - load_encoder(None, 32).encode(probe)).max() > 1e-4
+    with pytest.raises(ValueError, match="group-masked"):
+        train_encoder(triples, tmp_path / "x", batching="no_duplicates", freeze_documents=True, max_steps=1)

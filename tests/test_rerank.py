@@ -105,3 +105,14 @@ def test_query_encoders_share_the_document_encoders_embeddings(tmp_path):
     (tmp_path / DOCUMENT_ENCODER_FILE).write_text("{}")
     with pytest.raises(ValueError, match=DOCUMENT_ENCODER_FILE):
         document_encoder(tmp_path)
+
+
+def test_rrf_fusion_moves_documents_less_than_the_encoder_alone():
+    cache = EmbeddingCache(KeywordModel(), DOCS.__getitem__, key=int)
+    cosine = EncoderReranker(None, bench=None, top_n=3, cache=cache)
+    rrf = EncoderReranker(None, bench=None, top_n=3, cache=cache, fusion="rrf")
+    ranking = [2, 4, 3, 0]  # green stove, blue stove, red stove | blue tent
+    assert cosine.rerank("red", ranking) == [3, 2, 4, 0]
+    assert rrf.rerank("red", ranking) == [2, 3, 4, 0]  # red stove climbs one place, not to the top
+    with pytest.raises(ValueError, match="fusion"):
+        EncoderReranker(None, bench=None, cache=cache, fusion="max")

@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.dualview.pairs import ARMS
+from pipelines.dualview.train import BATCHINGS
+from rewards.rerank import FUSIONS
 
 KINDS = ("inclusion", "exclusion", "recency")
+BATCHING_TEXT = {
+    "pairs": "both views of a pair in one batch, one pair per base query, same-query candidates masked",
+    "shuffle": "random batches, same-query candidates masked",
+    "no_duplicates": "no-duplicates batches that keep twins apart, plain MultipleNegativesRankingLoss",
+}
 PMRR_COMPARISONS = (("single", "base"), ("dual", "single"), ("dual", "base"), ("dual_plain", "dual"),
                     ("dual_plain", "single"))
 NDCG_COMPARISONS = (("dual", "plain"), ("dual_plain", "plain"), ("single", "plain"))
@@ -47,7 +54,8 @@ class DualViewConfig:
     lr: float = 1e-4
     max_seq_length: int = 64
     batching: str = field(default="pairs", metadata={
-        "help": "pairs: both views of a pair in one batch, same-query candidates masked; no_duplicates: old"})
+        "help": "pairs: both views of a pair in one batch, same-query candidates masked; shuffle: the same "
+                "loss on random batches; no_duplicates: the old recipe (plain MNRL, twins kept apart)"})
     doc_to_query: bool = field(default=True, metadata={
         "help": "also train positive -> anchors (with pairs batching a twin's anchor is the hard competitor)"})
     freeze_documents: bool = field(default=False, metadata={
@@ -63,6 +71,9 @@ class DualViewConfig:
         "help": "encoders for the reranking stage: 'best' (highest p-MRR arm), base, an arm, or 'none'"})
     rerank_methods: list[str] = field(default_factory=lambda: ["raw", "oracle"], metadata={
         "help": "harness methods whose rankings are reranked (a planner spec such as hf:<model> works too)"})
+    rerank_fusion: list[str] = field(default_factory=lambda: ["cosine", "rrf"], metadata={
+        "help": "how the reranker orders the head: cosine (encoder alone) and/or rrf (encoder rank fused with "
+                "the search rank)"})
     rerank_limit: int | None = field(default=None, metadata={"help": "only the first N split queries for reranking"})
     seed: int = 0
     force: bool = field(default=False, metadata={"help": "delete the run directory first"})
@@ -76,9 +87,12 @@ class DualViewConfig:
                 raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
         if self.hard_negatives not in (1, 2):
             raise ValueError(f"--hard_negatives: 1 or 2, got {self.hard_negatives}")
-        if self.batching not in ("pairs", "no_duplicates"):
-            raise ValueError(f"--batching: 'pairs' or 'no_duplicates', got {self.batching!r}")
+        if self.batching not in BATCHINGS:
+            raise ValueError(f"--batching: one of {', '.join(BATCHINGS)}, got {self.batching!r}")
         self.rerank_models = [m for m in self.rerank_models if m != "none"]
+        bad = [f for f in self.rerank_fusion if f not in FUSIONS]
+        if bad:
+            raise ValueError(f"--rerank_fusion: {bad}; choose from {', '.join(FUSIONS)}")
         bad = [m for m in self.rerank_models if m not in ("best", "base", *self.arms)]
         if bad:
             raise ValueError(f"--rerank_models: {bad} are neither 'best', 'base' nor a trained arm")
@@ -189,28 +203,34 @@ def run(cfg: dict) -> dict:
 
     # 4. reranking inside the search tool: raw / oracle (/ a planner) with and without the encoder
     best = max(cfg["arms"], key=lambda a: evals[a]["p-MRR"]) if cfg["arms"] else "base"
-    rerank = {}
-    for name in dict.fromkeys(best if m == "best" else m for m in cfg["rerank_models"]):
-        def rr(name: str = name) -> dict:
-            from eval.harness import evaluate
-            from rewards.rerank import EncoderReranker
+    rerank: dict[str, dict] = {}
+    names = list(dict.fromkeys(best if m == "best" else m for m in cfg["rerank_models"]))
 
-            t = time.perf_counter()
-            reranker = EncoderReranker(None, bench, top_n=cfg["top_n"], cache=cache_for(models[name]))
-            plain = evaluate(bench, cfg["split"], cfg["rerank_methods"], engine=cfg["engine"], k=20,
-                             out_dir=rd / "rerank/plain", limit=cfg.get("rerank_limit"))
-            ranked = evaluate(bench, cfg["split"], cfg["rerank_methods"], engine=cfg["engine"], k=20, rerank=reranker,
-                              out_dir=rd / f"rerank/{name}", limit=cfg.get("rerank_limit"))
-            table = {}
-            for res in (plain, ranked):
-                for method, m in res["methods"].items():
-                    table[method] = {g: v.get("recall@20") for g, v in m["by_kind"].items()}
-            return {"recall@20": table, "seconds": round(time.perf_counter() - t, 1)}
+    def recall_table(res: dict) -> dict:
+        return {method: {g: v.get("recall@20") for g, v in m["by_kind"].items()} for method, m in res["methods"].items()}
 
-        rerank[name] = rd.stage(f"rerank-{name}", rr)
+    if names:
+        from eval.harness import evaluate
+        from rewards.rerank import EncoderReranker
 
-    for name in rerank:  # paired bootstrap CIs of the reranker's gain, from the harness's per-query logs
-        rerank[name]["gain_ci"] = rerank_gains(rd / "rerank/plain", rd / f"rerank/{name}", cfg["rerank_methods"])
+        plain = rd.stage("rerank-plain", lambda: {"recall@20": recall_table(evaluate(
+            bench, cfg["split"], cfg["rerank_methods"], engine=cfg["engine"], k=20, out_dir=rd / "rerank/plain",
+            limit=cfg.get("rerank_limit")))})
+    for name in names:
+        for fusion in cfg["rerank_fusion"]:
+            def rr(name: str = name, fusion: str = fusion) -> dict:
+                t = time.perf_counter()
+                reranker = EncoderReranker(None, bench, top_n=cfg["top_n"], cache=cache_for(models[name]),
+                                           fusion=fusion)
+                ranked = evaluate(bench, cfg["split"], cfg["rerank_methods"], engine=cfg["engine"], k=20,
+                                  rerank=reranker, out_dir=rd / f"rerank/{name}-{fusion}", limit=cfg.get("rerank_limit"))
+                return {"recall@20": {**plain["recall@20"], **recall_table(ranked)},
+                        "seconds": round(time.perf_counter() - t, 1)}
+
+            key = f"{name}-{fusion}"
+            rerank[key] = rd.stage(f"rerank-{key}", rr)
+            # paired bootstrap CIs of the reranker's gain, from the harness's per-query logs
+            rerank[key]["gain_ci"] = rerank_gains(rd / "rerank/plain", rd / f"rerank/{key}", cfg["rerank_methods"])
     results = {"config": key_cfg, "pairs": synth_info, "train": train_info, "followir": evals,
                "rerank": rerank, "best": best, "timings": timings,
                "threads": threads, "load_average": os.getloadavg()}
@@ -260,7 +280,9 @@ def render_rerank(results: dict) -> list[str]:
     """Recall@20 with and without reranking, and the paired gains."""
     cfg, lines = results["config"], []
     for name, rr in results["rerank"].items():
-        lines += [f"## Recall@20 in the search tool, reranking the top {cfg['top_n']} with `{name}`", "",
+        model, _, fusion = name.rpartition("-")
+        how = "encoder cosine alone" if fusion == "cosine" else "reciprocal-rank fusion of encoder and search ranks"
+        lines += [f"## Recall@20 in the search tool, reranking the top {cfg['top_n']} with `{model}` ({how})", "",
                   "| method | " + " | ".join(KINDS) + " | instructed | none | all |",
                   "|---|" + "---|" * (len(KINDS) + 3)]
         for method, by in rr["recall@20"].items():
@@ -291,9 +313,10 @@ def render(results: dict) -> str:
         f"{syn['available']['plain']} plain, {syn['available']['single']} single-view, "
         f"{syn['available']['dual'] // 2} verified twin pairs; {syn['counts']['swap_rejected']} swaps rejected by verification).",
         f"Training: {cfg['epochs']} epoch(s), batch {cfg['batch_size']}, lr {cfg['lr']}, max_seq_length {cfg['max_seq_length']}, "
-        f"batching `{cfg['batching']}` ("
-        + ("both views of a pair in one batch, same-query candidates masked in MultipleNegativesRankingLoss"
-           if cfg["batching"] == "pairs" else "no-duplicates batches, plain MultipleNegativesRankingLoss") + ").",
+        f"batching `{cfg['batching']}` ({BATCHING_TEXT[cfg['batching']]}); "
+        f"doc -> query term {'on' if cfg.get('doc_to_query') and cfg['batching'] != 'no_duplicates' else 'off'}; "
+        f"{'query side only, documents embedded by the frozen base encoder' if cfg.get('freeze_documents') else 'both sides trained'}; "
+        f"{cfg.get('hard_negatives', 1)} hard negative(s) per row.",
         f"Load average at the end: {', '.join(f'{x:.1f}' for x in results.get('load_average', ()))}; "
         f"{results.get('threads', '?')} torch thread(s).",
         "",

@@ -23,7 +23,7 @@ from typing import Any
 
 from pipelines.dualview.pairs import SECOND_NEGATIVE, TRAIN_COLUMNS
 
-BATCHINGS = ("pairs", "no_duplicates")
+BATCHINGS = ("pairs", "shuffle", "no_duplicates")  # shuffle: the masked loss on random batches (an ablation)
 
 DEFAULT_MAX_SEQ_LENGTH = 160
 
@@ -103,20 +103,21 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
     out_dir = Path(out_dir)
     if hard_negatives not in (1, 2):
         raise ValueError(f"hard_negatives must be 1 or 2, got {hard_negatives}")
-    ds, row_list = _as_dataset(rows, with_groups=batching == "pairs", hard_negatives=hard_negatives)
+    ds, row_list = _as_dataset(rows, with_groups=batching != "no_duplicates", hard_negatives=hard_negatives)
     if len(ds) == 0:
         raise ValueError("no training triples")
     model = load_encoder(base_model, max_seq_length)
-    if batching == "pairs":
+    if batching != "no_duplicates":
         from pipelines.dualview.batching import UnitBatchSampler
         from pipelines.dualview.loss import GroupMaskedMNRL
 
         doc_model = load_encoder(base_model, max_seq_length) if freeze_documents else None
         loss = GroupMaskedMNRL(model, scale=scale, doc_to_query=doc_to_query, document_model=doc_model)
-        sampler: Any = functools.partial(UnitBatchSampler, rows=row_list)
+        sampler: Any = functools.partial(UnitBatchSampler, rows=row_list) if batching == "pairs" \
+            else BatchSamplers.BATCH_SAMPLER
     else:
         if freeze_documents:
-            raise ValueError("freeze_documents needs batching='pairs' (the group-masked loss)")
+            raise ValueError("freeze_documents needs the group-masked loss (batching 'pairs' or 'shuffle')")
         loss = MultipleNegativesRankingLoss(model, scale=scale)
         sampler = BatchSamplers.NO_DUPLICATES
     args = SentenceTransformerTrainingArguments(
@@ -152,7 +153,7 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
             "first_logged_loss": losses[0] if losses else None, "last_logged_loss": losses[-1] if losses else None,
             "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
             "max_seq_length": max_seq_length, "seed": seed, "batching": batching,
-            "hard_negatives": hard_negatives, "doc_to_query": doc_to_query and batching == "pairs",
+            "hard_negatives": hard_negatives, "doc_to_query": doc_to_query and batching != "no_duplicates",
             "freeze_documents": freeze_documents}
 
 
