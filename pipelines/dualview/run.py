@@ -50,7 +50,7 @@ class DualViewConfig:
     budget: int = field(default=512, metadata={"help": "training triples per arm (capped by what all arms have)"})
     per_variant: int = field(default=4, metadata={"help": "(positive, negative) pairs per instructed variant"})
     depth: int = field(default=100, metadata={"help": "BM25 depth for hard negatives"})
-    epochs: float = 4.0
+    epochs: float = 2.0
     batch_size: int = 32
     lr: float = 2e-4
     max_seq_length: int = 64
