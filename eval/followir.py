@@ -242,8 +242,9 @@ def score_results(fs: FollowIRSet, results: Mapping[str, Mapping[Hashable, float
             seen.add(g)
             og_keys.append(q + OG)
     for label, keys in (("og", og_keys), ("changed", [q + CHANGED for q in qids if q + CHANGED in results])):
-        out[f"{label}/nDCG@{ndcg_k}"] = float(np.mean([ndcg_at_k(results[k], fs.qrels.get(k, {}), ndcg_k)
-                                                       for k in keys])) if keys else math.nan
+        ndcg = {k: ndcg_at_k(results[k], fs.qrels.get(k, {}), ndcg_k) for k in keys}
+        out[f"{label}/nDCG@{ndcg_k}"] = float(np.mean(list(ndcg.values()))) if keys else math.nan
+        out[f"{label}/per_query_nDCG@{ndcg_k}"] = ndcg  # for paired comparisons between models
         out[f"{label}/MAP"] = float(np.mean([average_precision(results[k], fs.qrels.get(k, {}))
                                              for k in keys])) if keys else math.nan
         out[f"{label}/n"] = len(keys)
@@ -269,12 +270,18 @@ def encoder_results(fs: FollowIRSet, cache: Any, combine: Callable[[str, str], s
 
 
 def evaluate_encoder(model: Any, fs: FollowIRSet, *, batch_size: int = 64, ndcg_k: int = 5,
-                     combine: Callable[[str, str], str] | None = None, cache: Any = None) -> dict:
-    """Rerank the set's candidates with a SentenceTransformer and score p-MRR, nDCG@k and MAP."""
+                     combine: Callable[[str, str], str] | None = None, cache: Any = None,
+                     document_model: Any = None) -> dict:
+    """Rerank the set's candidates with a SentenceTransformer and score p-MRR, nDCG@k and MAP.
+
+    `document_model`: the encoder for documents when `model` was trained on the query side only.
+    """
     if cache is None:
         from rewards.rerank import EmbeddingCache
 
-        cache = EmbeddingCache(model, fs.corpus.__getitem__, batch_size=batch_size)
+        docs = None if document_model is None else EmbeddingCache(document_model, fs.corpus.__getitem__,
+                                                                  batch_size=batch_size)
+        cache = EmbeddingCache(model, fs.corpus.__getitem__, batch_size=batch_size, docs_from=docs)
     return score_results(fs, encoder_results(fs, cache, combine), ndcg_k)
 
 
@@ -294,12 +301,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     from pipelines.dualview.train import load_encoder
+    from rewards.rerank import document_encoder
 
     model = load_encoder(a.model)
+    doc_path = document_encoder(a.model)
+    kwargs = {"document_model": load_encoder(doc_path)} if doc_path else {}
     if a.dataset_path:
-        res = {a.tasks[0]: evaluate_encoder(model, load_mteb_task(a.tasks[0], a.dataset_path))}
+        res = {a.tasks[0]: evaluate_encoder(model, load_mteb_task(a.tasks[0], a.dataset_path), **kwargs)}
     else:
-        res = evaluate_mteb_tasks(model, a.tasks)
+        res = evaluate_mteb_tasks(model, a.tasks, **kwargs)
     text = json.dumps(res, indent=2)
     print(text)
     if a.out:

@@ -17,3 +17,8 @@ dual-view-test: venv
 
 followir-mteb: venv
 	$(PY) -m eval.followir --model $(DV_MODEL) --out $(DV_OUT)/followir_mteb.json
+
+# Audits of pairs, batches and the FollowIR-format set, plus a gradient probe per (view, instruction kind).
+.PHONY: dual-view-diagnose
+dual-view-diagnose: venv benchmark
+	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(PY) -m pipelines.dualview.diagnose --bench $(BENCH) --out $(DV_OUT)/diagnosis.json

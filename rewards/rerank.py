@@ -9,18 +9,42 @@ embeddings are cached across queries because candidate lists overlap heavily.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+DOCUMENT_ENCODER_FILE = "document_encoder.json"
+FUSIONS = ("cosine", "rrf")
+RRF_K = 60  # in a query encoder's folder: which model embeds documents
+
+
+def document_encoder(model_path: Any) -> str | None:
+    """The document encoder recorded next to a query-side-trained encoder (None: it embeds both sides)."""
+    if not isinstance(model_path, (str, Path)):
+        return None
+    path = Path(model_path) / DOCUMENT_ENCODER_FILE
+    if not path.exists():
+        return None
+    try:
+        return str(json.loads(path.read_text())["document_encoder"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: expected {{\"document_encoder\": <folder or hub id>}}: {exc}") from exc
+
 
 class EmbeddingCache:
-    """Normalised embeddings of documents (by id, cached) and queries (by text, cached) for one encoder."""
+    """Normalised embeddings of documents (by id, cached) and queries (by text, cached) for one encoder.
+
+    `docs_from`: another cache whose encoder embeds the documents (a query encoder trained against a
+    frozen document encoder); several query encoders then share one set of document embeddings.
+    """
 
     def __init__(self, model: Any, text_of: Callable[[Hashable], str], batch_size: int = 64,
-                 key: Callable[[Hashable], Hashable] = lambda x: x):
+                 key: Callable[[Hashable], Hashable] = lambda x: x, docs_from: EmbeddingCache | None = None):
         self.model, self.text_of, self.batch_size, self.key = model, text_of, batch_size, key
+        self.docs_from = docs_from
         self._docs: dict[Hashable, np.ndarray] = {}
         self._queries: dict[str, np.ndarray] = {}
 
@@ -29,6 +53,8 @@ class EmbeddingCache:
                                             normalize_embeddings=True, show_progress_bar=False), dtype=np.float32)
 
     def docs(self, ids: Sequence[Hashable]) -> np.ndarray:
+        if self.docs_from is not None:
+            return self.docs_from.docs(ids)
         keys = [self.key(i) for i in ids]
         missing = list(dict.fromkeys(k for k in keys if k not in self._docs))
         if missing:
@@ -50,7 +76,7 @@ class EmbeddingCache:
         self.docs(ids)
 
     def __len__(self) -> int:
-        return len(self._docs)
+        return len(self.docs_from) if self.docs_from is not None else len(self._docs)
 
 
 class EncoderReranker:
@@ -58,24 +84,30 @@ class EncoderReranker:
 
     `model_path_or_id` is a folder, a hub id or an already loaded SentenceTransformer; `bench` supplies
     product texts (rendered like the training documents, see pipelines.dualview.pairs.document_text).
+    A folder with a `document_encoder.json` holds a query encoder; documents go through the one named there.
+    `fusion="rrf"` orders the head by reciprocal-rank fusion of the encoder's and the search's ranks, so
+    the encoder moves documents that the instruction concerns without discarding the keyword ranking.
     """
 
     def __init__(self, model_path_or_id: Any, bench: Any, top_n: int = 50, batch_size: int = 64,
-                 max_seq_length: int | None = None, cache: EmbeddingCache | None = None):
+                 max_seq_length: int | None = None, cache: EmbeddingCache | None = None, fusion: str = "cosine",
+                 rrf_k: int = RRF_K):
         if top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {top_n}")
-        self.top_n = top_n
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        self.top_n, self.fusion, self.rrf_k = top_n, fusion, rrf_k
         if cache is None:
             from pipelines.dualview.pairs import DocTexts
+            from pipelines.dualview.train import load_encoder
 
-            if isinstance(model_path_or_id, str):
-                from pipelines.dualview.train import load_encoder
-
-                model = load_encoder(model_path_or_id, max_seq_length)
-            else:
-                model = model_path_or_id
+            model = load_encoder(model_path_or_id, max_seq_length) if isinstance(model_path_or_id, str) \
+                else model_path_or_id
             texts = DocTexts(bench)
-            cache = EmbeddingCache(model, texts.__getitem__, batch_size=batch_size, key=int)
+            doc_model = document_encoder(model_path_or_id)
+            docs_from = None if doc_model is None else EmbeddingCache(
+                load_encoder(doc_model, max_seq_length), texts.__getitem__, batch_size=batch_size, key=int)
+            cache = EmbeddingCache(model, texts.__getitem__, batch_size=batch_size, key=int, docs_from=docs_from)
         self.cache = cache
         self.name = str(model_path_or_id) if model_path_or_id is not None else "cached-encoder"
 
@@ -90,5 +122,9 @@ class EncoderReranker:
         if len(head) < 2:
             return head + tail
         s = self.scores(text, head)
+        if self.fusion == "rrf":  # the encoder's rank and the search rank vote equally
+            enc_rank = np.empty(len(head))
+            enc_rank[np.argsort(-s, kind="stable")] = np.arange(len(head))
+            s = 1.0 / (self.rrf_k + enc_rank) + 1.0 / (self.rrf_k + np.arange(len(head)))
         order = np.argsort(-s, kind="stable")  # ties keep the fused order
         return [head[i] for i in order] + tail

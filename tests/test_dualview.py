@@ -72,10 +72,12 @@ def test_swap_verification_rejects_a_missing_value():
 def test_arms_have_matched_budgets(synthesized, tmp_path):
     rows, _ = synthesized
     budget = matched_budget(rows, 10_000)
-    assert budget == min(available(rows).values()) // 2 * 2 and budget > 0
-    arms = {arm: arm_rows(rows, arm, budget, seed=0) for arm in ("plain", "single", "dual")}
+    assert budget == min(available(rows).values()) // 4 * 4 and budget > 0
+    arms = {arm: arm_rows(rows, arm, budget, seed=0) for arm in ("plain", "single", "dual", "dual_plain")}
     assert {len(v) for v in arms.values()} == {budget}
     assert {r["view"] for r in arms["plain"]} == {"plain"}
+    mixed = [r["view"] for r in arms["dual_plain"]]
+    assert mixed.count("plain") == budget // 2 and mixed.count("single") == mixed.count("dual") == budget // 4
     assert {r["view"] for r in arms["single"]} == {"single"}
     by_pair: dict[str, list[str]] = {}
     for r in arms["dual"]:
@@ -157,3 +159,103 @@ def test_tiny_training_run_changes_embeddings(tiny_benchmark, synthesized, tmp_p
     after = load_encoder(info["model"], 64).encode(probe)
     assert info["steps"] == 2 and info["triples"] == 6
     assert np.abs(before - after).max() > 1e-4
+
+
+def test_unit_batches_keep_twins_together_and_one_pair_per_query(synthesized):
+    from pipelines.dualview.batching import unit_batches
+
+    rows, _ = synthesized
+    triples = arm_rows(rows, "dual_plain", matched_budget(rows, 64), seed=0)
+    batches = unit_batches(triples, 8, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(triples)))  # every row exactly once
+    assert max(len(b) for b in batches) <= 8
+    where = {}
+    for n, b in enumerate(batches):
+        units = {}
+        for i in b:
+            where.setdefault(triples[i]["pair_id"], set()).add(n)
+            units.setdefault(triples[i]["base_id"], set()).add(triples[i]["pair_id"])
+        assert all(len(u) == 1 for u in units.values())  # one unit per base query in a batch
+    assert all(len(v) == 1 for v in where.values())  # a pair and its twin share their batch
+    assert unit_batches(triples, 8, seed=3) == batches and unit_batches(triples, 8, seed=4) != batches
+
+
+def test_group_masked_loss_ignores_same_query_duplicates():
+    import torch
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from pipelines.dualview.loss import GroupMaskedMNRL
+
+    torch.manual_seed(0)
+    q, p, n = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8)
+    # rows 0 and 1 are twins: the same two documents with swapped labels
+    p[1], n[1] = n[0], p[0]
+    masked = GroupMaskedMNRL(model=None, scale=20.0, doc_to_query=False)
+    plain = MultipleNegativesRankingLoss(model=None, scale=20.0)
+    groups = torch.tensor([7, 7, 8, 9])
+    distinct = torch.tensor([0, 1, 2, 3])
+    assert torch.allclose(masked.compute_loss_from_embeddings([q, p, n], distinct),
+                          plain.compute_loss_from_embeddings([q, p, n], distinct))
+    # with the twin masked, row 0's softmax has no copy of its own positive among the negatives
+    cols = torch.cat([p, n])
+    s = torch.nn.functional.cosine_similarity(q[:, None], cols[None], dim=-1) * 20
+    keep = [c for c in range(8) if c not in (1, 5)]
+    row0 = -torch.log_softmax(s[0, keep], 0)[0]
+    per_row = torch.nn.functional.cross_entropy(
+        s.masked_fill(torch.tensor([[c in (1, 5) for c in range(8)], [c in (0, 4) for c in range(8)],
+                                    [False] * 8, [False] * 8]), float("-inf")), torch.arange(4), reduction="none")
+    assert torch.allclose(per_row[0], row0)
+    assert torch.allclose(masked.compute_loss_from_embeddings([q, p, n], groups), per_row.mean())
+    with pytest.raises(ValueError):
+        masked.compute_loss_from_embeddings([q, p, n], torch.tensor([1, 2]))
+
+
+def test_diagnosis_audits_pass_on_synthesized_pairs(tiny_benchmark, synthesized):
+    from eval.followir import build_followir_set
+    from pipelines.dualview.batching import unit_batches
+    from pipelines.dualview.diagnose import Relevance, audit_batches, audit_followir, audit_swaps, composition
+
+    rows, _ = synthesized
+    relevant = Relevance(tiny_benchmark, "train")
+    swaps = audit_swaps(rows, relevant)
+    assert swaps["twins"] > 0 and swaps["not_same_documents"] == swaps["labels_not_swapped"] == 0
+    assert swaps["single_negative_relevant"] == 0
+    triples = arm_rows(rows, "dual", matched_budget(rows, 32), seed=0)
+    audit = audit_batches(triples, unit_batches(triples, 8), relevant)
+    assert audit["twin_pairs_in_one_batch"] == audit["twin_pairs"] > 0
+    assert audit["same_base_row_pairs"] == 2 * audit["twin_pairs"]  # only twins share a query within a batch
+    fs = build_followir_set(tiny_benchmark, "test", k=20)
+    checked = audit_followir(fs, tiny_benchmark)
+    assert checked["pairs"] == len(fs.qids) > 0
+    assert sum(v for k, v in checked.items() if k != "pairs") == 0
+    assert sum(composition(triples).values()) == len(triples)
+
+
+def test_config_cli_parses_and_refuses_bad_values():
+    from pipelines.dualview.run import parse_config
+
+    cfg = parse_config(["--arms", "single", "dual", "--budget", "64", "--rerank-models", "none"])
+    assert cfg.arms == ["single", "dual"] and cfg.budget == 64 and cfg.rerank_models == []
+    assert parse_config([]).batching == "pairs"
+    with pytest.raises(ValueError, match="--arms"):
+        parse_config(["--arms", "triple"])
+    with pytest.raises(ValueError, match="--rerank_models"):
+        parse_config(["--arms", "single", "--rerank-models", "dual"])
+    with pytest.raises(ValueError, match="--hard_negatives"):
+        parse_config(["--hard-negatives", "3"])
+
+
+def test_query_side_training_leaves_documents_to_the_base_encoder(tiny_benchmark, synthesized, tmp_path):
+    from pipelines.dualview.train import default_base_model, load_encoder, train_encoder
+    from rewards.rerank import document_encoder
+
+    rows, _ = synthesized
+    triples = arm_rows(rows, "dual", 6, seed=0)
+    info = train_encoder(triples, tmp_path, batch_size=4, max_steps=2, learning_rate=1e-3, max_seq_length=32,
+                         freeze_documents=True)
+    assert info["freeze_documents"] and info["doc_to_query"]
+    assert document_encoder(info["model"]) == default_base_model()
+    probe = [triples[0]["anchor"]]
+    assert np.abs(load_encoder(info["model"], 32).encode(probe) - load_encoder(None, 32).encode(probe)).max() > 1e-4
+    with pytest.raises(ValueError, match="group-masked"):
+        train_encoder(triples, tmp_path / "x", batching="no_duplicates", freeze_documents=True, max_steps=1)

@@ -54,6 +54,7 @@ def test_fixture_scores_by_hand():
     # og nDCG@5: q1 ranks d1, d2, (d3), d4 -> (1 + 1/log2 3 + 1/log2 5) / (1 + 1/log2 3 + 1/2)
     q1_ndcg = (1 + 1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3) + 0.5)
     assert out["og/nDCG@5"] == pytest.approx((q1_ndcg + 1.0) / 2)
+    assert out["og/per_query_nDCG@5"] == pytest.approx({"1-og": q1_ndcg, "2-og": 1.0})  # for paired CIs
     assert out["og/MAP"] == pytest.approx(((1 + 1 + 3 / 4) / 3 + 1.0) / 2)
 
 

@@ -84,3 +84,35 @@ def test_real_encoder_ranks_the_described_product_first(tiny_benchmark):
     text = f"{tiny_benchmark.product(target).title} by {tiny_benchmark.product(target).brand}"
     out = r.rerank(text, cands)
     assert out[0] == target and sorted(out) == sorted(cands)
+
+
+def test_query_encoders_share_the_document_encoders_embeddings(tmp_path):
+    import json
+
+    from rewards.rerank import DOCUMENT_ENCODER_FILE, document_encoder
+
+    doc_model, q1, q2 = KeywordModel(), KeywordModel(), KeywordModel()
+    docs = EmbeddingCache(doc_model, DOCS.__getitem__, key=int)
+    a = EmbeddingCache(q1, DOCS.__getitem__, key=int, docs_from=docs)
+    b = EmbeddingCache(q2, DOCS.__getitem__, key=int, docs_from=docs)
+    assert np.array_equal(a.docs([0, 1]), b.docs([1, 0])[::-1])
+    a.queries(["red tent"])
+    assert q1.encoded == ["red tent"] and q2.encoded == []  # documents never went through a query encoder
+    assert sorted(doc_model.encoded) == sorted(DOCS[i] for i in (0, 1)) and len(a) == len(docs) == 2
+    assert document_encoder(tmp_path) is None and document_encoder(KeywordModel()) is None
+    (tmp_path / DOCUMENT_ENCODER_FILE).write_text(json.dumps({"document_encoder": "base/model"}))
+    assert document_encoder(tmp_path) == "base/model"
+    (tmp_path / DOCUMENT_ENCODER_FILE).write_text("{}")
+    with pytest.raises(ValueError, match=DOCUMENT_ENCODER_FILE):
+        document_encoder(tmp_path)
+
+
+def test_rrf_fusion_moves_documents_less_than_the_encoder_alone():
+    cache = EmbeddingCache(KeywordModel(), DOCS.__getitem__, key=int)
+    cosine = EncoderReranker(None, bench=None, top_n=3, cache=cache)
+    rrf = EncoderReranker(None, bench=None, top_n=3, cache=cache, fusion="rrf")
+    ranking = [2, 4, 3, 0]  # green stove, blue stove, red stove | blue tent
+    assert cosine.rerank("red", ranking) == [3, 2, 4, 0]
+    assert rrf.rerank("red", ranking) == [2, 3, 4, 0]  # red stove climbs one place, not to the top
+    with pytest.raises(ValueError, match="fusion"):
+        EncoderReranker(None, bench=None, cache=cache, fusion="max")

@@ -30,8 +30,9 @@ Generate = Callable[[str], str]  # prompt -> completion (local transformers, an 
 Judge = Callable[[str, str, str], bool | None]  # (query, instruction, document text) -> satisfied? None: unsure
 
 VIEWS = ("plain", "single", "dual")
-ARMS = ("plain", "single", "dual")
+ARMS = ("plain", "single", "dual", "dual_plain")
 TRAIN_COLUMNS = ("anchor", "positive", "negative")
+SECOND_NEGATIVE = "negative_2"  # a top BM25 non-answer of the base query: wrong under every instruction
 DOC_CHARS = 900
 
 
@@ -222,11 +223,11 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
               "swap_rejected": 0, "llm_tried": 0, "llm_kept": 0, "bm25_negatives": 0}
     out: list[dict] = []
 
-    def row(view: str, src: dict, j: int, anchor: str, pos: int, neg: int, **extra: Any) -> dict:
+    def row(view: str, src: dict, j: int, anchor: str, pos: int, neg: int, neg2: int, **extra: Any) -> dict:
         return {"id": f"{src['id']}:{j}:{view}", "pair_id": f"{src['id']}:{j}", "variant_id": str(src["id"]),
                 "base_id": str(src["base_id"]), "split": split, "view": view, "anchor": anchor,
-                "positive": texts[pos], "negative": texts[neg], "pos_id": int(pos), "neg_id": int(neg),
-                "query": src["query"], **extra}
+                "positive": texts[pos], "negative": texts[neg], "negative_2": texts[neg2], "pos_id": int(pos),
+                "neg_id": int(neg), "neg2_id": int(neg2), "query": src["query"], **extra}
 
     for src in rows_q:
         ranking = ranker(src["query"])
@@ -235,9 +236,11 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
             rel = set(int(i) for i in src["relevant_ids"])
             n_plain = plain_per_query or 3 * per_variant
             positives = rng.sample(sorted(rel), min(n_plain, len(rel)))
-            negatives = [d for d in ranking if d not in rel][:n_plain]
+            outside = [d for d in ranking if d not in rel]
+            negatives = outside[:n_plain]
             for j, (p, n) in enumerate(zip(positives, negatives, strict=False)):
-                out.append(row("plain", src, j, anchor_text(src["query"]), p, n, kind="none",
+                n2 = outside[(n_plain + j) % len(outside)]
+                out.append(row("plain", src, j, anchor_text(src["query"]), p, n, n2, kind="none",
                                instruction=None, constraint=None, neg_source="bm25", complement_source=None))
                 counts["plain"] += 1
             continue
@@ -253,8 +256,8 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
         if f is not None:
             topical = [d for d in topical if not matches(f, bench.meta(d))]
         answer_set = set(answers or ())
-        bm25_neg = [d for d in ranking if d not in rel and d not in answer_set
-                    and (f is None or not matches(f, bench.meta(d)))]
+        outside = [d for d in ranking if d not in answer_set]  # off-topic for every instruction
+        bm25_neg = [d for d in outside if d not in rel and (f is None or not matches(f, bench.meta(d)))]
         negatives = topical[:per_variant] or bm25_neg[:per_variant]
         if not negatives:
             counts["no_negative"] += 1
@@ -270,8 +273,9 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
                 comp = None
         for j in range(min(len(positives), per_variant)):
             p, n = positives[j], negatives[j % len(negatives)]
+            n2 = outside[j % len(outside)] if outside else n  # the second negative, shared by both views
             instr = src["instruction"] if j == 0 or c is None else rng.choice(paraphrases(c))
-            out.append(row("single", src, j, anchor_text(src["query"], instr), p, n, kind=src["kind"],
+            out.append(row("single", src, j, anchor_text(src["query"], instr), p, n, n2, kind=src["kind"],
                            instruction=instr, constraint=_constraint_json(c),
                            neg_source="answer_set" if topical else "bm25", complement_source=None))
             counts["single"] += 1
@@ -291,7 +295,7 @@ def synthesize_pairs(bench: Any, split: str = "train", *, engine: str = "tantivy
             if twin_instr is None:
                 counts["swap_rejected"] += 1
                 continue
-            out.append(row("dual", src, j, anchor_text(src["query"], twin_instr), n, p,
+            out.append(row("dual", src, j, anchor_text(src["query"], twin_instr), n, p, n2,
                            kind=(twin_c or {}).get("kind", "free_text"), instruction=twin_instr,
                            constraint=_constraint_json(twin_c), neg_source="answer_set",
                            complement_source=source))
@@ -310,16 +314,20 @@ def available(rows: Sequence[dict]) -> dict[str, int]:
 
 
 def matched_budget(rows: Sequence[dict], requested: int) -> int:
-    """The largest even budget every arm can fill, capped at `requested` (arms must see equal triple counts)."""
+    """The largest budget (a multiple of 4) every arm can fill, capped at `requested`.
+
+    Arms must see equal triple counts; dual needs pairs of rows, dual_plain half plain and half pairs.
+    """
     budget = min(requested, *available(rows).values())
-    return budget - budget % 2
+    return budget - budget % 4
 
 
 def arm_rows(rows: Sequence[dict], arm: str, budget: int, seed: int = 0) -> list[dict]:
     """`budget` training triples for one arm, shuffled.
 
     plain: base queries without instructions; single: instructed triples; dual: budget/2 instructed
-    triples that have a verified twin, plus those twins (same documents, swapped labels).
+    triples that have a verified twin, plus those twins (same documents, swapped labels); dual_plain:
+    budget/2 plain triples plus budget/4 twinned pairs (the paper's diversity + instruction mix).
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; arms are {', '.join(ARMS)}")
@@ -329,14 +337,21 @@ def arm_rows(rows: Sequence[dict], arm: str, budget: int, seed: int = 0) -> list
         if len(pool) < budget:
             raise ValueError(f"arm {arm!r} has {len(pool)} triples, budget is {budget}")
         return rng.sample(pool, budget)
-    if budget % 2:
-        raise ValueError(f"the dual arm needs an even budget, got {budget}")
+    step = 2 if arm == "dual" else 4
+    if budget % step:
+        raise ValueError(f"arm {arm!r} needs a budget divisible by {step}, got {budget}")
+    n_pairs = budget // 2 if arm == "dual" else budget // 4
     twins = {r["pair_id"]: r for r in rows if r["view"] == "dual"}
     singles = {r["pair_id"]: r for r in rows if r["view"] == "single" and r["pair_id"] in twins}
-    if len(singles) < budget // 2:
-        raise ValueError(f"arm 'dual' has {len(singles)} twinned pairs, budget needs {budget // 2}")
-    chosen = rng.sample(sorted(singles), budget // 2)
+    if len(singles) < n_pairs:
+        raise ValueError(f"arm {arm!r} has {len(singles)} twinned pairs, budget needs {n_pairs}")
+    chosen = rng.sample(sorted(singles), n_pairs)
     out = [singles[k] for k in chosen] + [twins[k] for k in chosen]
+    if arm == "dual_plain":
+        plain = [r for r in rows if r["view"] == "plain"]
+        if len(plain) < budget // 2:
+            raise ValueError(f"arm 'dual_plain' has {len(plain)} plain triples, budget needs {budget // 2}")
+        out += rng.sample(plain, budget // 2)
     rng.shuffle(out)
     return out
 

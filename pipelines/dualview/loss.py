@@ -1,0 +1,81 @@
+"""MultipleNegativesRankingLoss that does not count an anchor's own base query's documents as negatives.
+
+In a dual-view batch the twin's hard negative is this anchor's positive (a duplicate of the target),
+and rows of the same base query may hold documents relevant to this anchor. Candidates whose row shares
+the anchor's group (the `label` column, one id per base query) are masked, except the anchor's own
+positive and hard negatives; everything else is the usual in-batch softmax.
+
+With `doc_to_query` (the default) a second softmax runs the other way: each positive document must
+prefer its own anchor over every other anchor in the batch. When a pair's twin shares the batch, the
+twin's anchor (same query, complementary instruction) is the hardest competitor, and the term
+s(A, p) - s(A', p) = p . (A - A') depends on the instructions alone, not on how topical p is. That is
+the dual-view signal; without twins in the batch the term only separates unrelated queries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+
+class GroupMaskedMNRL(MultipleNegativesRankingLoss):
+    """MNRL (query -> doc) with same-group candidates of other rows masked out, plus doc -> query.
+
+    `document_model`: a frozen encoder for the document columns (only the anchor side is trained);
+    its embeddings are cached by token ids, so a document seen again costs nothing.
+    """
+
+    def __init__(self, model: Any, scale: float = 20.0, doc_to_query: bool = True,
+                 document_model: Any = None) -> None:
+        super().__init__(model, scale=scale)
+        self.doc_to_query = doc_to_query
+        self.document_model = document_model
+        self._doc_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        if document_model is not None:
+            document_model.eval()
+            for p in document_model.parameters():
+                p.requires_grad_(False)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**super().get_config_dict(), "doc_to_query": self.doc_to_query,
+                "frozen_documents": self.document_model is not None}
+
+    def _frozen_docs(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, mask = features["input_ids"], features["attention_mask"].bool()
+        keys = [tuple(row[m].tolist()) for row, m in zip(ids, mask, strict=True)]
+        missing = [i for i, k in enumerate(keys) if k not in self._doc_cache]
+        if missing:
+            sub = {k: v[missing] for k, v in features.items() if isinstance(v, torch.Tensor)}
+            with torch.no_grad():
+                emb = self.document_model(sub)["sentence_embedding"]
+            for i, e in zip(missing, emb, strict=True):
+                self._doc_cache[keys[i]] = e
+        return torch.stack([self._doc_cache[k] for k in keys])
+
+    def forward(self, sentence_features: Any, labels: torch.Tensor) -> torch.Tensor:
+        if self.document_model is None:
+            return super().forward(sentence_features, labels)
+        features = list(sentence_features)
+        embeddings = [self.model(features[0])["sentence_embedding"], *map(self._frozen_docs, features[1:])]
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: Any) -> torch.Tensor:
+        queries, docs = embeddings[0], torch.cat(embeddings[1:], dim=0)
+        b, k = queries.size(0), len(embeddings) - 1
+        scores = self.similarity_fct(queries, docs) * self.scale
+        rows = torch.arange(b, device=scores.device)
+        if labels is not None:
+            groups = torch.as_tensor(labels, device=scores.device).view(-1)
+            if groups.numel() != b:
+                raise ValueError(f"GroupMaskedMNRL needs one group label per row, got {groups.numel()} for {b}")
+            own = rows.repeat(k)[None, :] == rows[:, None]
+            same = groups[:, None] == groups.repeat(k)[None, :]
+            scores = scores.masked_fill(same & ~own, float("-inf"))
+        loss = torch.nn.functional.cross_entropy(scores, rows)
+        if not self.doc_to_query:
+            return loss
+        # positives -> anchors; a twin's anchor is a true negative for this positive, so nothing is masked
+        backward = self.similarity_fct(embeddings[1], queries) * self.scale
+        return (loss + torch.nn.functional.cross_entropy(backward, rows)) / 2
