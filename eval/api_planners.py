@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from eval.planners import PlanRequest, PlanResponse
 from eval.response_cache import ResponseCache, cache_key
+from ir_core.types import PlanRequest, PlanResponse
 
 log = logging.getLogger(__name__)
 

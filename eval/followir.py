@@ -113,7 +113,7 @@ _CONFIGS = (  # (config name, split, relative path)
 
 def save_followir_set(fs: FollowIRSet, out_dir: str | Path) -> Path:
     """Write a set in mteb's hub layout (a README with dataset configs + JSONL files)."""
-    from pipelines.rundir import atomic_write_text, write_jsonl
+    from ir_core.io import atomic_write_text, write_jsonl
 
     out = Path(out_dir)
     tables = {
@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = json.dumps(res, indent=2)
     print(text)
     if a.out:
-        from pipelines.rundir import atomic_write_text
+        from ir_core.io import atomic_write_text
 
         atomic_write_text(a.out, text + "\n")
 

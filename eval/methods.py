@@ -5,7 +5,7 @@ harness then executes all plans with one shared executor, so methods differ only
 - `raw`: one search with the base query alone (the instruction is ignored);
 - `concat`: one search with the query and the instruction text merged (what plain RAG would do);
 - `oracle`: the base query plus the variant's exact constraint as a filter, the ceiling of the search tool;
-- a planner (`eval.planners.Planner`): a model writes the plan from the prompt of `rewards.prompts`.
+- a planner (`ir_core.types.Planner`): a model writes the plan from the prompt of `rewards.prompts`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from eval.planners import Planner, PlanRequest, PlanResponse
+from ir_core.types import Planner, PlanRequest, PlanResponse
 
 
 @dataclass

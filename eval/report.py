@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.harness import BASELINE, GROUPS, KINDS, RERANK_SUFFIX, gains, vs_baseline
-from pipelines.rundir import atomic_write_text
+from ir_core.io import atomic_write_text
 
 METRICS_JSON = "metrics.json"
 METRICS_MD = "metrics.md"

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.rundir import atomic_write_text
+from ir_core.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.rundir import atomic_write_json, write_jsonl
+from ir_core.io import atomic_write_json, write_jsonl
 
 STRATEGIES = ("best-of-n", "dpo", "kto")
 

@@ -21,29 +21,20 @@ import hashlib
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from eval.planners import PlanRequest, PlanResponse
-from pipelines.rundir import JsonlAppender, RunDir, iter_jsonl, read_json, read_jsonl, write_jsonl
+from ir_core.io import JsonlAppender, iter_jsonl, read_json, read_jsonl, write_jsonl
+from ir_core.types import Candidate, PlanRequest, PromptRow, Sampler, row_key
+from pipelines.rundir import RunDir
 
 CANDIDATES = "candidates.jsonl"
 SCORED = "scored.jsonl"
 PROMPTS = "prompts.jsonl"
 
 
-class Sampler(Protocol):
-    def sample(
-        self, requests: list[PlanRequest], n: int, temperature: float, top_p: float, seed: int
-    ) -> list[list[PlanResponse]]: ...
-
-
 Scorer = Callable[[str | None, Sequence[int]], dict]
-
-
-def row_key(row: dict) -> tuple[str, int]:
-    return (str(row["prompt_id"]), int(row["sample_idx"]))
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
@@ -97,12 +88,12 @@ def build_prompts(
     for q in queries:
         messages = messages_for_query(bench.schema, q, examples, mode)
         rows.append(
-            {
-                "prompt_id": str(q["id"]),
-                "kind": q.get("kind", "none"),
-                "messages": messages,
-                "relevant_ids": [int(x) for x in q["relevant_ids"]],
-            }
+            PromptRow(
+                prompt_id=str(q["id"]),
+                kind=q.get("kind", "none"),
+                messages=messages,
+                relevant_ids=[int(x) for x in q["relevant_ids"]],
+            ).to_dict()
         )
     return rows
 
@@ -140,16 +131,8 @@ def sample_stage(
                 raise RuntimeError("backend returned the wrong number of samples")
             for p, resp in zip(batch, responses, strict=True):
                 for j, r in enumerate(resp):
-                    written += out.append(
-                        {
-                            "prompt_id": p["prompt_id"],
-                            "sample_idx": j,
-                            "seed": s,
-                            "text": r.text,
-                            "error": r.error,
-                            "usage": r.usage or {},
-                        }
-                    )
+                    row = Candidate(p["prompt_id"], j, s, r.text, r.error, r.usage or {})
+                    written += out.append(row.to_dict())
             bar.update(len(batch) * n)
         bar.close()
         total = len(out.keys)

@@ -26,14 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.rundir import (
-    JsonlAppender,
-    RunDir,
-    atomic_write_json,
-    atomic_write_text,
-    read_json,
-    read_jsonl,
-)
+from ir_core.io import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from pipelines.rundir import RunDir
 from pipelines.select import STRATEGIES, select_to_files
 from pipelines.stages import (
     CANDIDATES,
@@ -556,7 +550,7 @@ def _best(rows: dict[int, dict], cfg: TaoConfig) -> dict:
 
 
 def _write_prompts(cfg: TaoConfig, bench: Any, rd: RunDir, r: int) -> dict:
-    from pipelines.rundir import write_jsonl
+    from ir_core.io import write_jsonl
 
     prompts = build_prompts(
         bench,

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.rundir import atomic_write_json, redact
+from ir_core.io import atomic_write_json
+from pipelines.rundir import redact
 
 OBJECTIVES = ("sft", "dpo", "kto")
 STRATEGY_TO_OBJECTIVE = {"best-of-n": "sft", "sft": "sft", "dpo": "dpo", "kto": "kto"}

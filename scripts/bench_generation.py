@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from eval.planners import PlanRequest  # noqa: E402
+from ir_core.types import PlanRequest  # noqa: E402
 from pipelines.backends.hf import TRUNCATED, HFPlanner  # noqa: E402
 from pipelines.model import load_model  # noqa: E402
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from eval.planners import PlanRequest
+    from ir_core.types import PlanRequest
     from pipelines.stages import build_prompts, make_scorer
     from pipelines.tao import TaoConfig, decoding_schema, make_sampler, open_benchmark
     from pipelines.train import load_config_file

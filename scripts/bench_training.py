@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transformers import TrainerCallback  # noqa: E402
 
-from pipelines.rundir import atomic_write_json, write_jsonl  # noqa: E402
+from ir_core.io import atomic_write_json, write_jsonl  # noqa: E402
 from pipelines.stages import build_prompts  # noqa: E402
 from pipelines.train import TrainConfig, train  # noqa: E402
 

@@ -32,8 +32,8 @@ from eval.api_planners import (  # noqa: E402
     estimate_cost,
     make_api_planner,
 )
-from eval.planners import PlanRequest  # noqa: E402
 from eval.response_cache import ResponseCache, cache_key  # noqa: E402
+from ir_core.types import PlanRequest  # noqa: E402
 
 SECRET = "sk-test-PLANTED-SECRET-123"
 TOOL_SCHEMA = {

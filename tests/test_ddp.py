@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_train import _plan, _prompt, make_tiny_model
 
-from pipelines.rundir import atomic_write_json, write_jsonl
+from ir_core.io import atomic_write_json, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {

@@ -7,9 +7,9 @@ import pytest
 
 from eval.harness import aggregate, evaluate
 from eval.methods import PlannerMethod, resolve_methods, resolve_planner
-from eval.planners import PlanResponse
 from eval.report import read_metrics, read_per_query
 from eval.run import main
+from ir_core.types import PlanResponse
 from stark_instruct.filters import matches
 from stark_instruct.instructions import constraint_filter
 from stark_instruct.schema import product_schema

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import torch
 
-from eval.planners import PlanRequest
+from ir_core.types import PlanRequest
 from pipelines.backends.hf import TRUNCATED, HFPlanner
 
 _spec = importlib.util.spec_from_file_location("tiny_lm", Path(__file__).parent / "fakes" / "tiny_lm.py")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.planners import PlanResponse
-from pipelines.rundir import read_jsonl
+from ir_core.io import read_jsonl
+from ir_core.types import PlanResponse
 from pipelines.stages import merge_shards, sample_stage, score_stage, shard_path
 
 ROOT = Path(__file__).resolve().parents[1]

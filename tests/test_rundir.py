@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from pipelines.rundir import JsonlAppender, RunDir, atomic_write_json, read_jsonl, redact
+from ir_core.io import JsonlAppender, atomic_write_json, read_jsonl
+from pipelines.rundir import RunDir, redact
 
 
 def test_atomic_write_leaves_old_content_when_interrupted(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_train import make_tiny_model
 
-from eval.planners import PlanResponse
-from pipelines.rundir import read_json, read_jsonl
+from ir_core.io import read_json, read_jsonl
+from ir_core.types import PlanResponse
 from pipelines.stages import main as stages_cli
 from pipelines.tao import TaoConfig, markdown_table, run_tao
 

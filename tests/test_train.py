@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.rundir import write_jsonl
+from ir_core.io import write_jsonl
 from pipelines.train import TrainConfig, train, weights_digest
 
 CHATML = (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.planners import PlanRequest
+from ir_core.types import PlanRequest
 
 FAKES = Path(__file__).parent / "fakes"
 SCHEMA = {"type": "object", "properties": {"searches": {"type": "array"}}, "required": ["searches"]}

@@ -1,4 +1,4 @@
-"""Model backends that implement `eval.planners.Planner` plus `sample` for TAO's sampling stage.
+"""Model backends that implement `ir_core.types.Planner` plus `sample` for TAO's sampling stage.
 
 `hf.HFPlanner` runs transformers (CPU or one GPU); `vllm.VLLMPlanner` runs vLLM (GPU clusters). Both take
 the same `PlanRequest`s, return the same `PlanResponse`s and report usage as

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
-from eval.planners import PlanRequest, PlanResponse
+from ir_core.types import PlanRequest, PlanResponse
 from pipelines.backends import mix_seed
 from pipelines.model import default_device, load_model, prepare_tokenizer
 

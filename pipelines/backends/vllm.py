@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.planners import PlanRequest, PlanResponse
+from ir_core.types import PlanRequest, PlanResponse
 from pipelines.backends import mix_seed
 
 log = logging.getLogger(__name__)

@@ -343,7 +343,7 @@ def arm_rows(rows: Sequence[dict], arm: str, budget: int, seed: int = 0) -> list
 
 def save_pairs(rows: Iterable[dict], path: str | Path) -> Path:
     """JSONL, written atomically; `load_pairs` (or `datasets.load_dataset("json", ...)`) reads it."""
-    from pipelines.rundir import write_jsonl
+    from ir_core.io import write_jsonl
 
     return write_jsonl(path, rows)
 

@@ -31,14 +31,9 @@ def _fmt(x: Any, pct: bool = False) -> str:
 
 def run(cfg: dict) -> dict:
     """Run (or resume) the whole pipeline for one config; returns the results dict also written to disk."""
+    from ir_core.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
     from pipelines.dualview.train import configure_threads
-    from pipelines.rundir import (
-        RunDir,
-        atomic_write_json,
-        atomic_write_text,
-        read_jsonl,
-        write_jsonl,
-    )
+    from pipelines.rundir import RunDir
     from stark_instruct.benchmark import Benchmark
 
     threads = configure_threads()
@@ -156,7 +151,7 @@ def run(cfg: dict) -> dict:
 def rerank_gains(plain_dir: Path, rerank_dir: Path) -> dict[str, dict]:
     """Recall@20 of method+rerank minus method, paired over queries, with a bootstrap 95% CI per kind."""
     from eval.harness import vs_baseline
-    from pipelines.rundir import read_jsonl
+    from ir_core.io import read_jsonl
 
     out = {}
     for method in ("raw", "oracle"):

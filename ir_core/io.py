@@ -1,0 +1,127 @@
+"""Whole-file writes that never leave half a file, and JSONL files that resume after a kill.
+
+All whole-file writes go through a temporary file and ``os.replace`` so a reader never sees half a file.
+:class:`JsonlAppender` makes a killed stage resume where it stopped: rows are keyed, keys already on disk
+are skipped, and a torn last line (the process died mid-write) is cut off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` so that ``path`` holds either the old content or all of the new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All complete rows of a JSONL file (a torn final line, left by a killed writer, is ignored)."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break  # torn tail
+            line = raw.strip()
+            if line:
+                yield json.loads(line)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Write a whole JSONL file atomically (for outputs that are produced in one go)."""
+    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+    return atomic_write_text(path, text)
+
+
+class JsonlAppender:
+    """Append-only JSONL writer that resumes: existing keys are loaded, a torn last line is truncated.
+
+    ``key`` maps a row to its identity (e.g. ``(prompt_id, sample_idx)``); :meth:`append` refuses a key
+    that is already on disk, so a rerun after a kill neither loses nor duplicates rows. Every row is
+    flushed (and fsynced when ``fsync``) before ``append`` returns.
+    """
+
+    def __init__(self, path: str | Path, key: Callable[[dict], Hashable], fsync: bool = False):
+        self.path = Path(path)
+        self.key = key
+        self.fsync = fsync
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.keys: set[Hashable] = set()
+        self.rows_on_disk = 0
+        self._repair_and_load()
+        self._fh = self.path.open("ab")
+
+    def _repair_and_load(self) -> None:
+        if not self.path.exists():
+            return
+        good = 0
+        with self.path.open("rb") as fh:
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError:
+                    break  # a line that was cut and then followed by nothing valid
+                good += len(raw)
+                self.keys.add(self.key(row))
+                self.rows_on_disk += 1
+        if good != self.path.stat().st_size:
+            with self.path.open("r+b") as fh:
+                fh.truncate(good)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self.keys
+
+    def append(self, row: dict) -> bool:
+        """Write ``row`` unless its key is already present; returns whether it was written."""
+        k = self.key(row)
+        if k in self.keys:
+            return False
+        self._fh.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+        self.keys.add(k)
+        return True
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
