@@ -7,6 +7,7 @@ process holds) raises an `InputError`; a traceback then always means a bug in th
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 EXIT_INPUT = 2  # argparse's code for a usage error; shells and make tell it from a crash (1)
@@ -37,3 +38,14 @@ class DataError(InputError, ValueError):
             where += f": {unit} {row}" if unit else f":{row}"
         super().__init__(f"{where}: {fld}: {reason}" if fld else f"{where}: {reason}")
         self.path, self.row, self.field, self.reason = str(path), row, fld, reason
+
+
+def run_main(main: Callable[..., int | None], argv: Sequence[str] | None = None) -> int:
+    """Call a command line's ``main(argv)``; an `InputError` becomes one ``error:`` line and exit 2.
+
+    The hook for every ``if __name__ == "__main__"``: ``raise SystemExit(run_main(main))``.
+    """
+    try:
+        return main(argv) or 0
+    except InputError as e:
+        exit_input_error(e)
