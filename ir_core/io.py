@@ -18,7 +18,7 @@ from typing import Any
 
 from ir_core.errors import DataError
 from ir_core.jsonl_check import repair_jsonl
-from ir_core.secrets import scrub_text
+from ir_core.secrets import scrub, scrub_text
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -43,7 +43,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """`obj` as JSON, atomically; secret-named fields (``hub_token``) and secret values removed."""
+    return atomic_write_text(path, json.dumps(scrub(obj), indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
