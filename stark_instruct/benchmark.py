@@ -184,7 +184,7 @@ def _query_row(raw: bytes, path: str, line: int, n_docs: int) -> dict:
         raise bad("relevant_ids", "expected a non-empty list of product ids")
     for x in ids:
         if isinstance(x, bool) or not isinstance(x, int):
-            raise bad("relevant_ids", f"{str(x)[:40]!r} is not an integer product id")
+            raise bad("relevant_ids", f"{repr(x)[:40]} is not an integer product id")
         if not 0 <= x < n_docs:
             raise bad("relevant_ids", f"product id {str(x)[:40]} is not in the corpus (ids are 0..{n_docs - 1})")
     constraint = row.get("constraint")

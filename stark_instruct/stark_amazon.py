@@ -54,7 +54,8 @@ def load_products(root: str | Path, stats: Counter | None = None) -> Iterator[Pr
         raise DataError(str(path), None, None, f"expected a dict of node id -> fields, got {type(node_info).__name__}")
     bad = next((k for k in node_info if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_ID), None)
     if bad is not None:
-        raise DataError(str(path), None, "node id", f"expected non-negative integer ids, got {_short(str(bad))}")
+        got = f"an integer of {bad.bit_length()} bits" if isinstance(bad, int) else _short(repr(bad))
+        raise DataError(str(path), None, "node id", f"expected non-negative int64 ids, got {got}")
     for node_id in sorted(node_info):
         info = node_info[node_id]
         if isinstance(info, dict) and "title" not in info and ("brand_name" in info or "category_name" in info
