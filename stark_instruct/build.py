@@ -193,9 +193,23 @@ class BuildError(InputError, ValueError):
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.source == "synthetic" and (isinstance(args.size, bool) or not isinstance(args.size, int)
-                                       or args.size < 1):
-        raise BuildError(f"--size must be a positive number of products, got {args.size!r}")
+    """Refuse settings that would build an empty or broken benchmark, before anything is written."""
+    def whole(name: str, low: int) -> None:
+        v = getattr(args, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            what = "a positive" if low == 1 else "a non-negative"
+            raise BuildError(f"--{name.replace('_', '-')} must be {what} integer, got {v!r}")
+
+    if args.source == "synthetic":
+        whole("size", 1)
+    whole("queries", 0)
+    whole("threads", 1)
+    whole("max_base_queries", 0)
+    if args.reference_date is not None:
+        try:
+            dt.date.fromisoformat(args.reference_date)
+        except (TypeError, ValueError):
+            raise BuildError(f"--reference-date must be an ISO date YYYY-MM-DD, got {args.reference_date!r}") from None
 
 
 def _legacy_build(out: Path) -> bool:

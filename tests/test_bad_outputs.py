@@ -143,3 +143,15 @@ def test_convert_replaces_its_own_output(tmp_path):
     pm.convert(out, src, force=True)
     assert json.loads((out / pm.MARKER).read_text())["source"] == str(src)
     assert not (out / "extra.txt").exists() and _no_leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--size", "-5"], "--size"), (["--queries", "-1"], "--queries"), (["--threads", "0"], "--threads"),
+    (["--max-base-queries", "-2"], "--max-base-queries"), (["--reference-date", "yesterday"], "--reference-date"),
+])
+def test_build_settings_are_checked_before_anything_is_written(tmp_path, capsys, argv, flag):
+    with pytest.raises(SystemExit) as e:
+        sb.main(["--out", str(tmp_path / "b"), *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(f"error: {flag} must be") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
