@@ -92,3 +92,29 @@ def test_the_score_stage_finishes_with_poison_rows_and_records_why(tiny_benchmar
     assert rows[0]["error_code"] == "bad_text" and rows[1]["error_code"] == "engine_error"
     assert "segment file unreadable" in rows[1]["error"] and rows[2]["valid"]
     assert all(rows[i]["reward"] == 0.0 for i in (0, 1, 3))
+
+
+def test_random_unicode_in_every_string_never_crashes_the_tantivy_path(tiny_benchmark):
+    """Seeded fuzz through the real engine: control characters, surrogates, non-characters, astral
+    planes in queries and in keyword values of every op; each plan scores or is a known invalid code."""
+    import random
+
+    rng = random.Random(12)
+    pools = [(0, 0x20), (0x20, 0x7F), (0x7F, 0xA0), (0xA0, 0x3000), (0xD800, 0xE000), (0xFFF0, 0x10000),
+             (0x1F600, 0x1F650), (0x10FFF0, 0x110000)]
+
+    def text() -> str:
+        return "".join(chr(rng.randrange(*rng.choice(pools))) for _ in range(rng.choice([1, 3, 12, 40])))
+
+    ex = Executor(tiny_benchmark.index("tantivy"))
+    codes = set()
+    for _ in range(150):
+        field = rng.choice(["brand", "category", "color"])
+        op = rng.choice(["eq", "ne", "in", "nin", "contains"])
+        value = [text(), text()] if op in ("in", "nin") else text()
+        raw = json.dumps({"searches": [{"query": text(), "filter": {"field": field, "op": op, "value": value}}]},
+                         ensure_ascii=rng.random() < 0.5)
+        res = score_text(raw, [1, 2], tiny_benchmark.schema, ex)
+        assert res.valid or res.error_code in ERROR_CODES
+        codes.add(res.error_code)
+    assert "bad_text" in codes and None in codes and "engine_error" not in codes  # the parser caught them
