@@ -69,7 +69,8 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
                 try:
                     yield json.loads(line)
                 except ValueError as e:  # a damaged line is named, not a bare JSONDecodeError
-                    raise DataError(str(path), line_no, None, f"invalid JSON ({str(e)[:100]})") from None
+                    why = f"{e.msg} (column {e.colno})" if isinstance(e, json.JSONDecodeError) else str(e)[:100]
+                    raise DataError(str(path), line_no, None, f"invalid JSON: {why}") from None
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:

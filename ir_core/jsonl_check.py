@@ -54,7 +54,7 @@ def parse_row(raw: bytes, required: Iterable[str] = ()) -> dict:
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8 ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+        raise ValueError(f"invalid JSON: {e.msg} (column {e.colno})") from None
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if not isinstance(row, dict):

@@ -165,7 +165,7 @@ def _query_row(raw: bytes, path: str, line: int, n_docs: int) -> dict:
     except UnicodeDecodeError as e:
         raise bad(None, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
-        raise bad(None, f"invalid JSON: {e.msg} at column {e.colno} (file cut or corrupted?)") from None
+        raise bad(None, f"invalid JSON: {e.msg} (column {e.colno}; file cut or corrupted?)") from None
     except ValueError as e:  # e.g. an integer longer than Python's digit limit
         raise bad(None, f"invalid JSON: {str(e)[:120]}") from None
     if not isinstance(row, dict):
