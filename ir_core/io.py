@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ir_core.atomic import atomic_open
 from ir_core.errors import DataError
 from ir_core.jsonl_check import repair_jsonl
 from ir_core.secrets import scrub, scrub_text
@@ -26,20 +26,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
     Every secret value (`ir_core.secrets`) is removed first: this is the one writer configs, manifests,
     reports and caches go through."""
-    path = Path(path)
-    text = scrub_text(text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path, "w") as fh:
+        fh.write(scrub_text(text))
+    return Path(path)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ir_core.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +98,10 @@ def verify_jsonl(path: str | Path, key: Callable[[dict], Hashable], required: It
 
 def _rewrite_without(path: Path, drop: set[int]) -> None:
     """Copy `path` minus the lines in `drop` (and blank lines) to a temp file and swap it in."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".repair", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as dst, path.open("rb") as src:
-            for line_no, raw in enumerate(src, 1):
-                if line_no not in drop and raw.strip() and raw.endswith(b"\n"):
-                    dst.write(raw)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as dst, path.open("rb") as src:
+        for line_no, raw in enumerate(src, 1):
+            if line_no not in drop and raw.strip() and raw.endswith(b"\n"):
+                dst.write(raw)
 
 
 def repair_jsonl(path: str | Path, key: Callable[[dict], Hashable], required: Iterable[str] = ()) -> Verified:
