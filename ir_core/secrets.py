@@ -11,6 +11,7 @@ ones like ``max_new_tokens`` or ``pad_token``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -104,3 +105,22 @@ def scrub(obj: Any, environ: Mapping[str, str] | None = None) -> Any:
     if isinstance(obj, str):
         return scrub_text(obj, secrets)
     return _scrub(obj, _field_secrets(obj, secrets))
+
+
+def install_log_scrubber() -> None:
+    """Scrub every log record's message (stderr ends up in SLURM and CI logs): an API error that echoes
+    a key is logged with ``<redacted>`` in its place. Idempotent; for command lines' ``main``."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "scrubs_secrets", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        message = record.getMessage()
+        clean = scrub_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return record
+
+    factory.scrubs_secrets = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

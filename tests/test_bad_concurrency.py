@@ -246,3 +246,28 @@ def test_rows_with_lone_surrogates_are_written_and_read_back(tmp_path):
         out.append(row)
     write_jsonl(tmp_path / "w.jsonl", [row])
     assert read_jsonl(p) == [row] == read_jsonl(tmp_path / "w.jsonl")
+
+
+def test_an_interrupted_select_stage_leaves_nothing_and_reruns_identically(tmp_path, monkeypatch):
+    from pipelines.select import select_to_files
+
+    scored = [{"prompt_id": f"p{i}", "sample_idx": j, "text": f"plan {i}.{j}", "reward": (i + j) % 3 / 2,
+               "valid": True} for i in range(6) for j in range(4)]
+    prompts = [{"prompt_id": f"p{i}", "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(6)]
+    rd = RunDir(tmp_path / "ref")
+    rd.stage("select", lambda: select_to_files(scored, prompts, rd / "train.jsonl", "best-of-n"))
+    reference = (rd / "train.jsonl").read_bytes()
+    assert reference.count(b"\n") >= 3
+    rd = RunDir(tmp_path / "run")
+    real_replace = os.replace
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # the process is stopped while the stage writes its output
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rd.stage("select", lambda: select_to_files(scored, prompts, rd / "train.jsonl", "best-of-n"))
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not rd.is_done("select") and not (rd / "train.jsonl").exists()
+    rd.stage("select", lambda: select_to_files(scored, prompts, rd / "train.jsonl", "best-of-n"))
+    assert (rd / "train.jsonl").read_bytes() == reference

@@ -89,3 +89,19 @@ def test_the_benchmark_manifest_is_scrubbed(planted, tmp_path):
 
     out = build_benchmark(tmp_path / "b", size=120, queries=12, stark_queries=f"/data/{OPENAI}/qa")
     assert _leaks(out) == [] and REDACTED in (out / "manifest.json").read_text()
+
+
+def test_log_records_are_scrubbed_once_installed(planted, caplog):
+    import logging
+
+    from ir_core.secrets import install_log_scrubber
+
+    before = logging.getLogRecordFactory()
+    try:
+        install_log_scrubber()
+        install_log_scrubber()  # idempotent
+        with caplog.at_level(logging.WARNING):
+            logging.getLogger("eval.api").warning("401 Unauthorized for key %s", OPENAI)
+        assert OPENAI not in caplog.text and f"key {REDACTED}" in caplog.text
+    finally:
+        logging.setLogRecordFactory(before)
