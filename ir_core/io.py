@@ -2,38 +2,38 @@
 
 All whole-file writes go through a temporary file and ``os.replace`` so a reader never sees half a file.
 :class:`JsonlAppender` makes a killed stage resume where it stopped: rows are keyed, keys already on disk
-are skipped, and a torn last line (the process died mid-write) is cut off.
+are skipped, and every line kept is verified (`ir_core.jsonl_check`): a torn last line is cut off, a
+damaged line is dropped with a warning while the good rows after it stay. Secret values never reach
+these files (`ir_core.secrets`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ir_core.atomic import atomic_open
+from ir_core.errors import DataError
+from ir_core.jsonl_check import repair_jsonl
+from ir_core.secrets import scrub, scrub_text
+
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` so that ``path`` holds either the old content or all of the new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` so that ``path`` holds either the old content or all of the new one, never a part.
+
+    Every secret value (`ir_core.secrets`) is removed first: this is the one writer configs, manifests,
+    reports and caches go through."""
+    with atomic_open(path, "w") as fh:
+        fh.write(scrub_text(text))
+    return Path(path)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """`obj` as JSON, atomically; secret-named fields (``hub_token``) and secret values removed."""
+    return atomic_write_text(path, json.dumps(scrub(obj), indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -50,18 +50,31 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
     if not path.exists():
         return
     with path.open("rb") as fh:
-        for raw in fh:
+        for line_no, raw in enumerate(fh, 1):
             if not raw.endswith(b"\n"):
                 break  # torn tail
             line = raw.strip()
             if line:
-                yield json.loads(line)
+                try:
+                    yield json.loads(line)
+                except ValueError as e:  # a damaged line is named, not a bare JSONDecodeError
+                    why = f"{e.msg} (column {e.colno})" if isinstance(e, json.JSONDecodeError) else str(e)[:100]
+                    raise DataError(str(path), line_no, None, f"invalid JSON: {why}") from None
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     """Write a whole JSONL file atomically (for outputs that are produced in one go)."""
-    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, "".join(jsonl_line(r) for r in rows))
+
+
+def jsonl_line(row: dict) -> str:
+    """One row as a JSONL line; text with lone surrogates (from a model's ``\\ud800``) is escaped, not lost."""
+    line = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(row, ensure_ascii=True, sort_keys=True) + "\n"
+    return line
 
 
 class JsonlAppender:
@@ -72,10 +85,12 @@ class JsonlAppender:
     flushed (and fsynced when ``fsync``) before ``append`` returns.
     """
 
-    def __init__(self, path: str | Path, key: Callable[[dict], Hashable], fsync: bool = False):
+    def __init__(self, path: str | Path, key: Callable[[dict], Hashable], fsync: bool = False,
+                 required: Iterable[str] = ()):
         self.path = Path(path)
         self.key = key
         self.fsync = fsync
+        self.required = tuple(required)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.keys: set[Hashable] = set()
         self.rows_on_disk = 0
@@ -83,23 +98,10 @@ class JsonlAppender:
         self._fh = self.path.open("ab")
 
     def _repair_and_load(self) -> None:
-        if not self.path.exists():
-            return
-        good = 0
-        with self.path.open("rb") as fh:
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    break
-                try:
-                    row = json.loads(raw)
-                except json.JSONDecodeError:
-                    break  # a line that was cut and then followed by nothing valid
-                good += len(raw)
-                self.keys.add(self.key(row))
-                self.rows_on_disk += 1
-        if good != self.path.stat().st_size:
-            with self.path.open("r+b") as fh:
-                fh.truncate(good)
+        """Keep every good row on disk (see `ir_core.jsonl_check`); dropped lines are warned about."""
+        if self.path.exists():
+            found = repair_jsonl(self.path, self.key, self.required)
+            self.keys, self.rows_on_disk = found.keys, found.rows
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self.keys
@@ -109,7 +111,7 @@ class JsonlAppender:
         k = self.key(row)
         if k in self.keys:
             return False
-        self._fh.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+        self._fh.write(scrub_text(jsonl_line(row)).encode("utf-8"))
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())

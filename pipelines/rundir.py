@@ -9,29 +9,22 @@ with `ir_core.io`.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ir_core.io import atomic_write_json, read_json
+from ir_core.locks import stage_lock
 from ir_core.provenance import code_version, package_versions, path_fingerprint
-
-# Config keys whose values must never reach a manifest, a log or wandb.
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|authorization)", re.I)
-_REDACTED = "<redacted>"
+from ir_core.secrets import scrub
 
 MANIFEST = "manifest.json"
 
 
 
 def redact(obj: Any) -> Any:
-    """Copy of a config with every secret-looking key's value replaced, so keys never reach disk or wandb."""
-    if isinstance(obj, dict):
-        return {k: (_REDACTED if _SECRET_KEY.search(str(k)) and v else redact(v)) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [redact(v) for v in obj]
-    return obj
+    """Copy of a config without secrets, by value (`ir_core.secrets.scrub`), for manifests and wandb."""
+    return scrub(obj)
 
 
 class RunDir:
@@ -105,10 +98,15 @@ class RunDir:
         return read_json(m) if m.exists() else None
 
     def stage(self, name: str, fn: Callable[[], dict | None]) -> dict:
-        """Run ``fn`` unless ``name`` is already done; the marker stores fn's (JSON) result for later rounds."""
+        """Run ``fn`` unless ``name`` is already done; the marker stores fn's (JSON) result for later rounds.
+
+        The stage's lock (`ir_core.locks.stage_lock`) is held while it runs: a second writer fails at once
+        naming the holder (or waits, with ``IR_LOCK_WAIT``) and then finds the stage done, never redoes it."""
         info = self.done_info(name)
         if info is not None:
             return info
-        result = fn() or {}
-        self.mark_done(name, result)
+        with stage_lock(self.path, name):
+            info = self.done_info(name)
+            if info is None:
+                self.mark_done(name, fn() or {})
         return self.done_info(name) or {}

@@ -8,6 +8,7 @@ rank fusion with a total, deterministic order, and the reward is Recall@k of the
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import multiprocessing as mp
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,8 @@ from rewards.parse import PlanError, parse_plan
 from rewards.plan import Search, SearchPlan
 from stark_instruct.filters import Node
 from stark_instruct.schema import IndexSchema
+
+log = logging.getLogger(__name__)
 
 
 class SearchIndex(Protocol):
@@ -124,11 +127,32 @@ def _invalid(code: str, reason: str, relevant: Iterable[int]) -> RewardResult:
     return RewardResult(0.0, False, code, reason, metrics=all_metrics([], relevant))
 
 
+class EngineError(PlanError):
+    """The engine failed on a parsed plan: the plan is invalid (reward 0), the run goes on."""
+
+    def __init__(self, exc: Exception):
+        super().__init__("engine_error", f"{type(exc).__name__}: {exc}")
+
+
+def run_plan(executor: Executor, plan: SearchPlan, rerank_text: str | None = None) -> list[int]:
+    """`executor.run`, with any engine failure raised as `EngineError` (a `PlanError`), so one poison
+    plan is recorded as an invalid plan with its reason instead of killing a scoring run or a report."""
+    try:
+        return executor.run(plan, rerank_text)
+    except Exception as e:  # noqa: BLE001 - every engine failure becomes a typed invalid plan
+        err = EngineError(e)
+        log.warning("plan refused by the engine, scored 0: %s", err.reason)
+        raise err from e
+
+
 def score_plan(plan: SearchPlan, relevant: Iterable[int], executor: Executor, k: int = 20,
                rerank_text: str | None = None) -> RewardResult:
-    """Reward = Recall@k of the executed plan against the relevant ids."""
+    """Reward = Recall@k of the executed plan against the relevant ids (0, invalid, if the engine fails)."""
     rel = set(relevant)
-    ranking = executor.run(plan, rerank_text)
+    try:
+        ranking = run_plan(executor, plan, rerank_text)
+    except EngineError as e:
+        return _invalid(e.code, e.reason, rel)
     return RewardResult(
         reward=recall_at_k(ranking, rel, k), valid=True, n_searches=len(plan.searches),
         retrieved=len(ranking), ranking=ranking, metrics=all_metrics(ranking, rel),

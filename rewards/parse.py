@@ -46,9 +46,14 @@ ERROR_CODES = {
     "bad_value": "value of the wrong type for the field",
     "bad_date": "date that is not ISO YYYY-MM-DD or not a real date",
     "too_many": "too many filter children or list values",
+    "bad_text": "a query or value holding NUL, control characters or invalid Unicode (a lone surrogate escape)",
+    "engine_error": "the search engine refused the plan (the reason names the engine's error)",
 }
 
 _JSON_START = re.compile(r"[{\[]")
+# What the engine cannot take (tantivy refuses lone surrogates, e.g. from a JSON "\ud800" escape) or
+# should not be asked (NUL and other control characters); tab, newline and carriage return are spacing.
+_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _SEARCH_KEYS = ("query", "filter", "weight")
 
 
@@ -175,8 +180,24 @@ def _searches_of(value: Any, hops: int = 0) -> list | None:
     return None
 
 
+def _check_text(raw: Any, where: str) -> None:
+    """Reject a search whose strings the engine cannot take; names the first bad character."""
+    stack = [raw]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and (m := _BAD_CHARS.search(node)):
+            raise PlanError("bad_text", f"{where}: character U+{ord(m.group()):04X} at position {m.start()} of "
+                                        f"{node[:40]!r}; use plain text")
+
+
 def _search(raw: Any, i: int, schema: IndexSchema) -> Search:
     where = f"search {i + 1}"
+    if isinstance(raw, dict):
+        _check_text(raw, where)
     try:
         s = _SearchJSON.model_validate(raw)
     except ValidationError as e:

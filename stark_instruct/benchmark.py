@@ -1,26 +1,61 @@
-"""Read access to a built benchmark directory (see build.py for what it holds)."""
+"""Read access to a built benchmark directory (see build.py for what it holds).
+
+Loading checks the corpus, metadata and schema files against the sha256 the build recorded in the
+manifest (a corrupted or swapped corpus.parquet would otherwise go unnoticed by the tantivy path, which
+never reads it), and every query row is validated as it is read: errors name ``file:line: field``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from functools import cached_property
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ir_core.errors import DataError
+from ir_core.provenance import file_sha256
 from stark_instruct.index import BM25Index, SearchIndex, TantivyIndex
 from stark_instruct.meta_columns import MetaColumns
 from stark_instruct.records import Product
 from stark_instruct.schema import IndexSchema
 
+log = logging.getLogger(__name__)
+
+HASHED_FILES = ("corpus.parquet", "meta.parquet", "schema.json")  # hashed by the build, checked on load
+KINDS = ("none", "inclusion", "exclusion", "recency")
+MAX_DOC_ID = 2**63 - 1
+
 
 class Benchmark:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, verify: bool = True):
         self.path = Path(path)
         if not (self.path / "manifest.json").exists():
             raise FileNotFoundError(f"{self.path}: not a built benchmark (run `make build-benchmark`)")
         self._indexes: dict[str, SearchIndex] = {}
+        if verify:
+            self.verify_files()
+
+    def verify_files(self) -> None:
+        """Raise `DataError` when a hashed file differs from what the build recorded."""
+        try:
+            manifest = self.manifest
+        except ValueError as e:
+            raise DataError(str(self.path / "manifest.json"), None, None, f"not valid JSON ({e})") from None
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, dict):
+            log.warning("%s: the manifest records no file hashes (built before they were added); "
+                        "rebuild the benchmark to have its files checked on load", self.path)
+            return
+        for rel, want in files.items():
+            path = self.path / rel
+            if not path.is_file():
+                raise DataError(str(path), None, None, "missing (listed in the manifest); rebuild the benchmark")
+            if file_sha256(path) != want:
+                raise DataError(str(path), None, None, "content differs from the sha256 in manifest.json "
+                                "(corrupted or replaced); rebuild the benchmark")
 
     @classmethod
     def load(cls, path: str | Path) -> Benchmark:
@@ -35,17 +70,30 @@ class Benchmark:
         return json.loads((self.path / "manifest.json").read_text())
 
     def queries(self, split: str | None = None) -> list[dict]:
-        """Query rows of one split (or all), with `constraint` decoded to a dict."""
-        rows = []
+        """Query rows of one split (or all), with `constraint` decoded to a dict; every row validated."""
+        rows: list[dict] = []
+        seen: dict[str, str] = {}
+        n_docs = self.n_docs
         for s in [split] if split else ["train", "dev", "test"]:
             path = self.path / "queries" / f"{s}.jsonl"
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no such split")
-            for line in path.read_text().splitlines():
-                r = json.loads(line)
-                r["constraint"] = json.loads(r["constraint"]) if r["constraint"] else None
-                rows.append(r)
+            with open(path, "rb") as fh:
+                for line_no, raw in enumerate(fh, 1):
+                    if not raw.strip():
+                        continue
+                    row = _query_row(raw, str(path), line_no, n_docs)
+                    where = f"{path}:{line_no}"
+                    if row["id"] in seen:
+                        raise DataError(str(path), line_no, "id", f"{row['id']!r} repeats {seen[row['id']]}")
+                    seen[row["id"]] = where
+                    rows.append(row)
         return rows
+
+    @cached_property
+    def n_docs(self) -> int:
+        """Products in the corpus (from the metadata file's footer; nothing else is read)."""
+        return pq.ParquetFile(self.path / "meta.parquet").metadata.num_rows
 
     @cached_property
     def _metas(self) -> list[dict]:
@@ -87,7 +135,11 @@ class Benchmark:
         if engine not in self._indexes:
             if engine == "tantivy":
                 meta = MetaColumns.from_parquet(self.path / "meta.parquet")  # lets broad filters post-filter
-                self._indexes[engine] = TantivyIndex(self.path / "index" / "tantivy", meta=meta)
+                try:
+                    self._indexes[engine] = TantivyIndex(self.path / "index" / "tantivy", meta=meta)
+                except ValueError as e:  # tantivy's error for a damaged index
+                    raise DataError(str(self.path / "index" / "tantivy"), None, None,
+                                    f"cannot open the index ({str(e)[:160]}); rebuild the benchmark") from None
             elif engine == "bm25":
                 self._indexes[engine] = BM25Index(
                     (p.doc_id, p.text(), self.meta(p.doc_id)) for p in self.iter_products())
@@ -98,3 +150,47 @@ class Benchmark:
     @property
     def reference_date(self) -> dt.date:
         return self.schema.reference_date
+
+
+def _query_row(raw: bytes, path: str, line: int, n_docs: int) -> dict:
+    """One validated query row; `DataError` names the file, line and field of the first problem."""
+    def bad(fld: str | None, reason: str) -> DataError:
+        return DataError(path, line, fld, reason)
+
+    try:
+        row = json.loads(raw)
+    except UnicodeDecodeError as e:
+        raise bad(None, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise bad(None, f"invalid JSON: {e.msg} (column {e.colno}; file cut or corrupted?)") from None
+    except ValueError as e:  # e.g. an integer longer than Python's digit limit
+        raise bad(None, f"invalid JSON: {str(e)[:120]}") from None
+    if not isinstance(row, dict):
+        raise bad(None, f"expected a JSON object, got {type(row).__name__}")
+    for key in ("id", "query", "kind", "relevant_ids"):
+        if key not in row:
+            raise bad(key, "missing")
+    if not isinstance(row["id"], str) or not row["id"]:
+        raise bad("id", f"expected a non-empty string, got {str(row['id'])[:40]!r}")
+    if not isinstance(row["query"], str):
+        raise bad("query", f"expected a string, got {type(row['query']).__name__}")
+    if row["kind"] not in KINDS:
+        raise bad("kind", f"expected one of {', '.join(KINDS)}, got {str(row['kind'])[:40]!r}")
+    ids = row["relevant_ids"]
+    if not isinstance(ids, list) or not ids:
+        raise bad("relevant_ids", "expected a non-empty list of product ids")
+    for x in ids:
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise bad("relevant_ids", f"{repr(x)[:40]} is not an integer product id")
+        if not 0 <= x < n_docs:
+            raise bad("relevant_ids", f"product id {str(x)[:40]} is not in the corpus (ids are 0..{n_docs - 1})")
+    constraint = row.get("constraint")
+    if constraint:
+        try:
+            constraint = json.loads(constraint) if isinstance(constraint, str) else constraint
+        except ValueError:
+            raise bad("constraint", "not a JSON object (string)") from None
+        if not isinstance(constraint, dict):
+            raise bad("constraint", f"expected an object, got {type(constraint).__name__}")
+    row["constraint"] = constraint or None
+    return row

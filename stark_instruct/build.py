@@ -1,8 +1,10 @@
 """`make build-benchmark`: knowledge base -> corpus, index, schema, instructed queries, qrels, card.
 
-The build writes into `<out>.partial/` and renames it to `<out>` only when complete, so a killed build
-never leaves a half benchmark that later stages would trust; a finished build with the same config is
-not redone (pass --force to rebuild).
+The build writes into a staging sibling (`.<out>.partial/`) and swaps it in only when complete, so a
+killed build never leaves a half benchmark that later stages would trust; a finished build with the same
+config is not redone (pass --force to rebuild). It replaces only a folder it wrote itself (marked by
+`.stark-instruct-build`): pointing `--out` at anything else is refused, never deleted. The manifest
+records the sha256 of the corpus, metadata and schema files, which `Benchmark.load` checks.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import random
-import shutil
 import sys
 import time
 from collections import Counter
@@ -27,15 +27,21 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ir_core.config import ConfigError, check_range, parse_or_exit
+from ir_core.errors import InputError, exit_input_error
+from ir_core.outdir import check_output_dir, replace_dir
 from ir_core.provenance import code_version, file_sha256, package_versions
+from ir_core.secrets import scrub
 from ir_core.types import KINDS
 from stark_instruct import synthetic
+from stark_instruct.benchmark import HASHED_FILES
 from stark_instruct.index import TantivyIndex
-from stark_instruct.records import DataError, Product, derive_meta
+from stark_instruct.records import Product, derive_meta
 from stark_instruct.schema import product_schema
 from stark_instruct.variants import make_variants
 
 SPLITS = ("train", "dev", "test")
+OWNER = "stark_instruct.build"
+BUILD_MARKER = ".stark-instruct-build"  # marks a folder this build wrote and may replace
 
 _REVIEW = pa.struct([("reviewerID", pa.string()), ("summary", pa.string()), ("reviewText", pa.string()),
                      ("overall", pa.float64()), ("vote", pa.int64()), ("reviewTime", pa.string())])
@@ -172,21 +178,36 @@ def _stark_source(args: BuildConfig) -> tuple[Iterator[Product], int | None, dt.
                                                                   "inputs": inputs}
 
 
+def _legacy_build(out: Path) -> bool:
+    """A benchmark built before the marker existed: its manifest has the build's own keys."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(manifest, dict) and {"config", "code_version", "input_hashes"} <= set(manifest)
+            and (out / "corpus.parquet").is_file())
+
+
 def build(args: BuildConfig) -> Path:
+    """Build the benchmark into ``args.out``, replacing only an earlier build (never someone's folder)."""
     out = Path(args.out)
     config = {k: v for k, v in dataclasses.asdict(args).items() if k not in ("force", "out")}
+    check_output_dir(out, BUILD_MARKER, OWNER, _legacy_build)  # refuse before hours of work, not after
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not args.force:
         old = json.loads(manifest_path.read_text())
         if old.get("config") == config:
             print(f"{out}: already built with this config (use --force to rebuild)", file=sys.stderr)
             return out
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "queries").mkdir(parents=True)
+    with replace_dir(out, BUILD_MARKER, OWNER, _legacy_build) as tmp:
+        _build_into(tmp, args, config)
+    return out
+
+
+def _build_into(tmp: Path, args: BuildConfig, config: dict) -> None:
+    (tmp / "queries").mkdir()
     (tmp / "qrels").mkdir()
     t0 = time.time()
-
     products, total, ref, extra = (_synthetic_source if args.source == "synthetic" else _stark_source)(args)
     writer = _CorpusWriter(tmp)
     TantivyIndex.build(tmp / "index" / "tantivy", _index_stream(products, writer, total), threads=args.threads)
@@ -233,11 +254,11 @@ def build(args: BuildConfig) -> Path:
         "reference_date": ref.isoformat(), "input_hashes": extra.get("inputs", {}),
         "packages": package_versions(("tantivy", "rank-bm25", "numpy", "pyarrow", "datasets")),
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    manifest["files"] = {rel: file_sha256(tmp / rel) for rel in HASHED_FILES}
+    (tmp / "manifest.json").write_text(json.dumps(scrub(manifest), indent=2))
+    (tmp / BUILD_MARKER).write_text(json.dumps({"owner": OWNER, "created": manifest["created"]}) + "\n")
+
+
 
 
 def card_stats(rows: list[dict], bases: list[dict], n_products: int) -> dict:
@@ -334,8 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = parse_or_exit([BuildConfig], argv, "python -m stark_instruct.build")
     try:
         out = build(args)
-    except (DataError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+    except (InputError, FileNotFoundError) as e:  # bad data, settings or --out: one line, exit 2
+        exit_input_error(e)
     print((out / "card.md").read_text())
 
 

@@ -1,8 +1,9 @@
 """Typed product records with STaRK-Amazon's field names, and the filterable metadata derived from them.
 
 Both sources (the synthetic catalogue and STaRK-Amazon's node_info) become `Product`s, so everything
-downstream reads one shape. Bad input raises `DataError` naming file, row and field; dirt the real data
-is known to carry (NaN votes, missing brand, odd price strings) is normalised and counted instead.
+downstream reads one shape. Bad input raises `DataError` (from `ir_core.errors`) naming file, record and
+field; dirt the real data is known to carry (NaN votes, missing brand, odd price strings) is normalised
+and counted instead.
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ir_core.errors import DataError
 from stark_instruct.filters import normalize_keyword
 
 _REVIEW_TIME = re.compile(r"^\s*(\d{1,2})\s+(\d{1,2}),\s*(\d{4})\s*$")
 _PRICE = re.compile(r"\$?\s*(\d[\d,]*(?:\.\d+)?)")
 
 
-class DataError(ValueError):
-    """Input that cannot be used, located precisely: file, row (1-based line or record id) and field."""
+class RecordError(DataError):
+    """A bad field of one knowledge-base record: ``path: node <id>: field: reason``."""
 
     def __init__(self, path: str, row: int | str | None, fld: str | None, reason: str):
-        where = f"{path}" + (f", row {row}" if row is not None else "") + (f", field '{fld}'" if fld else "")
-        super().__init__(f"{where}: {reason}")
-        self.path, self.row, self.field, self.reason = path, row, fld, reason
+        super().__init__(path, row, fld, reason, unit="node")
 
 
 @dataclass(slots=True)
@@ -103,7 +103,7 @@ def _str_list(info: dict, key: str, where: tuple, stats: Counter) -> list[str]:
         stats[f"{key}_string_as_list"] += 1
         return [value]
     if not isinstance(value, list | tuple):
-        raise DataError(*where, key, f"expected a list of strings, got {type(value).__name__}")
+        raise RecordError(*where, key, f"expected a list of strings, got {type(value).__name__}")
     return [str(v) for v in value if v is not None and not _is_nan(v)]
 
 
@@ -111,34 +111,34 @@ def product_from_stark(doc_id: int, info: dict, path: str, stats: Counter) -> Pr
     """One STaRK-Amazon node_info product entry -> Product, validating types and normalising known dirt."""
     where = (path, doc_id)
     if not isinstance(info, dict):
-        raise DataError(*where, None, f"expected a dict of product fields, got {type(info).__name__}")
+        raise RecordError(*where, None, f"expected a dict of product fields, got {type(info).__name__}")
     title = info.get("title")
     if not isinstance(title, str) or not title.strip():
-        raise DataError(*where, "title", "missing or not a string")
+        raise RecordError(*where, "title", "missing or not a string")
     brand = info.get("brand")
     if brand is None or _is_nan(brand) or (isinstance(brand, str) and not brand.strip()):
         stats["missing_brand"] += 1
         brand = ""
     elif not isinstance(brand, str):
-        raise DataError(*where, "brand", f"expected a string, got {type(brand).__name__}")
+        raise RecordError(*where, "brand", f"expected a string, got {type(brand).__name__}")
     price = info.get("price", "")
     if price is None or _is_nan(price):
         price = ""
     elif isinstance(price, int | float):
         price = f"${price:.2f}"
     elif not isinstance(price, str):
-        raise DataError(*where, "price", f"expected a string like '$14.99', got {type(price).__name__}")
+        raise RecordError(*where, "price", f"expected a string like '$14.99', got {type(price).__name__}")
     if price and parse_price(price) is None:
         stats["unparseable_price"] += 1
     reviews = []
     for i, r in enumerate(info.get("review") or []):
         rf = f"review[{i}]"
         if not isinstance(r, dict):
-            raise DataError(*where, rf, "expected a dict")
+            raise RecordError(*where, rf, "expected a dict")
         try:
             day = parse_review_time(r.get("reviewTime"))
         except ValueError as e:
-            raise DataError(*where, f"{rf}.reviewTime", str(e)) from None
+            raise RecordError(*where, f"{rf}.reviewTime", str(e)) from None
         overall = r.get("overall")
         if overall is None or _is_nan(overall):
             stats["missing_overall"] += 1
@@ -147,9 +147,9 @@ def product_from_stark(doc_id: int, info: dict, path: str, stats: Counter) -> Pr
             try:
                 overall = float(overall)
             except (TypeError, ValueError):
-                raise DataError(*where, f"{rf}.overall", f"expected a rating 1-5, got {overall!r}") from None
+                raise RecordError(*where, f"{rf}.overall", f"expected a rating 1-5, got {overall!r}") from None
             if not 1 <= overall <= 5:
-                raise DataError(*where, f"{rf}.overall", f"rating {overall} outside 1-5")
+                raise RecordError(*where, f"{rf}.overall", f"rating {overall} outside 1-5")
         vote = r.get("vote")
         if vote is None or _is_nan(vote):
             stats["nan_vote"] += 1
@@ -158,7 +158,7 @@ def product_from_stark(doc_id: int, info: dict, path: str, stats: Counter) -> Pr
             try:
                 vote = int(str(vote).replace(",", ""))
             except ValueError:
-                raise DataError(*where, f"{rf}.vote", f"expected a count, got {vote!r}") from None
+                raise RecordError(*where, f"{rf}.vote", f"expected a count, got {vote!r}") from None
         reviews.append({
             "reviewerID": str(r.get("reviewerID") or ""),
             "summary": "" if _is_nan(r.get("summary")) else str(r.get("summary") or ""),
@@ -170,7 +170,7 @@ def product_from_stark(doc_id: int, info: dict, path: str, stats: Counter) -> Pr
     qa = []
     for i, q in enumerate(info.get("qa") or []):
         if not isinstance(q, dict):
-            raise DataError(*where, f"qa[{i}]", "expected a dict")
+            raise RecordError(*where, f"qa[{i}]", "expected a dict")
         qa.append({k: "" if q.get(k) is None or _is_nan(q.get(k)) else str(q.get(k))
                    for k in ("question", "answer", "answerTime")})
     return Product(

@@ -1,0 +1,51 @@
+"""The one error family a command line reports as a single line (exit 2) instead of a traceback.
+
+Bad input the user can fix (a data file, an output folder that is not ours, a run directory another
+process holds) raises an `InputError`; a traceback then always means a bug in the project.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+EXIT_INPUT = 2  # argparse's code for a usage error; shells and make tell it from a crash (1)
+
+
+class InputError(Exception):
+    """Input the user must fix; ``str(e)`` is one line that says where and what."""
+
+
+def exit_input_error(err: BaseException, prog: str | None = None) -> NoReturn:
+    """Print ``err`` as one ``error:`` line on stderr and exit with `EXIT_INPUT`."""
+    head = f"{prog}: error" if prog else "error"
+    msg = " ".join(str(err).split("\n"))
+    print(f"{head}: {msg}", file=sys.stderr)
+    raise SystemExit(EXIT_INPUT)
+
+
+class DataError(InputError, ValueError):
+    """A data file that cannot be used, located precisely: ``path:line: field: reason``.
+
+    `row` is a 1-based line number (an int) or, with ``unit`` set, a record id in a file without lines
+    (e.g. ``unit="node"`` for a pickled knowledge base).
+    """
+
+    def __init__(self, path: str, row: int | str | None, fld: str | None, reason: str, unit: str | None = None):
+        where = str(path)
+        if row is not None:
+            where += f": {unit} {row}" if unit else f":{row}"
+        super().__init__(f"{where}: {fld}: {reason}" if fld else f"{where}: {reason}")
+        self.path, self.row, self.field, self.reason = str(path), row, fld, reason
+
+
+def run_main(main: Callable[..., int | None], argv: Sequence[str] | None = None) -> int:
+    """Call a command line's ``main(argv)``; an `InputError` becomes one ``error:`` line and exit 2.
+
+    The hook for every ``if __name__ == "__main__"``: ``raise SystemExit(run_main(main))``.
+    """
+    try:
+        return main(argv) or 0
+    except InputError as e:
+        exit_input_error(e)

@@ -1,0 +1,6 @@
+# Bad-input probes (issue 12): hostile plans through the engine, hostile use of the command lines.
+.PHONY: probe-bad-inputs
+
+probe-bad-inputs:
+	$(PY) scripts/probe_plans.py --bench data/benchmark/synthetic --n 3000
+	bash scripts/probe_bad_inputs.sh
