@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from eval.planners import Planner, PlanRequest, PlanResponse
+from ir_core.types import Planner, PlanRequest, PlanResponse
 from rewards.execute import Executor, Reranker
 from rewards.parse import PlanError, parse_plan
 from rewards.plan import MAX_QUERY_CHARS, SearchPlan, plan_json_schema, plan_to_json
+from rewards.prompts import default_examples
 
 MAX_INSTRUCTION_CHARS = 2000
 FALLBACKS = ("raw",)
@@ -178,7 +179,8 @@ class Retriever:
             from rewards.rerank import EncoderReranker
 
             rr = EncoderReranker(reranker, bench_obj)
-        examples = () if choice.examples == "none" else None
+        examples = () if choice.examples == "none" else (
+            default_examples(bench_obj.schema, "basic") if choice.examples == "basic" else None)
         out = cls(bench_obj, planner, rr, examples=examples, mode=choice.mode, engine=engine,
                   plan_schema=decoding_schema(choice, bench_obj))
         out.policy = choice
@@ -195,7 +197,8 @@ class Retriever:
 
             text = merge(query, instructions) if instructions else query
             return PlanRequest(request_id, build_messages(self.schema, text, None, self.examples, "merged"))
-        return PlanRequest(request_id, build_messages(self.schema, query, instructions or None, self.examples))
+        return PlanRequest(request_id, build_messages(self.schema, query, instructions or None, self.examples,
+                                                      self.mode))
 
     def parse(self, response: PlanResponse) -> tuple[SearchPlan | None, PlanFailure | None]:
         if response.text is None:

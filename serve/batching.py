@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import Future
 
-from eval.planners import Planner, PlanRequest, PlanResponse
+from ir_core.types import Planner, PlanRequest, PlanResponse
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ class PolicyChoice:
     adapter_path: str | None = None
     plan_schema: dict | None = None  # None: the untrained bounds over the benchmark's schema
     mode: str = "separate"
-    examples: str = "default"  # "default" | "none", as in TAO configs
+    examples: str = "default"  # "default" | "basic" | "none", as in TAO configs
     max_new_tokens: int = 160
     source: str = "untrained"  # what `make serve` prints
 
@@ -58,6 +58,7 @@ def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
             continue
         run = best_path.parent
         config = _read_json(run / "config.json") or {}
+        config = config.get("tao", config)  # the loop's own settings (config.json is {tao, training, model})
         return PolicyChoice(
             model_path=model, adapter_path=adapter, plan_schema=_read_json(run / "plan_schema.json"),
             mode=config.get("mode", "separate"), examples=config.get("examples", "default"),

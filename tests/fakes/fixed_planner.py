@@ -11,7 +11,7 @@ import json
 import threading
 import time
 
-from eval.planners import PlanRequest, PlanResponse
+from ir_core.types import PlanRequest, PlanResponse
 
 
 class FixedPlanner:
