@@ -3,7 +3,8 @@
 All methods are executed by one `rewards.execute.Executor` (the one that computes training rewards), so a
 difference between methods is a difference between their plans, nothing else. Per query the harness
 keeps the plan, its validity and every metric of `rewards.metrics.all_metrics`; it then averages per
-kind, computes the gain of each method over `raw` and paired bootstrap CIs (eval/stats.py).
+kind; gains over `raw` and paired bootstrap CIs come from eval/stats.py, computed once: here for a run
+without an output folder, by eval/report.py over the merged folder otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,12 +23,18 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from eval.methods import Method, PlanOutput, resolve_methods
-from eval.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, compare
-
-KINDS = ("none", "inclusion", "exclusion", "recency")
-GROUPS = (*KINDS, "instructed", "all")
-BASELINE = "raw"
-RERANK_SUFFIX = "+rerank"
+from eval.report import write_report
+from eval.stats import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    RERANK_SUFFIX,
+    add_baseline_stats,
+    aggregate,
+    vs_baseline,
+)
+from rewards.execute import Executor
+from rewards.metrics import all_metrics, recall_at_k
+from rewards.plan import plan_to_json
 
 
 def queries_fingerprint(rows: list[dict]) -> str:
@@ -41,49 +49,25 @@ def headline_key(k: int) -> str:
     return f"recall@{k}"
 
 
-def in_group(kind: str, group: str) -> bool:
-    """'instructed' is every variant with an instruction; 'all' is every query."""
-    return group == "all" or (group == "instructed" and kind != "none") or kind == group
+def query_metrics(ranking: list[int], relevant: Sequence[int], k: int, depth: int | None = None) -> dict[str, float]:
+    """All metrics of one ranking, with Recall@k added when k is not one of the standard cutoffs.
 
-
-def query_metrics(ranking: list[int], relevant: Sequence[int], k: int) -> dict[str, float]:
-    """All metrics of one ranking, with Recall@k added when k is not one of the standard cutoffs."""
-    from rewards.metrics import all_metrics, recall_at_k
-
-    metrics = {name: float(v) for name, v in all_metrics(ranking, set(relevant)).items()}
+    Cutoffs deeper than the search ``depth`` are left out: a ranking of at most ``depth`` documents says
+    nothing about Recall@1000.
+    """
+    metrics = {name: float(v) for name, v in all_metrics(ranking, set(relevant)).items()
+               if depth is None or _cutoff(name) <= depth}
     metrics.setdefault(headline_key(k), float(recall_at_k(ranking, set(relevant), k)))
     return metrics
 
 
+def _cutoff(name: str) -> int:
+    m = re.fullmatch(r"\w+@(\d+)", name)
+    return int(m.group(1)) if m else 0
+
+
 def zero_metrics(names: Sequence[str]) -> dict[str, float]:
     return dict.fromkeys(names, 0.0)
-
-
-def aggregate(records: list[dict]) -> dict[str, dict]:
-    """Mean of every metric and the plan validity rate per kind group; empty groups are left out."""
-    out: dict[str, dict] = {}
-    for group in GROUPS:
-        rows = [r for r in records if in_group(r["kind"], group)]
-        if not rows:
-            continue
-        names = sorted({m for r in rows for m in r["metrics"]})
-        stats: dict[str, float] = {"n": len(rows), "validity": sum(bool(r["valid"]) for r in rows) / len(rows)}
-        for name in names:
-            stats[name] = sum(r["metrics"].get(name, 0.0) for r in rows) / len(rows)
-        out[group] = stats
-    return out
-
-
-def gains(by_kind: dict[str, dict], baseline_by_kind: dict[str, dict] | None, key: str) -> dict[str, float | None]:
-    """Ratio of a method's headline recall to the baseline's per group (None where undefined)."""
-    if not baseline_by_kind:
-        return {}
-    out: dict[str, float | None] = {}
-    for group, stats in by_kind.items():
-        base = baseline_by_kind.get(group, {}).get(key)
-        value = stats.get(key)
-        out[group] = value / base if value is not None and base else None
-    return out
 
 
 def sum_usage(outputs: Sequence[PlanOutput]) -> dict:
@@ -99,21 +83,6 @@ def sum_usage(outputs: Sequence[PlanOutput]) -> dict:
     if not n:
         return {}
     return {"n_reported": n, "total": dict(totals), "per_query": {k: v / n for k, v in totals.items()}}
-
-
-def scores_by_id(records: list[dict], key: str, group: str = "all") -> dict[str, float]:
-    return {r["id"]: float(r["metrics"].get(key, 0.0)) for r in records if in_group(r["kind"], group)}
-
-
-def vs_baseline(records: list[dict], baseline: list[dict], key: str,
-                n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, dict]:
-    """Paired bootstrap CI of (method - baseline) headline recall per kind group."""
-    out = {}
-    for group in GROUPS:
-        a, b = scores_by_id(records, key, group), scores_by_id(baseline, key, group)
-        if set(a) & set(b):
-            out[group] = compare(a, b, n_resamples=n_resamples, seed=seed)
-    return out
 
 
 def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: bool = False,
@@ -137,7 +106,7 @@ def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: 
         if out.plan is not None and error is None:
             rerank_text = (row.get("merged_query") or row["query"]) if rerank else None
             ranking = list(executor.run(out.plan, rerank_text=rerank_text))
-            metrics = query_metrics(ranking, relevant, k)
+            metrics = query_metrics(ranking, relevant, k, getattr(executor, "depth", None))
             metric_names = metric_names or list(metrics)
         else:
             error = error or "invalid: no plan"
@@ -161,11 +130,7 @@ def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: 
 
 
 def _plan_json(plan: Any) -> dict | None:
-    if plan is None:
-        return None
-    from rewards.plan import plan_to_json
-
-    return plan_to_json(plan)
+    return None if plan is None else plan_to_json(plan)
 
 
 def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: str = "tantivy", k: int = 20,
@@ -173,7 +138,8 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
              compare_pairs: Sequence[tuple[str, str]] = (), n_resamples: int = DEFAULT_RESAMPLES,
              seed: int = DEFAULT_SEED, examples: Sequence | None = None, mode: str = "separate",
              executor: Any = None, depth: int = 100) -> dict:
-    """Evaluate methods on one split; writes a (merged) report into out_dir when given.
+    """Evaluate methods on one split; writes a (merged) report into out_dir when given (also the methods
+    that finished when a later one fails).
 
     Returns {"config", "methods": {name: {by_kind, gain_vs_raw, vs_raw, usage, errors, ...}},
     "comparisons", "per_query": {name: [records]}}.
@@ -191,8 +157,6 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
         rows = rows[:limit]
     resolved = resolve_methods(methods, bench, examples=examples, mode=mode)
     if executor is None:
-        from rewards.execute import Executor
-
         executor = Executor(bench.index(engine=engine), depth=max(depth, k), reranker=rerank)
     elif rerank is not None and getattr(executor, "reranker", None) is not rerank:
         raise ValueError("pass the reranker to the executor you give, or let evaluate build the executor")
@@ -202,44 +166,36 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
     results: dict[str, dict] = {}
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_info = {"created": created, "rerank": type(rerank).__name__ if rerank is not None else None}
+    config = {
+        "bench": str(getattr(bench, "path", "")), "split": split, "engine": engine, "k": k,
+        "headline": key, "limit": limit, "n_queries": len(rows),
+        "queries_sha": queries_fingerprint(rows), "depth": max(depth, k),
+        "n_resamples": n_resamples, "seed": seed, "created": created,
+    }
     for method in resolved:
         name = method.name + suffix
-        records, info = run_method(method, rows, executor, k, rerank=rerank is not None)
+        try:
+            records, info = run_method(method, rows, executor, k, rerank=rerank is not None)
+        except Exception:
+            if out_dir is not None and results:  # keep what finished: the methods before this one
+                write_report({"config": config, "methods": results, "comparisons": [], "compare_pairs": [],
+                              "per_query": per_query}, out_dir)
+            raise
         per_query[name] = records
         if hasattr(method, "planner"):  # prompt settings matter only to planners
             run_info_m = {**run_info, "mode": method.mode, "n_examples": len(method.examples)}
         else:
             run_info_m = dict(run_info)
         results[name] = {"by_kind": aggregate(records), **info, "run": run_info_m}
-    base_name = BASELINE + suffix
-    base = per_query.get(base_name)
-    for name, res in results.items():
-        res["gain_vs_raw"] = gains(res["by_kind"], results.get(base_name, {}).get("by_kind"), key)
-        res["vs_raw"] = (vs_baseline(per_query[name], base, key, n_resamples, seed)
-                         if base is not None and name != base_name else {})
-    comparisons = []
-    for a, b in compare_pairs:  # with an out_dir, the report compares methods of earlier runs too
+    result = {"config": config, "methods": results, "comparisons": [],
+              "compare_pairs": [list(p) for p in compare_pairs], "per_query": per_query}
+    if out_dir is not None:  # the report derives gains and CIs over the merged folder (earlier runs too)
+        return {**write_report(result, out_dir), "per_query": per_query}
+    add_baseline_stats(results, per_query.__getitem__, key, n_resamples, seed)
+    for a, b in compare_pairs:
         missing = [m for m in (a, b) if m not in per_query]
-        if missing and out_dir is None:
+        if missing:
             raise ValueError(f"cannot compare {a!r} with {b!r}: not evaluated: {', '.join(missing)}")
-        if not missing:
-            comparisons.append({"a": a, "b": b, "by_kind": vs_baseline(per_query[a], per_query[b], key,
-                                                                        n_resamples, seed)})
-    result = {
-        "config": {
-            "bench": str(getattr(bench, "path", "")), "split": split, "engine": engine, "k": k,
-            "headline": key, "limit": limit, "n_queries": len(rows),
-            "queries_sha": queries_fingerprint(rows), "depth": max(depth, k),
-            "n_resamples": n_resamples, "seed": seed, "created": created,
-        },
-        "methods": results,
-        "comparisons": comparisons,
-        "compare_pairs": [list(p) for p in compare_pairs],
-        "per_query": per_query,
-    }
-    if out_dir is not None:
-        from eval.report import write_report
-
-        merged = write_report(result, out_dir)
-        result = {**merged, "per_query": per_query}
+        result["comparisons"].append({"a": a, "b": b, "by_kind": vs_baseline(per_query[a], per_query[b], key,
+                                                                             n_resamples, seed)})
     return result

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ir_core.types import Planner, PlanRequest, PlanResponse
+from rewards.parse import PlanError, parse_plan
+from rewards.plan import Search, SearchPlan, plan_json_schema, plan_to_json
+from rewards.prompts import default_examples, messages_for_query
+from stark_instruct.instructions import constraint_filter
 
 
 @dataclass
@@ -38,14 +42,10 @@ class Method(Protocol):
 
 
 def _plan_output(plan: Any) -> PlanOutput:
-    from rewards.plan import plan_to_json
-
     return PlanOutput(text=json.dumps(plan_to_json(plan), ensure_ascii=False), plan=plan)
 
 
 def _single_search(query: str, node: Any = None) -> Any:
-    from rewards.plan import Search, SearchPlan
-
     return SearchPlan([Search(query=query, filter=node)])
 
 
@@ -73,8 +73,6 @@ class OracleMethod:
     name = "oracle"
 
     def plans(self, rows: list[dict]) -> list[PlanOutput]:
-        from stark_instruct.instructions import constraint_filter
-
         out = []
         for row in rows:
             constraint = row.get("constraint")
@@ -100,8 +98,6 @@ class PlannerMethod:
         self.batch_size = batch_size
 
     def requests(self, rows: list[dict]) -> list[PlanRequest]:
-        from rewards.prompts import messages_for_query
-
         return [PlanRequest(id=str(row["id"]), messages=messages_for_query(self.schema, row, self.examples, self.mode))
                 for row in rows]
 
@@ -117,8 +113,6 @@ class PlannerMethod:
         return [self._parse(resp) for resp in responses]
 
     def _parse(self, resp: PlanResponse) -> PlanOutput:
-        from rewards.parse import PlanError, parse_plan
-
         usage = dict(resp.usage or {})
         if resp.text is None:
             return PlanOutput(text=None, plan=None, error=f"backend_error: {resp.error or 'no text returned'}",
@@ -160,8 +154,6 @@ def resolve_planner(spec: str, bench: Any, **kwargs: Any) -> Planner:
     if cls is None:
         raise ImportError(f"{module_name} has no {class_name}")
     if prefix in ("openai", "anthropic"):
-        from rewards.plan import plan_json_schema
-
         kwargs.setdefault("tool_schema", plan_json_schema(bench.schema))
     return cls(target, **kwargs)
 
@@ -175,8 +167,6 @@ def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequenc
     """
     methods: list[Method] = []
     if examples is None and any(not isinstance(s, str) or s.strip() not in BASELINES for s in specs):
-        from rewards.prompts import default_examples
-
         examples = default_examples(bench.schema)
     examples = tuple(examples or ())
     for spec in specs:

@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from eval.harness import BASELINE, GROUPS, KINDS, RERANK_SUFFIX, gains, vs_baseline
+from eval.stats import add_baseline_stats, vs_baseline
 from ir_core.io import atomic_write_text
+from ir_core.types import GROUPS, KINDS
 
 METRICS_JSON = "metrics.json"
 METRICS_MD = "metrics.md"
@@ -65,13 +66,6 @@ def _check_compatible(old: dict, new: dict, path: Path) -> None:
                           "use another out_dir or start it afresh (eval.run --fresh)")
 
 
-def _baseline_for(method: str, methods: dict) -> str | None:
-    """Reranked methods compare with reranked raw when it exists."""
-    if method.endswith(RERANK_SUFFIX) and BASELINE + RERANK_SUFFIX in methods:
-        return BASELINE + RERANK_SUFFIX
-    return BASELINE if BASELINE in methods else None
-
-
 def merge(old: dict | None, new: dict, out_dir: Path) -> dict:
     """Combine a previous report with a new run (new methods win) and rebuild the derived numbers."""
     config = dict(new["config"])
@@ -90,11 +84,7 @@ def merge(old: dict | None, new: dict, out_dir: Path) -> dict:
             cache[name] = new.get("per_query", {}).get(name) or read_per_query(out_dir, name, report)
         return cache[name]
 
-    for name, res in methods.items():
-        base = _baseline_for(name, methods)
-        res["gain_vs_raw"] = gains(res["by_kind"], methods[base]["by_kind"], key) if base else {}
-        res["vs_raw"] = vs_baseline(records(name), records(base), key, n_resamples, seed) \
-            if base and base != name else {}
+    add_baseline_stats(methods, records, key, n_resamples, seed)
     pairs = {(c["a"], c["b"]): c for c in (old or {}).get("comparisons", [])}
     pairs.update({(c["a"], c["b"]): c for c in new.get("comparisons", [])})
     for a, b in new.get("compare_pairs", []):
@@ -129,9 +119,10 @@ def write_report(result: dict, out_dir: str | Path) -> dict:
     return report
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def fmt(value: Any, digits: int = 3, missing: str = "–") -> str:
+    """A table cell: floats to ``digits`` places, None as ``missing``, anything else as is."""
     if value is None:
-        return "–"
+        return missing
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
@@ -172,8 +163,8 @@ def markdown(report: dict) -> str:
         by = res["by_kind"]
         ci = res.get("vs_raw", {}).get("instructed")
         ci_txt = f"{ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]" if ci else "–"
-        cells = [name, *[_fmt(by.get(g, {}).get(key)) for g in groups], _fmt(by.get("all", {}).get("validity")),
-                 _fmt(res.get("gain_vs_raw", {}).get("instructed"), 2), _fmt(res.get("gain_vs_raw", {}).get("all"), 2),
+        cells = [name, *[fmt(by.get(g, {}).get(key)) for g in groups], fmt(by.get("all", {}).get("validity")),
+                 fmt(res.get("gain_vs_raw", {}).get("instructed"), 2), fmt(res.get("gain_vs_raw", {}).get("all"), 2),
                  ci_txt]
         lines.append("| " + " | ".join(cells) + " |")
     names = sorted({m for res in methods.values() for m in res["by_kind"].get("all", {})
@@ -186,9 +177,9 @@ def markdown(report: dict) -> str:
         usage = res.get("usage") or {}
         per_q, total = usage.get("per_query", {}), usage.get("total", {})
         errors = ", ".join(f"{c}×{n}" for c, n in sorted(res.get("errors", {}).items(), key=lambda x: -x[1])[:3])
-        cells = [name, *[_fmt(by.get(n)) for n in names], _fmt(by.get("validity")),
-                 _fmt(per_q.get("input_tokens"), 0), _fmt(per_q.get("output_tokens"), 0),
-                 _fmt(total.get("cost_usd"), 4), errors or "–"]
+        cells = [name, *[fmt(by.get(n)) for n in names], fmt(by.get("validity")),
+                 fmt(per_q.get("input_tokens"), 0), fmt(per_q.get("output_tokens"), 0),
+                 fmt(total.get("cost_usd"), 4), errors or "–"]
         lines.append("| " + " | ".join(cells) + " |")
     if report.get("comparisons"):
         lines += ["", f"**Pairwise comparisons** ({label}, a minus b, 95% CI).", "",

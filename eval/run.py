@@ -7,47 +7,60 @@ Running again with other methods and the same --out merges them into the same ta
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from eval.harness import evaluate
 from eval.report import METRICS_MD, PLOT, ReportError, markdown
+from ir_core.config import ConfigError, check, check_range, help_field, parse_or_exit
+from rewards.rerank import EncoderReranker
+from stark_instruct.benchmark import Benchmark
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m eval.run",
-        description="Evaluate retrieval methods (raw query, query+instruction, oracle filter, local or API "
-                    "planners) on a StaRK-Instruct split: Recall@k per instruction kind, gain over raw, paired "
-                    "bootstrap CIs, a bar chart and per-query logs in --out. Methods already in --out are kept "
-                    "and merged into the table.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--bench", default="data/benchmark/synthetic", help="benchmark folder (from `make benchmark`)")
-    p.add_argument("--split", default="test", choices=("train", "dev", "test"), help="query split to evaluate")
-    p.add_argument("--methods", default="raw,concat,oracle",
-                   help="comma-separated: raw, concat, oracle, hf:<path-or-hub-id>, vllm:<id>, openai:<model>, "
-                        "anthropic:<model>")
-    p.add_argument("--out", default="runs/eval", help="report folder (metrics.json/.md, chart, per_query/)")
-    p.add_argument("--engine", default="tantivy", choices=("tantivy", "bm25"), help="search engine")
-    p.add_argument("--k", type=int, default=20, help="cutoff of the headline recall (Recall@k)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries of the split")
-    p.add_argument("--mode", default="separate", choices=("separate", "merged"),
-                   help="prompt mode for planners: instruction as its own field, or merged into the query")
-    p.add_argument("--examples", default="default", choices=("default", "none"),
-                   help="few-shot examples in planner prompts: the ones TAO trains with, or zero-shot")
-    p.add_argument("--rerank", default=None, metavar="MODEL",
-                   help="rerank every method's ranking with this sentence-transformers encoder (folder or "
-                        "local id) reading query + instruction; method names get a '+rerank' suffix")
-    p.add_argument("--rerank-top-n", type=int, default=50, help="how many top documents the reranker reorders")
-    p.add_argument("--compare", action="append", default=[], metavar="A,B",
-                   help="also report a paired bootstrap CI of A minus B (repeatable)")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--fresh", action="store_true", help="discard an existing report in --out instead of merging")
-    return p
+@dataclass
+class EvalArgs:
+    """Evaluate retrieval methods (raw query, query+instruction, oracle filter, local or API planners) on a
+    StaRK-Instruct split: Recall@k per instruction kind, gain over raw, paired bootstrap CIs, a bar chart and
+    per-query logs in --out. Methods already in --out are kept and merged into the table."""
+
+    bench: str = help_field("benchmark folder (from `make benchmark`)", default="data/benchmark/synthetic")
+    split: Literal["train", "dev", "test"] = help_field("query split to evaluate", default="test")
+    methods: str = help_field("comma-separated: raw, concat, oracle, hf:<path-or-hub-id>, vllm:<id>, openai:<model>, "
+                         "anthropic:<model>", default="raw,concat,oracle")
+    out: str = help_field("report folder (metrics.json/.md, chart, per_query/)", default="runs/eval")
+    engine: Literal["tantivy", "bm25"] = help_field("search engine", default="tantivy")
+    k: int = help_field("cutoff of the headline recall (Recall@k)", default=20)
+    limit: int | None = help_field("evaluate only the first N queries of the split", default=None)
+    mode: Literal["separate", "merged"] = help_field(
+        "prompt mode for planners: instruction as its own field, or merged into the query", default="separate")
+    examples: Literal["default", "none"] = help_field(
+        "few-shot examples in planner prompts: the ones TAO trains with, or zero-shot", default="default")
+    rerank: str | None = help_field("rerank every method's ranking with this sentence-transformers encoder (folder or "
+                               "local id) reading query + instruction; method names get a '+rerank' suffix",
+                               default=None)
+    rerank_top_n: int = help_field("how many top documents the reranker reorders", default=50)
+    compare: list[str] = help_field("also report a paired bootstrap CI of A minus B for each A,B given",
+                               default_factory=list)
+    resamples: int = help_field("bootstrap resamples", default=1000)
+    seed: int = help_field("bootstrap seed", default=0)
+    fresh: bool = help_field("discard an existing report in --out instead of merging", default=False)
+
+    def __post_init__(self) -> None:
+        for name in ("k", "rerank_top_n", "resamples"):
+            check_range(self, name, 1)
+        check_range(self, "limit", 1, optional=True)
+        check(bool(self.method_list()), "methods", "is empty")
+        try:
+            _pairs(self.compare)
+        except ValueError as e:
+            raise ConfigError("compare", str(e)) from None
+
+    def method_list(self) -> list[str]:
+        return [m.strip() for m in self.methods.split(",") if m.strip()]
 
 
 def _pairs(values: Sequence[str]) -> list[tuple[str, str]]:
@@ -61,19 +74,13 @@ def _pairs(values: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    (args,) = parse_or_exit([EvalArgs], argv, "python -m eval.run")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods:
-        print("error: --methods is empty", file=sys.stderr)
-        return 2
+    methods = args.method_list()
     bench_path = Path(args.bench)
     if not bench_path.exists():
         print(f"error: no benchmark at {bench_path} (run `make benchmark`)", file=sys.stderr)
         return 2
-    from eval.harness import evaluate
-    from stark_instruct.benchmark import Benchmark
-
     out = Path(args.out)
     if args.fresh and (out / "metrics.json").exists():
         (out / "metrics.json").unlink()
@@ -81,8 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = Benchmark.load(bench_path)
         rerank = None
         if args.rerank:
-            from rewards.rerank import EncoderReranker
-
             rerank = EncoderReranker(args.rerank, bench, top_n=args.rerank_top_n)
         result = evaluate(bench, args.split, methods, engine=args.engine, k=args.k, rerank=rerank, out_dir=out,
                           limit=args.limit, compare_pairs=_pairs(args.compare), n_resamples=args.resamples,

@@ -18,6 +18,11 @@ from typing import Any, Protocol, TypeVar
 
 _T = TypeVar("_T")
 
+# Instruction kinds of StaRK-Instruct queries, and the groups every report averages over
+# ("instructed": every kind with an instruction; "all": every query).
+KINDS = ("none", "inclusion", "exclusion", "recency")
+GROUPS = (*KINDS, "instructed", "all")
+
 
 # --- planners ---------------------------------------------------------------------------------------
 

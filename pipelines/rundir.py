@@ -9,82 +9,21 @@ with `ir_core.io`.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import importlib.metadata
-import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ir_core.io import atomic_write_json, read_json
 from ir_core.locks import stage_lock
+from ir_core.provenance import code_version, package_versions, path_fingerprint
 from ir_core.secrets import scrub
 
 MANIFEST = "manifest.json"
-TRACKED_PACKAGES = (
-    "torch",
-    "transformers",
-    "trl",
-    "peft",
-    "accelerate",
-    "datasets",
-    "vllm",
-    "deepspeed",
-    "tantivy",
-    "rank-bm25",
-    "wandb",
-)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def path_fingerprint(path: str | Path) -> str:
-    """A content hash of a file, or of every file in a folder (names and bytes), to pin a run's inputs."""
-    path = Path(path)
-    if path.is_file():
-        return file_sha256(path)
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(path)).encode())
-        h.update(file_sha256(p).encode())
-    return h.hexdigest()
 
 
 def redact(obj: Any) -> Any:
     """Copy of a config without secrets, by value (`ir_core.secrets.scrub`), for manifests and wandb."""
     return scrub(obj)
-
-
-def code_version(repo: str | Path | None = None) -> dict:
-    """The git commit the code ran from, and whether the tree had uncommitted changes."""
-    repo = Path(repo) if repo else Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
-
-
-def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 class RunDir:

@@ -9,25 +9,32 @@ prompt, so a killed run that is restarted re-creates the same batch and writes o
 ``score`` executes every candidate plan with the rewards package's scorer (the same parser, executor and
 Recall@k as evaluation) and appends reward, validity, error and per-query metrics, also resumably.
 
-Command line (one shard of a round prepared by ``pipelines.tao``)::
+Command line (one shard of a round prepared by ``pipelines.tao --stop_after prompts``)::
 
-    python -m pipelines.stages sample --run-dir runs/x --round 1 --shard 3/8
+    python -m pipelines.stages --stage sample --run_dir runs/x --round 1 --shard 3/8
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
+from ir_core.config import ConfigError, check_range, exit_with, parse_or_exit
 from ir_core.io import JsonlAppender, iter_jsonl, read_json, read_jsonl, write_jsonl
-from ir_core.types import Candidate, PlanRequest, PromptRow, Sampler, row_key
+from ir_core.types import Candidate, PlanRequest, Policy, PromptRow, Sampler, row_key
+from pipelines.backends import PlannerFactory, make_planner, release
 from pipelines.rundir import RunDir
+from pipelines.tao_config import TaoSetup
+from rewards.execute import Executor, score_text
+from rewards.prompts import default_examples, messages_for_query
+from stark_instruct.benchmark import Benchmark
 
 CANDIDATES = "candidates.jsonl"
 SCORED = "scored.jsonl"
@@ -76,8 +83,6 @@ def build_prompts(
     A deterministic subset of ``max_prompts`` queries (seeded) keeps CPU rounds small; the order of the
     benchmark is kept so files are stable.
     """
-    from rewards.prompts import default_examples, messages_for_query
-
     queries = list(bench.queries(split))
     if max_prompts is not None and len(queries) > max_prompts:
         keep = set(random.Random(seed).sample(range(len(queries)), max_prompts))
@@ -96,6 +101,17 @@ def build_prompts(
             ).to_dict()
         )
     return rows
+
+
+def write_prompts(bench: Any, path: Path, max_prompts: int | None, seed: int, mode: str,
+                  examples: Sequence[dict]) -> dict:
+    """A round's prompts.jsonl from the training split; returns counts per instruction kind."""
+    prompts = build_prompts(bench, "train", max_prompts, seed=seed, mode=mode, examples=examples)
+    write_jsonl(path, prompts)
+    kinds: dict[str, int] = {}
+    for p in prompts:
+        kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
+    return {"prompts": len(prompts), "kinds": kinds}
 
 
 # --- sample --------------------------------------------------------------------------------------
@@ -151,49 +167,46 @@ def merge_shards(shard_files: Sequence[str | Path], prompts: Sequence[dict], out
     return {"rows": len(merged), "shards": len(shard_files)}
 
 
+def sample_round(cfg: Any, factory: PlannerFactory, policy: Policy, plan_schema: dict | None,
+                 prompts: Sequence[dict], rd: RunDir, seed: int, progress: bool = True) -> dict:
+    """A round's candidates.jsonl: sampled here, or merged from the shards an array job sampled."""
+    shards = sorted(rd.path.glob(CANDIDATES.replace(".jsonl", ".shard-*.jsonl")))
+    if shards:  # sampled by an array job (pipelines.stages --stage sample --shard i/n): every shard must be done
+        n_shards = int(shards[0].stem.rsplit("-of-", 1)[1])
+        missing = [i for i in range(n_shards) if not rd.is_done(shard_stage((i, n_shards)))]
+        if missing:
+            raise RuntimeError(f"{rd.path.name}: shards {missing} of {n_shards} are not finished; rerun them first")
+        return merge_shards(shards, prompts, rd / CANDIDATES)
+    sampler = factory(cfg, policy.model_path, policy.adapter_path, plan_schema)
+    try:
+        return sample_stage(sampler, prompts, rd / CANDIDATES, cfg.n, cfg.temperature, cfg.top_p, seed,
+                            batch_size=cfg.sample_batch_size, progress=progress)
+    finally:
+        release(sampler)
+
+
+def shard_stage(shard: tuple[int, int]) -> str:
+    """The done marker of one shard's sampling (the whole set is the ``sample`` stage)."""
+    return "sample" if shard[1] == 1 else f"sample-shard-{shard[0]:03d}-of-{shard[1]:03d}"
+
+
 # --- score ---------------------------------------------------------------------------------------
 
 
 def make_scorer(bench: Any, engine: str = "tantivy", k: int = 20) -> Scorer:
-    """The reward used everywhere: parse, validate, execute with the benchmark index, Recall@k."""
-    from rewards.execute import Executor, score_text
+    """The reward used everywhere: parse, validate, execute with the benchmark index, Recall@k.
 
+    Returns the executor's `RewardResult` as a row (without the ranking, which scored.jsonl does not keep).
+    """
     executor = Executor(bench.index(engine))
     schema = bench.schema
 
     def score(text: str | None, relevant: Sequence[int]) -> dict:
-        if text is None:
-            return {
-                "reward": 0.0,
-                "valid": False,
-                "error_code": "no_text",
-                "error": "backend returned no text",
-                "n_searches": 0,
-                "retrieved": 0,
-                "metrics": {},
-            }
-        res = score_text(text, list(relevant), schema, executor, k=k)
-        return {
-            "reward": float(res.reward),
-            "valid": bool(res.valid),
-            "error_code": getattr(res, "error_code", None),
-            "error": res.error,
-            "n_searches": int(res.n_searches or 0),
-            "retrieved": _jsonable(res.retrieved),
-            "metrics": _jsonable(getattr(res, "metrics", {}) or {}),
-        }
+        row = score_text(text, list(relevant), schema, executor, k=k).to_dict()
+        del row["ranking"]
+        return row
 
     return score
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "item"):
-        return x.item()
-    return x
 
 
 def score_stage(
@@ -223,58 +236,48 @@ def score_stage(
     }
 
 
-def score_round(rd: Any, prompts: Sequence[dict], bench: Any, engine: str, k: int, progress: bool = True) -> dict:
-    """A round directory's score stage: candidates -> scored rows, done once and resumable."""
-    return rd.stage(
-        "score",
-        lambda: score_stage(rd / CANDIDATES, prompts, rd / SCORED, make_scorer(bench, engine, k), progress=progress),
-    )
-
-
 # --- command line (sharded sampling for a round prepared by pipelines.tao) ---------------------------
 
 
+@dataclass
+class StageArgs:
+    """One stage of a round that ``pipelines.tao`` prepared (``--stop_after prompts``)."""
+
+    stage: Literal["sample", "score"] = field(metadata={"help": "the stage to run"})
+    run_dir: str = field(metadata={"help": "the TAO run directory"})
+    round: int = field(metadata={"help": "the round (1-based)"})
+    shard: str | None = field(default=None, metadata={"help": "i/n: sample every n-th prompt (0-based i)"})
+    no_progress: bool = field(default=False, metadata={"help": "no progress bars"})
+
+    def __post_init__(self) -> None:
+        check_range(self, "round", 1)
+        try:
+            parse_shard(self.shard)
+        except ValueError as e:
+            raise ConfigError("shard", str(e)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.stages", description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=["sample", "score"])
-    ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--round", type=int, required=True)
-    ap.add_argument("--shard", default=None, help="i/n: this process samples every n-th prompt (0-based i)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-
-    from pipelines.tao import TaoConfig, make_sampler, open_benchmark
-
+    (args,) = parse_or_exit([StageArgs], argv, "python -m pipelines.stages")
     run = RunDir(args.run_dir)
-    cfg = TaoConfig.from_dict(read_json(run / "config.json"))
+    if not (run / "config.json").exists():
+        exit_with(ConfigError("run_dir", f"{run.path} holds no TAO run (no config.json)"))
+    setup = TaoSetup.from_dict(read_json(run / "config.json"))
+    cfg = setup.tao
     rd = run.sub(f"round-{args.round:02d}")
     prompts = read_jsonl(rd / PROMPTS)
-    policy = read_json(rd / "policy.json")
     if args.stage == "sample":
         shard = parse_shard(args.shard)
-        sampler = make_sampler(
-            cfg, policy["model_path"], policy.get("adapter_path"), read_json(run / "plan_schema.json")
-        )
-        out = shard_path(rd / CANDIDATES, shard)
-        stage = "sample" if shard[1] == 1 else f"sample-shard-{shard[0]:03d}-of-{shard[1]:03d}"
-        info = rd.stage(
-            stage,
-            lambda: sample_stage(
-                sampler,
-                prompts,
-                out,
-                cfg.n,
-                cfg.temperature,
-                cfg.top_p,
-                cfg.seed + args.round,
-                shard=shard,
-                batch_size=cfg.sample_batch_size,
-                progress=not args.no_progress,
-            ),
-        )
+        policy = Policy.from_dict(read_json(rd / "policy.json"))
+        sampler = make_planner(cfg, policy.model_path, policy.adapter_path, read_json(run / "plan_schema.json"))
+        info = rd.stage(shard_stage(shard), partial(
+            sample_stage, sampler, prompts, shard_path(rd / CANDIDATES, shard), cfg.n, cfg.temperature,
+            cfg.top_p, setup.training.seed + args.round, shard=shard, batch_size=cfg.sample_batch_size,
+            progress=not args.no_progress))
     else:
-        bench = open_benchmark(cfg.benchmark)
-        info = score_round(rd, prompts, bench, cfg.engine, cfg.k, progress=not args.no_progress)
+        scorer = make_scorer(Benchmark.load(cfg.benchmark), cfg.engine, cfg.k)
+        info = rd.stage("score", partial(score_stage, rd / CANDIDATES, prompts, rd / SCORED, scorer,
+                                         progress=not args.no_progress))
     print(info)
     return 0
 

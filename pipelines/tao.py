@@ -1,529 +1,155 @@
 """The offline TAO loop: sample -> score -> select -> train -> evaluate on dev, for R rounds.
 
-Round 0 evaluates the starting policy (and the ``raw`` baseline) so every later round has a reference.
-Round r samples N plans per training prompt from the current policy (temperature > 0, fixed seeds),
-scores them with the benchmark reward, selects training rows (best-of-N SFT, DPO pairs or KTO labels),
+Round 0 evaluates the starting policy (and the baselines) so every later round has a reference. Round r
+samples N plans per training prompt from the current policy (temperature > 0, seeds seed + r), scores
+them with the benchmark reward, selects training rows (best-of-N SFT, DPO pairs or KTO labels),
 fine-tunes with TRL and evaluates the new policy on dev (and, only for reporting, on test). The best
 checkpoint is chosen by dev Recall@k, never by test. Everything lives in one run directory; every stage
-has a done marker, so an interrupted run continues where it stopped when started again with the same
-``--run-dir``.
+has a done marker (all set here), so an interrupted run continues where it stopped when started again
+with the same ``--run_dir``.
 
-    python -m pipelines.tao --config configs/tao/smollm2-cpu.yaml --run-dir runs/tao
-    python -m pipelines.tao --config configs/tao/smollm2-cpu.yaml --set strategy=dpo --set rounds=3
+    python -m pipelines.tao --config configs/tao/smollm2-cpu.yaml --run_dir runs/tao
+    python -m pipelines.tao --config configs/tao/smollm2-cpu.yaml --strategy dpo --rounds 3
+
+Settings: pipelines/tao_config.py (the loop's own, TRL's trainer config and TRL's ModelConfig).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import os
-import shlex
-import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
 
+from ir_core.config import ConfigError, exit_with
 from ir_core.io import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from ir_core.types import Policy
+from pipelines.backends import PlannerFactory, make_planner
+from pipelines.policy_eval import evaluate_split, prompt_examples
 from pipelines.rundir import RunDir
-from pipelines.select import STRATEGIES, select_to_files
+from pipelines.select import select_to_files
 from pipelines.stages import (
     CANDIDATES,
     PROMPTS,
     SCORED,
-    build_prompts,
-    merge_shards,
-    sample_stage,
-    score_round,
+    make_scorer,
+    sample_round,
+    score_stage,
+    write_prompts,
 )
-from pipelines.train import TrainConfig, config_from_dict, load_config_file, train
-
-GROUPS = ("none", "inclusion", "exclusion", "recency", "instructed", "all")
-
-
-# TaoConfig's decoding-bound fields -> plan_json_schema keywords
-SCHEMA_BOUNDS = {"max_searches": "max_searches", "max_filter_depth": "max_depth",
-                 "max_query_chars": "max_query_chars", "max_filter_items": "max_items"}
+from pipelines.tao_config import TaoSetup, decoding_schema, parse_tao
+from pipelines.tao_logger import WandbLogger
+from pipelines.tao_report import markdown_table
+from pipelines.train import TrainArgs, for_round, launch_training, next_policy
+from stark_instruct.benchmark import Benchmark
 
 
-@dataclass
-class TaoConfig:
-    benchmark: str = "data/benchmark/synthetic"
-    model: str = "models/smollm2-135m-instruct"
-    run_dir: str = "runs/tao"
-    backend: str = "hf"  # hf | vllm
-    engine: str = "tantivy"
-    k: int = 20
-    rounds: int = 2
-    # sampling
-    n: int = 6
-    temperature: float = 0.9
-    top_p: float = 0.95
-    seed: int = 0
-    max_train_prompts: int | None = 96
-    sample_batch_size: int = 16
-    max_new_tokens: int = 160
-    constrained: bool = False
-    # bounds of the decoding schema (constrained decoding only; None = the plan language's own limits)
-    max_searches: int | None = None
-    max_filter_depth: int | None = None
-    max_query_chars: int | None = None
-    max_filter_items: int | None = None  # values of an in/nin list, children of all/any
-    mode: str = "separate"  # prompt mode of rewards.prompts (same in sampling, training, evaluation)
-    examples: str = "default"  # default: rewards.prompts.default_examples; none: zero-shot
-    # selection
-    strategy: str = "best-of-n"  # best-of-n | dpo | kto
-    threshold: float = 0.1
-    min_gap: float = 0.2
-    drop_ties: bool = True
-    # training
-    lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lr: float = 2e-4
-    epochs: float = 2.0
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 2048
-    beta: float = 0.1
-    merge: bool = False
-    continue_from: str = "best"  # next round starts from the best checkpoint so far, or the last one
-    train_extra: dict[str, Any] = field(default_factory=dict)  # more TrainConfig fields
-    train_launcher: str | None = None  # e.g. "accelerate launch --config_file launch/accelerate/ddp.yaml"
-    # evaluation
-    eval_dev_limit: int | None = None
-    eval_test_limit: int | None = None
-    eval_test: bool = True  # reported per round, never used for selection
-    eval_batch_size: int = 32
-    baselines: list[str] = field(default_factory=lambda: ["raw"])
-    # CPU threads for torch in this process (None: torch's default). On an oversubscribed CPU one thread
-    # can be far faster than two spinning ones (docs/tao.md, Measurements).
-    torch_threads: int | None = None
-    # logging
-    report_to: str = "wandb"  # wandb (offline unless configured) | none
-    wandb_project: str = "instructed-retriever"
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TaoConfig:
-        cfg = config_from_dict(cls, d, "tao")
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}")
-        if self.backend not in ("hf", "vllm"):
-            raise ValueError("backend must be hf or vllm")
-        if self.temperature <= 0 or self.n < 2:
-            raise ValueError("TAO needs temperature > 0 and n >= 2 candidates per prompt")
-        if self.continue_from not in ("best", "last"):
-            raise ValueError("continue_from must be best or last")
-        if self.examples not in ("default", "none"):
-            raise ValueError("examples must be default or none")
-        self.schema_bounds()  # raises on a bound outside the plan language's limits
-
-    def schema_bounds(self) -> dict[str, int]:
-        """The decoding bounds that are set, as `rewards.plan.plan_json_schema` keywords (checked)."""
-        from rewards.plan import check_bound
-
-        return {kw: check_bound(kw, getattr(self, f), f) for f, kw in SCHEMA_BOUNDS.items()
-                if getattr(self, f) is not None}
-
-
-# --- factories (tests inject fakes) ------------------------------------------------------------------
-
-
-def open_benchmark(path: str) -> Any:
-    from stark_instruct.benchmark import Benchmark
-
-    return Benchmark.load(path)
-
-
-def make_sampler(cfg: TaoConfig, model_path: str, adapter_path: str | None, json_schema: dict | None) -> Any:
-    """A planner backend with ``.plan`` (greedy) and ``.sample``; imported lazily (vLLM is GPU-only)."""
-    kwargs = dict(
-        adapter_path=adapter_path,
-        batch_size=cfg.sample_batch_size,
-        max_new_tokens=cfg.max_new_tokens,
-        constrained=cfg.constrained,
-        json_schema=json_schema,
-    )
-    if cfg.backend == "vllm":
-        from pipelines.backends.vllm import VLLMPlanner
-
-        return VLLMPlanner(model_path, **kwargs)
-    from pipelines.backends.hf import HFPlanner
-
-    return HFPlanner(model_path, **kwargs)
-
-
-PlannerFactory = Callable[[TaoConfig, str, str | None, dict | None], Any]
-
-
-def _examples(cfg: TaoConfig, bench: Any) -> list[dict]:
-    if cfg.examples == "none":
-        return []
-    from rewards.prompts import default_examples
-
-    return default_examples(bench.schema)
-
-
-def decoding_schema(cfg: TaoConfig, bench: Any) -> dict | None:
-    """The plan's JSON schema under the config's decoding bounds (what constrained sampling obeys)."""
-    try:
-        from rewards.plan import plan_json_schema
-    except ImportError:
-        return None
-    return plan_json_schema(bench.schema, **cfg.schema_bounds())
-
-
-# --- evaluation ------------------------------------------------------------------------------------
-
-
-def release(planner: Any) -> None:
-    """Free a backend's model (vLLM holds GPU memory that a training subprocess will need)."""
-    for name in ("close", "shutdown"):
-        fn = getattr(planner, name, None)
-        if callable(fn):
-            fn()
-            break
-    del planner
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
-def summarize(result: dict, method: str, k: int) -> dict:
-    """Recall@k and validity per kind group of one method from an eval.harness result."""
-    by_kind = result["methods"][method]["by_kind"]
-    key = f"recall@{k}"
-    return {
-        g: {"recall": by_kind[g].get(key), "validity": by_kind[g].get("validity"), "n": by_kind[g].get("n")}
-        for g in GROUPS
-        if g in by_kind
-    }
-
-
-def evaluate_policy(
-    cfg: TaoConfig,
-    bench: Any,
-    planner: Any,
-    name: str,
-    split: str,
-    out_dir: Path,
-    limit: int | None,
-    baselines: list[str] = (),
-) -> dict:
-    from eval.harness import evaluate
-    from eval.methods import PlannerMethod
-
-    examples = _examples(cfg, bench)
-    method = PlannerMethod(
-        planner, bench.schema, examples, cfg.mode, name=name, batch_size=cfg.eval_batch_size
-    )
-    methods: list[Any] = [*baselines, method]
-    res = evaluate(
-        bench,
-        split,
-        methods,
-        engine=cfg.engine,
-        k=cfg.k,
-        out_dir=out_dir,
-        limit=limit,
-        examples=examples,
-        mode=cfg.mode,
-    )
-    out = {name: summarize(res, name, cfg.k)}
-    for b in baselines:
-        out[b] = summarize(res, b, cfg.k)
-    return out
-
-
-# --- the loop ------------------------------------------------------------------------------------
-
-
-def _train_config(cfg: TaoConfig, rd: RunDir, policy: dict, data: Path, round_idx: int) -> TrainConfig:
-    return TrainConfig.from_dict(
-        {
-            "model_path": policy["model_path"],
-            "adapter_path": policy.get("adapter_path") if cfg.lora else None,
-            "data_path": str(data),
-            "output_dir": str(rd / "train"),
-            "objective": cfg.strategy,
-            "lora": cfg.lora,
-            "lora_r": cfg.lora_r,
-            "lora_alpha": cfg.lora_alpha,
-            "learning_rate": cfg.lr,
-            "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
-            "grad_accum": cfg.grad_accum,
-            "max_length": cfg.max_length,
-            "beta": cfg.beta,
-            "seed": cfg.seed + round_idx,
-            "merge": cfg.merge,
-            # in-process training logs through the loop's own wandb run
-            "report_to": cfg.report_to if cfg.train_launcher else "none",
-            "run_name": f"round-{round_idx}",
-            **cfg.train_extra,
-        }
-    )
-
-
-def _run_training(cfg: TaoConfig, tcfg: TrainConfig, rd: RunDir) -> dict:
-    if not cfg.train_launcher:
-        return train(tcfg)
-    cfg_path = atomic_write_json(rd / "train_config.json", tcfg.to_dict())
-    cmd = [*shlex.split(cfg.train_launcher), "-m", "pipelines.train", "--config", str(cfg_path)]
-    subprocess.run(cmd, check=True)
-    return read_json(Path(tcfg.output_dir) / "train_metrics.json")
-
-
-def _next_policy(tcfg: TrainConfig, metrics: dict) -> dict:
-    if tcfg.lora and not tcfg.merge:
-        return {"model_path": tcfg.model_path, "adapter_path": metrics["adapter_path"]}
-    if tcfg.lora:
-        return {"model_path": metrics["merged_path"], "adapter_path": None}
-    return {"model_path": metrics["model_path"], "adapter_path": None}
-
-
-def markdown_table(rows: list[dict], k: int) -> str:
-    """One line per round: dev/test Recall@k per kind, validity, mean sampled reward, training loss."""
-    cols = ["none", "inclusion", "exclusion", "recency", "instructed", "all"]
-    head = (
-        "| round | split | "
-        + " | ".join(f"R@{k} {c}" for c in cols)
-        + " | validity | mean reward | best-of-N reward | train rows | loss | best |"
-    )
-    lines = [head, "|" + "---|" * (len(cols) + 8)]
-    for r in rows:
-        for split in ("dev", "test"):
-            ev = r.get(split)
-            if not ev:
-                continue
-            pol = ev.get("policy", {})
-            vals = " | ".join(
-                f"{pol[c]['recall']:.3f}" if c in pol and pol[c]["recall"] is not None else "-" for c in cols
-            )
-            valid = pol.get("all", {}).get("validity")
-            s = r.get("score", {})
-            sel = r.get("select", {})
-            tr = r.get("train", {})
-            lines.append(
-                f"| {r['round']} | {split} | {vals} | {valid:.3f} | "
-                f"{_fmt(s.get('mean_reward'))} | {_fmt(sel.get('mean_best_reward'))} | {sel.get('rows', '-')} | "
-                f"{_fmt(tr.get('train_loss'))} | {'*' if r.get('is_best') and split == 'dev' else ''} |"
-            )
-            for b, bv in (ev.get("baselines") or {}).items():
-                vals = " | ".join(
-                    f"{bv[c]['recall']:.3f}" if c in bv and bv[c]["recall"] is not None else "-" for c in cols
-                )
-                lines.append(f"| {b} | {split} | {vals} | {bv['all']['validity']:.3f} | | | | | |")
-    return "\n".join(lines) + "\n"
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, int | float) else "-"
-
-
-class _Logger:
-    """wandb (offline unless the user configured it) plus nothing else; rounds.jsonl is the durable log."""
-
-    def __init__(self, cfg: TaoConfig, run: RunDir):
-        self.run = None
-        if cfg.report_to != "wandb":
-            return
-        from pipelines.rundir import redact
-        from pipelines.train import configure_wandb
-
-        configure_wandb("wandb")
-        import wandb
-
-        self.run = wandb.init(
-            project=cfg.wandb_project,
-            dir=str(run.path),
-            config=redact(cfg.to_dict()),
-            name=Path(cfg.run_dir).name,
-            resume="allow",
-            id=_wandb_id(run),
-        )
-
-    def log(self, row: dict) -> None:
-        if self.run is None:
-            return
-        flat: dict[str, float] = {"round": row["round"]}
-        for split in ("dev", "test"):
-            for who, groups in (row.get(split) or {}).items():
-                if who == "baselines":
-                    continue
-                for g, v in groups.items():
-                    flat[f"{split}/recall_{g}"] = v["recall"]
-                    flat[f"{split}/validity_{g}"] = v["validity"]
-        for sect in ("score", "select", "train"):
-            for key, v in (row.get(sect) or {}).items():
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    flat[f"{sect}/{key}"] = v
-        self.run.log(flat)
-
-    def finish(self) -> None:
-        if self.run is not None:
-            self.run.finish()
-
-
-def _wandb_id(run: RunDir) -> str:
-    p = run / "wandb_id.txt"
-    if not p.exists():
-        import uuid
-
-        atomic_write_text(p, uuid.uuid4().hex[:12])
-    return p.read_text().strip()
-
-
-def run_tao(
-    cfg: TaoConfig,
-    planner_factory: PlannerFactory = make_sampler,
-    stop_after: str | None = None,
-    progress: bool = True,
-) -> dict:
+def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, stop_after: str | None = None,
+            progress: bool = True) -> dict:
     """Run (or resume) the loop; returns {"best": {...}, "rounds": [...]}.
 
     ``stop_after="prompts"`` prepares a round's prompts and starting policy and returns, so a cluster can
-    sample it with ``python -m pipelines.stages sample --shard i/n`` array jobs; the next call merges the
-    shards and goes on.
+    sample it with ``python -m pipelines.stages --stage sample --shard i/n`` array jobs; the next call
+    merges the shards and goes on.
     """
-    cfg.validate()
+    cfg, training, model_args = setup.tao, setup.training, setup.model
     if cfg.torch_threads:
         import torch
 
         torch.set_num_threads(cfg.torch_threads)
+
+    # --- the run directory: config (the previous one kept if it changed), manifest, decoding schema ------
     run = RunDir(cfg.run_dir)
-    cfg_path = run / "config.json"
-    if cfg_path.exists():
-        old = TaoConfig.from_dict(read_json(cfg_path))
-        if old.to_dict() != cfg.to_dict():
-            atomic_write_json(run / "config.previous.json", old.to_dict())
-    atomic_write_json(cfg_path, cfg.to_dict())
+    config = setup.to_dict()
+    if (run / "config.json").exists() and read_json(run / "config.json") != config:
+        atomic_write_json(run / "config.previous.json", read_json(run / "config.json"))
+    atomic_write_json(run / "config.json", config)
     run.write_manifest(
-        cfg.to_dict(),
+        config,
         inputs={
             "benchmark_manifest": Path(cfg.benchmark) / "manifest.json",
             "benchmark_queries": Path(cfg.benchmark) / "queries",
             "benchmark_schema": Path(cfg.benchmark) / "schema.json",
-            "model_config": Path(cfg.model) / "config.json",
+            "model_config": Path(model_args.model_name_or_path) / "config.json",
         },
-        seeds={
-            "seed": cfg.seed,
-            "sample_seed_per_round": "seed + round",
-            "train_seed_per_round": "seed + round",
-        },
+        seeds={"seed": training.seed, "sample_seed_per_round": "seed + round",
+               "train_seed_per_round": "seed + round"},
     )
-    bench = open_benchmark(cfg.benchmark)
+    bench = Benchmark.load(cfg.benchmark)
     plan_schema = decoding_schema(cfg, bench)
     atomic_write_json(run / "plan_schema.json", plan_schema)
-    logger = _Logger(cfg, run)
+    examples = prompt_examples(cfg, bench)
+    logger = WandbLogger(config, run, "wandb" in (training.report_to or []), cfg.wandb_project)
+    splits = ["dev", "test"] if cfg.eval_test else ["dev"]
     rounds_path = run / "rounds.jsonl"
-
-    def evaluate_round(rd: RunDir, policy: dict, r: int) -> dict:
-        def one(split: str, limit: int | None) -> dict:
-            planner = planner_factory(cfg, policy["model_path"], policy.get("adapter_path"), plan_schema)
-            try:
-                res = evaluate_policy(
-                    cfg,
-                    bench,
-                    planner,
-                    f"policy-r{r}",
-                    split,
-                    rd / "eval" / split,
-                    limit,
-                    baselines=cfg.baselines if r == 0 else [],
-                )
-            finally:
-                release(planner)
-            return {"policy": res.pop(f"policy-r{r}"), "baselines": res}
-
-        out = {"dev": rd.stage("eval-dev", lambda: one("dev", cfg.eval_dev_limit))}
-        if cfg.eval_test:
-            out["test"] = rd.stage("eval-test", lambda: one("test", cfg.eval_test_limit))
-        return {s: {k: v for k, v in e.items() if k in ("policy", "baselines")} for s, e in out.items()}
-
-    def run_round(r: int, start: dict) -> dict | None:
-        rd = run.sub(f"round-{r:02d}")
-        info = rd.stage("policy", lambda: start)
-        policy = {"model_path": info["model_path"], "adapter_path": info.get("adapter_path")}
-        atomic_write_json(rd / "policy.json", policy)
-        rd.stage("prompts", lambda: _write_prompts(cfg, bench, rd, r))
-        prompts = read_jsonl(rd / PROMPTS)
-        if stop_after == "prompts":
-            return None
-        sample_info = rd.stage(
-            "sample", lambda: _sample(cfg, planner_factory, policy, plan_schema, prompts, rd, r, progress)
-        )
-        score_info = score_round(rd, prompts, bench, cfg.engine, cfg.k, progress=progress)
-        sel = rd.stage(
-            "select",
-            lambda: select_to_files(
-                read_jsonl(rd / SCORED),
-                prompts,
-                rd / "train.jsonl",
-                cfg.strategy,
-                cfg.threshold,
-                cfg.min_gap,
-                cfg.drop_ties,
-            ),
-        )
-        if sel["rows"] == 0:
-            train_info: dict = {"skipped": "no training rows (every prompt tied or under threshold)"}
-            new_policy = policy
-        else:
-            tcfg = _train_config(cfg, rd, policy, rd / "train.jsonl", r)
-            train_info = rd.stage("train", lambda: _strip(_run_training(cfg, tcfg, rd)))
-            new_policy = _next_policy(tcfg, train_info)
-        return {
-            "round": r,
-            "policy_in": policy,
-            "policy_out": new_policy,
-            "sample": _strip(sample_info),
-            "score": _strip(score_info),
-            "select": _strip(sel),
-            "train": _strip(train_info),
-            **evaluate_round(rd, new_policy, r),
-        }
+    done = {row["round"]: row for row in read_jsonl(rounds_path)}
 
     with JsonlAppender(rounds_path, key=lambda row: row["round"]) as log:
-        done_rows = {row["round"]: row for row in read_jsonl(rounds_path)}
-        policy = {"model_path": cfg.model, "adapter_path": None}
-        r0 = run.sub("round-00")
-        if 0 not in done_rows:
-            row = {"round": 0, "policy_in": policy, "policy_out": policy, **evaluate_round(r0, policy, 0)}
-            log.append(row)
-            done_rows[0] = row
-            logger.log(row)
-        best = _best(done_rows, cfg)
-        for r in range(1, cfg.rounds + 1):
-            if r in done_rows:
+        for r in range(cfg.rounds + 1):
+            if r in done:
                 continue
-            last = done_rows[max(done_rows)]
-            start = best["policy_out"] if cfg.continue_from == "best" else last["policy_out"]
-            row = run_round(r, start)
-            if row is None:
-                return {"stopped_after": stop_after, "round": r}
+            rd = run.sub(f"round-{r:02d}")
+            best = best_round(done) if done else None
+            if r == 0:  # round 0 evaluates the starting policy
+                policy = Policy(model_args.model_name_or_path)
+                row: dict = {"round": 0, "policy_in": policy.to_dict(), "policy_out": policy.to_dict()}
+            else:
+                # --- the round's starting policy and prompts ---------------------------------------------
+                start = best["policy_out"] if cfg.continue_from == "best" else done[max(done)]["policy_out"]
+                policy = Policy.from_dict(rd.stage("policy", lambda start=start: start))
+                atomic_write_json(rd / "policy.json", policy.to_dict())
+                rd.stage("prompts", partial(write_prompts, bench, rd / PROMPTS, cfg.max_train_prompts,
+                                            training.seed + r, cfg.mode, examples))
+                prompts = read_jsonl(rd / PROMPTS)
+                if stop_after == "prompts":
+                    return {"stopped_after": stop_after, "round": r}
+
+                # --- sample: N plans per prompt (or merge the shards an array job sampled) ---------------
+                sample = rd.stage("sample", partial(sample_round, cfg, planner_factory, policy, plan_schema,
+                                                    prompts, rd, training.seed + r, progress))
+
+                # --- score: execute every plan on the index, reward = Recall@k -----------------------------
+                score = rd.stage("score", partial(score_stage, rd / CANDIDATES, prompts, rd / SCORED,
+                                                  make_scorer(bench, cfg.engine, cfg.k), progress=progress))
+
+                # --- select: best-of-N rows, DPO pairs or KTO labels ------------------------------------
+                sel = rd.stage("select", partial(select_to_files, read_jsonl(rd / SCORED), prompts,
+                                                 rd / "train.jsonl", cfg.strategy, cfg.threshold, cfg.min_gap,
+                                                 cfg.drop_ties))
+
+                # --- train: TRL on the selected rows, from the round's starting policy -------------------
+                new_policy = policy
+                train_info: dict = {"skipped": "no training rows (every prompt tied or under threshold)"}
+                if sel["rows"] > 0:
+                    args = TrainArgs(data_path=str(rd / "train.jsonl"), objective=cfg.strategy,
+                                     adapter_path=policy.adapter_path if model_args.use_peft else None,
+                                     merge=cfg.merge)
+                    round_training, round_model = for_round(training, model_args, policy, rd / "train",
+                                                            training.seed + r, f"round-{r}",
+                                                            report=bool(cfg.train_launcher))
+                    train_info = rd.stage("train", partial(launch_training, args, round_training, round_model,
+                                                           cfg.train_launcher))
+                    new_policy = next_policy(args, round_model, train_info)
+                row = {"round": r, "policy_in": policy.to_dict(), "policy_out": new_policy.to_dict(),
+                       "sample": _strip(sample), "score": _strip(score), "select": _strip(sel),
+                       "train": _strip(train_info)}
+                policy = new_policy
+
+            # --- evaluate: the round's policy on dev (picks the best) and test (reported only) ----------
+            for split in splits:
+                ev = rd.stage(f"eval-{split}", partial(evaluate_split, cfg, bench, planner_factory,
+                                                      plan_schema, rd, policy, r, split))
+                row[split] = {k: v for k, v in ev.items() if k in ("policy", "baselines")}
+
+            # --- keep the best: log the round; the best dev round so far starts the next one ------------
             log.append(row)
-            done_rows[r] = row
-            best = _best(done_rows, cfg)
+            done[r] = row
             logger.log(row)
-    rows = [done_rows[r] for r in sorted(done_rows)]
-    best = _best(done_rows, cfg)
+
+    # --- the record: best.json and the per-round table -------------------------------------------------
+    rows = [done[r] for r in sorted(done)]
+    best = best_round(done)
     for row in rows:
         row["is_best"] = row["round"] == best["round"]
     summary = {
@@ -536,11 +162,7 @@ def run_tao(
     return summary
 
 
-def _strip(info: dict) -> dict:
-    return {k: v for k, v in info.items() if k not in ("stage", "finished", "config")}
-
-
-def _best(rows: dict[int, dict], cfg: TaoConfig) -> dict:
+def best_round(rows: dict[int, dict]) -> dict:
     """The round with the highest dev Recall@k over all queries (earliest wins a tie); test is never used."""
 
     def dev_recall(row: dict) -> float:
@@ -549,117 +171,24 @@ def _best(rows: dict[int, dict], cfg: TaoConfig) -> dict:
     return max((rows[r] for r in sorted(rows)), key=lambda row: (dev_recall(row), -row["round"]))
 
 
-def _write_prompts(cfg: TaoConfig, bench: Any, rd: RunDir, r: int) -> dict:
-    from ir_core.io import write_jsonl
-
-    prompts = build_prompts(
-        bench,
-        "train",
-        cfg.max_train_prompts,
-        seed=cfg.seed + r,
-        mode=cfg.mode,
-        examples=_examples(cfg, bench),
-    )
-    write_jsonl(rd / PROMPTS, prompts)
-    kinds: dict[str, int] = {}
-    for p in prompts:
-        kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
-    return {"prompts": len(prompts), "kinds": kinds}
-
-
-def _sample(
-    cfg: TaoConfig,
-    factory: PlannerFactory,
-    policy: dict,
-    plan_schema: dict | None,
-    prompts: list[dict],
-    rd: RunDir,
-    r: int,
-    progress: bool,
-) -> dict:
-    shards = sorted(rd.path.glob(CANDIDATES.replace(".jsonl", ".shard-*.jsonl")))
-    if shards:  # sampled by an array job (pipelines.stages sample --shard i/n): every shard must be done
-        n_shards = int(shards[0].stem.rsplit("-of-", 1)[1])
-        missing = [i for i in range(n_shards) if not rd.is_done(f"sample-shard-{i:03d}-of-{n_shards:03d}")]
-        if missing:
-            raise RuntimeError(
-                f"round {r}: shards {missing} of {n_shards} are not finished; rerun them first"
-            )
-        return merge_shards(shards, prompts, rd / CANDIDATES)
-    sampler = factory(cfg, policy["model_path"], policy.get("adapter_path"), plan_schema)
-    try:
-        return sample_stage(
-            sampler,
-            prompts,
-            rd / CANDIDATES,
-            cfg.n,
-            cfg.temperature,
-            cfg.top_p,
-            cfg.seed + r,
-            batch_size=cfg.sample_batch_size,
-            progress=progress,
-        )
-    finally:
-        release(sampler)
-
-
-# --- command line ----------------------------------------------------------------------------------
-
-
-def _parse_value(v: str) -> Any:
-    try:
-        return json.loads(v)
-    except json.JSONDecodeError:
-        return v
-
-
-# Config fields that also have their own command-line flag.
-CLI_FIELDS = ("model", "benchmark", "backend", "strategy", "rounds", "n", "temperature", "seed",
-              "max_train_prompts", "lr", "epochs")
+def _strip(info: dict) -> dict:
+    """A stage's done-marker info without the marker's own bookkeeping."""
+    return {k: v for k, v in info.items() if k not in ("stage", "finished", "config")}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.tao", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", help="YAML/JSON with TaoConfig fields (configs/tao/*.yaml)")
-    ap.add_argument("--run-dir")
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field (value parsed as JSON when it can be), repeatable",
-    )
-    for name in CLI_FIELDS:
-        ap.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None)
-    ap.add_argument("--stop-after", choices=["prompts"], default=None)
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
     try:
-        cfg = _config_from_args(args)
-    except (ValueError, OSError) as e:  # bad config file, unknown key, invalid value: one line, no traceback
-        ap.exit(2, f"error: {e}\n")
+        setup, options = parse_tao(argv)
+    except ConfigError as e:  # one line naming the file:line or flag, exit 2, nothing written
+        exit_with(e)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    summary = run_tao(cfg, stop_after=args.stop_after, progress=not args.no_progress)
+    summary = run_tao(setup, stop_after=options.stop_after, progress=not options.no_progress)
     if "best" in summary:
-        print(Path(cfg.run_dir, "rounds.md").read_text())
+        print(Path(setup.tao.run_dir, "rounds.md").read_text())
         print(json.dumps(summary["best"], indent=2))
     else:
         print(json.dumps(summary))
     return 0
-
-
-def _config_from_args(args: argparse.Namespace) -> TaoConfig:
-    d = load_config_file(args.config) if args.config else {}
-    for name in CLI_FIELDS:
-        v = getattr(args, name)
-        if v is not None:
-            d[name] = _parse_value(v) if name not in ("model", "benchmark", "backend", "strategy") else v
-    for kv in args.set:
-        k, _, v = kv.partition("=")
-        d[k] = _parse_value(v)
-    if args.run_dir:
-        d["run_dir"] = args.run_dir
-    return TaoConfig.from_dict(d)
 
 
 if __name__ == "__main__":

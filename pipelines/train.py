@@ -14,80 +14,96 @@ weights) so a distributed run can be checked: all ranks trained, and ended with 
 
 from __future__ import annotations
 
-import argparse
+import copy
 import dataclasses
 import hashlib
 import json
 import os
+import shlex
+import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ir_core.io import atomic_write_json
+from ir_core.config import ConfigError, exit_with, parse_config, parse_or_exit, peek
+from ir_core.io import atomic_write_json, read_json
+from ir_core.types import Policy
+from pipelines.model import resolve_dtype
 from pipelines.rundir import redact
 
 OBJECTIVES = ("sft", "dpo", "kto")
 STRATEGY_TO_OBJECTIVE = {"best-of-n": "sft", "sft": "sft", "dpo": "dpo", "kto": "kto"}
 
-
-def config_from_dict(cls: type, d: dict, what: str) -> Any:
-    """A config dataclass from a dict, refusing unknown keys (a typo must not silently fall back to a default)."""
-    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown {what} config keys: {sorted(unknown)}")
-    return cls(**d)
+# Where this project's training defaults differ from TRL's.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-4, "num_train_epochs": 2.0, "per_device_train_batch_size": 4, "max_length": 2048,
+    "seed": 0, "report_to": "wandb", "logging_steps": 1, "save_strategy": "no",
+    "gradient_checkpointing": False, "include_num_input_tokens_seen": "non_padding",
+    "dataloader_num_workers": 0, "disable_tqdm": False, "output_dir": "runs/train",
+}
+SFT_DEFAULTS: dict[str, Any] = {"completion_only_loss": True}
+# ...and where its model defaults differ from trl.ModelConfig's: LoRA on every linear layer, never the
+# eager O(L^2)-memory attention for ~1k-token prompts, dtype auto = float32 on CPU, bf16/fp16 on a GPU.
+MODEL_DEFAULTS: dict[str, Any] = {
+    "model_name_or_path": "models/smollm2-135m-instruct", "use_peft": True,
+    "lora_target_modules": ["all-linear"], "attn_implementation": "sdpa", "dtype": "auto",
+}
 
 
 @dataclass
-class TrainConfig:
-    model_path: str
-    data_path: str
-    output_dir: str
-    objective: str = "sft"  # sft | dpo | kto (a selection strategy name is accepted too)
-    adapter_path: str | None = None  # continue this LoRA adapter instead of starting a new one
-    lora: bool = True  # False: full fine-tuning
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str | list[str] = "all-linear"
-    learning_rate: float = 2e-4
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 2048  # prompt (schema + examples) + plan; longer rows are truncated by TRL
-    beta: float = 0.1  # DPO / KTO temperature
-    warmup: float = 0.0  # steps (int) or a fraction of all steps (float < 1)
-    weight_decay: float = 0.0
-    seed: int = 0
-    dtype: str = "auto"  # auto: bf16 on a GPU that supports it, else float32
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
-    attn_implementation: str | None = "sdpa"  # never the eager O(L^2)-memory attention for ~1k-token prompts
-    logging_steps: int = 1
-    report_to: str = "wandb"  # wandb (offline unless configured) | none | tensorboard
-    run_name: str | None = None
-    merge: bool = False  # also save adapter merged into the base model (for serving without LoRA)
-    save_adapter: bool = True
-    extra_args: dict[str, Any] = field(default_factory=dict)  # passed through to the TRL config
+class TrainArgs:
+    """What to train on and what to keep; the rest is TRL's trainer config and `trl.ModelConfig`."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        return config_from_dict(cls, d, "train")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    data_path: str = field(metadata={"help": "JSONL of training rows (pipelines.select)"})
+    objective: Literal["sft", "dpo", "kto", "best-of-n"] = field(
+        default="sft", metadata={"help": "sft | dpo | kto (best-of-n is sft)"})
+    adapter_path: str | None = field(
+        default=None, metadata={"help": "continue this LoRA adapter instead of starting a new one"})
+    merge: bool = field(default=False, metadata={"help": "also save the adapter merged into the base model"})
+    save_adapter: bool = field(default=True, metadata={"help": "save the trained adapter"})
 
 
-def resolve_dtype(name: str = "auto") -> Any:
-    """float32 on CPU (bf16 matmuls there are slow and lossy), bf16 on a GPU that has it, fp16 otherwise."""
+def trainer_config_class(objective: str, field_name: str = "objective") -> type:
+    """TRL's config class for an objective or selection strategy name."""
+    import trl
+
+    classes = {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig}
+    if objective not in STRATEGY_TO_OBJECTIVE:
+        names = ", ".join(STRATEGY_TO_OBJECTIVE) if field_name == "objective" else "best-of-n, dpo, kto"
+        raise ConfigError(field_name, f"invalid choice: {objective!r} (choose from {names})")
+    return classes[STRATEGY_TO_OBJECTIVE[objective]]
+
+
+def _device_defaults() -> dict[str, Any]:
+    """bf16 on a GPU that has it, fp16 on another GPU, float32 on CPU (bf16 matmuls there are slow)."""
     import torch
 
-    if name != "auto":
-        return getattr(torch, name)
     if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
+    # without use_cpu, ranks launched on CPU (gloo) each train alone instead of as one DDP job
+    return {"bf16": False, "fp16": False, "use_cpu": True}
+
+
+def training_defaults(cls: type) -> dict[str, Any]:
+    """This project's defaults for a TRL config class, on this machine."""
+    import trl
+
+    return {**TRAINING_DEFAULTS, **(SFT_DEFAULTS if cls is trl.SFTConfig else {}), **_device_defaults()}
+
+
+def nondefault(obj: Any, defaults: Mapping[str, Any] = ()) -> dict[str, Any]:
+    """A (TRL) config as the fields that differ from its class defaults plus ``defaults``' keys (JSON-ready)."""
+    now = _plain(obj)
+    then = _plain(type(obj)(**{k: v for k, v in dict(defaults).items() if k in now}))
+    return {k: v for k, v in now.items() if then.get(k) != v or k in defaults}
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    d = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)  # TRL configs mask tokens
+    return {k: v for k, v in d.items() if not k.startswith("_") and not k.endswith("_token")}
 
 
 def configure_wandb(report_to: str) -> None:
@@ -107,105 +123,66 @@ def weights_digest(model: Any, trainable_only: bool = True) -> str:
     return h.hexdigest()
 
 
-def _trl_config(cfg: TrainConfig, objective: str, dtype: Any, out: Path) -> Any:
-    import torch
-    import trl
-
-    common = dict(
-        output_dir=str(out / "trainer"),
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        warmup_steps=cfg.warmup,
-        weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps,
-        save_strategy="no",
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
-        run_name=cfg.run_name,
-        seed=cfg.seed,
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        max_length=cfg.max_length,
-        include_num_input_tokens_seen="non_padding",
-        dataloader_num_workers=0,
-        # without this, ranks launched on CPU (gloo) each train alone instead of as one DDP job
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=False,
-        **cfg.extra_args,
-    )
-    if objective == "sft":
-        return trl.SFTConfig(completion_only_loss=True, **common)
-    if objective == "dpo":
-        return trl.DPOConfig(beta=cfg.beta, **common)
-    return trl.KTOConfig(beta=cfg.beta, **common)
-
-
 def _trainer_cls(objective: str) -> Any:
     import trl
 
     return {"sft": trl.SFTTrainer, "dpo": trl.DPOTrainer, "kto": trl.KTOTrainer}[objective]
 
 
-def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
-    """Train on ``cfg.data_path`` (JSONL from pipelines.select) and save to ``cfg.output_dir``.
+def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | None = None) -> dict:
+    """Train on ``args.data_path`` (JSONL from pipelines.select) and save to ``training.output_dir``.
 
-    Returns (on every rank) the metrics: train_loss, steps, tokens, tokens_per_s, runtime_s and the paths
-    written. The adapter goes to ``<output_dir>/adapter``, a merged model to ``<output_dir>/merged``.
-    ``callbacks`` are transformers ``TrainerCallback``s (e.g. progress reporting in benchmarks).
+    ``training`` is TRL's `SFTConfig`/`DPOConfig`/`KTOConfig` for the objective, ``model_args`` TRL's
+    `ModelConfig` (model, dtype, attention, LoRA). Returns (on every rank) the metrics: train_loss, steps,
+    tokens, tokens_per_s, runtime_s and the paths written. The adapter goes to ``<output_dir>/adapter``,
+    a merged model to ``<output_dir>/merged``. ``callbacks`` are transformers ``TrainerCallback``s.
     """
     import torch
     from datasets import load_dataset
-    from peft import LoraConfig, PeftModel
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import get_peft_config
 
-    objective = STRATEGY_TO_OBJECTIVE.get(cfg.objective, cfg.objective)
+    objective = STRATEGY_TO_OBJECTIVE.get(args.objective, args.objective)
     if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {cfg.objective!r}")
-    if cfg.adapter_path and not cfg.lora:
-        raise ValueError("adapter_path continues a LoRA adapter; it needs lora=True")
-    configure_wandb(cfg.report_to)
-    out = Path(cfg.output_dir)
+        raise ValueError(f"unknown objective {args.objective!r}")
+    if not isinstance(training, trainer_config_class(objective)):
+        raise ValueError(f"objective {objective} trains with {trainer_config_class(objective).__name__}, "
+                         f"got {type(training).__name__}")
+    lora = bool(model_args.use_peft)
+    if args.adapter_path and not lora:
+        raise ValueError("adapter_path continues a LoRA adapter; it needs use_peft=True")
+    configure_wandb("wandb" if "wandb" in (training.report_to or []) else "none")
+    out = Path(training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dtype = resolve_dtype(cfg.dtype)
-    torch.manual_seed(cfg.seed)
+    dtype = resolve_dtype(model_args.dtype)
+    torch.manual_seed(training.seed)
 
-    dataset = load_dataset("json", data_files=str(cfg.data_path), split="train")
+    dataset = load_dataset("json", data_files=str(args.data_path), split="train")
     if len(dataset) == 0:
-        raise ValueError(f"no training rows in {cfg.data_path}")
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+        raise ValueError(f"no training rows in {args.data_path}")
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    attn = model_args.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(
-        cfg.model_path,
-        dtype=dtype,
-        **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}),
-    )
+        model_args.model_name_or_path, dtype=dtype, **({"attn_implementation": attn} if attn else {}))
     peft_config = None
-    if cfg.lora and cfg.adapter_path:
-        model = PeftModel.from_pretrained(model, cfg.adapter_path, is_trainable=True)
-    elif cfg.lora:
-        peft_config = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.lora_target_modules,
-            task_type="CAUSAL_LM",
-        )
+    if lora and args.adapter_path:
+        model = PeftModel.from_pretrained(model, args.adapter_path, is_trainable=True)
+    elif lora:
+        peft_config = get_peft_config(model_args)
 
-    args = _trl_config(cfg, objective, dtype, out)
     trainer = _trainer_cls(objective)(
         model=model,
-        args=args,
+        args=training,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=callbacks,
     )
     if len(trainer.train_dataset) == 0:  # TRL drops rows whose completion was truncated away
-        raise ValueError(f"every row of {cfg.data_path} is longer than max_length={cfg.max_length}; raise it")
+        raise ValueError(f"every row of {args.data_path} is longer than max_length={training.max_length}; raise it")
     t0 = time.perf_counter()
     result = trainer.train()
     runtime = time.perf_counter() - t0
@@ -236,16 +213,16 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
     }
     atomic_write_json(out / "ranks" / f"rank-{acc.process_index}.json", rank_info)
 
-    if cfg.save_adapter or not cfg.lora:
-        target = out / ("adapter" if cfg.lora else "model")
+    if args.save_adapter or not lora:
+        target = out / ("adapter" if lora else "model")
         if isinstance(unwrapped, PeftModel) and "ref" in unwrapped.peft_config:
             unwrapped.delete_adapter("ref")  # the frozen DPO reference copy is not part of the policy
             unwrapped.set_adapter("default")
         trainer.save_model(str(target))
         if acc.is_main_process:
             tokenizer.save_pretrained(str(target))
-        metrics["adapter_path" if cfg.lora else "model_path"] = str(target)
-    if cfg.merge and cfg.lora and acc.is_main_process:
+        metrics["adapter_path" if lora else "model_path"] = str(target)
+    if args.merge and lora and acc.is_main_process:
         merged = unwrapped.merge_and_unload()
         merged.save_pretrained(str(out / "merged"))
         tokenizer.save_pretrained(str(out / "merged"))
@@ -255,35 +232,69 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         with (out / "train_log.jsonl").open("w") as fh:
             for h in state.log_history:
                 fh.write(json.dumps(h) + "\n")
-        atomic_write_json(out / "train_metrics.json", {**metrics, "config": redact(cfg.to_dict())})
+        config = {**dataclasses.asdict(args), **nondefault(training, training_defaults(type(training))),
+                  **nondefault(model_args, MODEL_DEFAULTS)}
+        atomic_write_json(out / "train_metrics.json", {**metrics, "config": redact(config)})
     return metrics
 
 
-def load_config_file(path: str | Path) -> dict:
-    """JSON or YAML, by extension."""
-    text = Path(path).read_text()
-    if str(path).endswith((".yaml", ".yml")):
-        import yaml
+def for_round(training: Any, model_args: Any, policy: Policy, out_dir: Path, seed: int, run_name: str,
+              report: bool) -> tuple[Any, Any]:
+    """Copies of the run's TRL configs for one round: its folder, seed and name, starting from ``policy``.
 
-        return yaml.safe_load(text) or {}
-    return json.loads(text)
+    In-process training (``report`` False) logs through the loop's own wandb run, not a run of its own.
+    """
+    training, model_args = copy.copy(training), copy.copy(model_args)
+    training.output_dir, training.seed, training.run_name = str(out_dir), seed, run_name
+    if not report:
+        training.report_to = []
+    model_args.model_name_or_path = policy.model_path
+    return training, model_args
+
+
+def launch_training(args: TrainArgs, training: Any, model_args: Any, launcher: str | None) -> dict:
+    """:func:`train` in this process, or under ``launcher`` (e.g. ``accelerate launch ...``) on a config file."""
+    if not launcher:
+        return train(args, training, model_args)
+    flat = {**dataclasses.asdict(args), **nondefault(training, training_defaults(type(training))),
+            **nondefault(model_args, MODEL_DEFAULTS)}
+    cfg_path = atomic_write_json(Path(training.output_dir).with_name("train_config.json"), flat)
+    subprocess.run([*shlex.split(launcher), "-m", "pipelines.train", "--config", str(cfg_path)], check=True)
+    return read_json(Path(training.output_dir) / "train_metrics.json")
+
+
+def next_policy(args: TrainArgs, model_args: Any, metrics: dict) -> Policy:
+    """What training produced: the base plus the new adapter, the merged model, or the fully tuned model."""
+    if model_args.use_peft and not args.merge:
+        return Policy(model_args.model_name_or_path, metrics["adapter_path"])
+    if model_args.use_peft:
+        return Policy(metrics["merged_path"])
+    return Policy(metrics["model_path"])
+
+
+def train_setup(data: Mapping[str, Any]) -> tuple[TrainArgs, Any, Any]:
+    """TrainArgs, the objective's TRL config and ModelConfig from a flat mapping of their fields."""
+    import trl
+
+    cls = trainer_config_class(str(data.get("objective", "sft")))
+    defaults = {**training_defaults(cls), **MODEL_DEFAULTS}
+    return parse_config([TrainArgs, cls, trl.ModelConfig], [], defaults, data=data)
+
+
+def parse_train(argv: Sequence[str] | None = None) -> tuple[TrainArgs, Any, Any]:
+    """TrainArgs, the objective's TRL config and ModelConfig from ``--config FILE`` plus flags (exit 2 on error)."""
+    import trl
+
+    try:
+        cls = trainer_config_class(peek(argv, "objective", "sft"))
+    except ConfigError as e:
+        exit_with(e)
+    defaults = {**training_defaults(cls), **MODEL_DEFAULTS}
+    return parse_or_exit([TrainArgs, cls, trl.ModelConfig], argv, "python -m pipelines.train", defaults)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.train", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="JSON/YAML with TrainConfig fields")
-    ap.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (JSON value)"
-    )
-    args = ap.parse_args(argv)
-    d = load_config_file(args.config)
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        try:
-            d[k] = json.loads(v)
-        except json.JSONDecodeError:
-            d[k] = v
-    metrics = train(TrainConfig.from_dict(d))
+    metrics = train(*parse_train(argv))
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(metrics))
     return 0

@@ -34,31 +34,33 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ir_core.types import PlanRequest
+    from pipelines.backends import make_planner
     from pipelines.stages import build_prompts, make_scorer
-    from pipelines.tao import TaoConfig, decoding_schema, make_sampler, open_benchmark
-    from pipelines.train import load_config_file
+    from pipelines.tao_config import decoding_schema, parse_tao
+    from stark_instruct.benchmark import Benchmark
 
-    cfg = TaoConfig.from_dict(load_config_file(args.config))
+    setup, _ = parse_tao(["--config", args.config])
+    cfg, seed, model = setup.tao, setup.training.seed, setup.model.model_name_or_path
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    bench = open_benchmark(cfg.benchmark)
-    prompts = build_prompts(bench, "train", args.prompts, seed=cfg.seed, mode=cfg.mode)
+    bench = Benchmark.load(cfg.benchmark)
+    prompts = build_prompts(bench, "train", args.prompts, seed=seed, mode=cfg.mode)
     requests = [PlanRequest(p["prompt_id"], p["messages"]) for p in prompts]
     score = make_scorer(bench, cfg.engine, cfg.k)
-    planner = make_sampler(cfg, cfg.model, args.adapter, decoding_schema(cfg, bench))
+    planner = make_planner(cfg, model, args.adapter, decoding_schema(cfg, bench))
 
     def rewards(responses: list) -> list[float]:
         return [score(r.text, p["relevant_ids"])["reward"] for r, p in zip(responses, prompts, strict=True)]
 
     start = time.time()
     greedy = rewards(planner.plan(requests))
-    result = {"config": args.config, "model": cfg.model, "adapter": args.adapter, "prompts": len(prompts),
+    result = {"config": args.config, "model": model, "adapter": args.adapter, "prompts": len(prompts),
               "n": cfg.n, "torch_threads": torch.get_num_threads(), "loadavg_1m": os.getloadavg()[0],
               "greedy_mean_reward": statistics.fmean(greedy), "greedy_s": round(time.time() - start, 1),
               "temperatures": []}
     for t in args.temperatures:
         start = time.time()
-        samples = planner.sample(requests, n=cfg.n, temperature=t, top_p=cfg.top_p, seed=cfg.seed)
+        samples = planner.sample(requests, n=cfg.n, temperature=t, top_p=cfg.top_p, seed=seed)
         per_prompt = [rewards(list(col)) for col in zip(*samples, strict=True)]  # n lists over prompts
         by_prompt = list(zip(*per_prompt, strict=True))
         best = [max(r) for r in by_prompt]

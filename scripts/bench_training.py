@@ -23,7 +23,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from ir_core.io import atomic_write_json, write_jsonl  # noqa: E402
 from pipelines.stages import build_prompts  # noqa: E402
-from pipelines.train import TrainConfig, train  # noqa: E402
+from pipelines.train import train, train_setup  # noqa: E402
 
 
 def oracle_plan(row: dict) -> str:
@@ -108,22 +108,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         data = write_jsonl(Path(tmp) / "sft.jsonl", rows)
-        cfg = TrainConfig(
-            model_path=args.model,
-            data_path=str(data),
-            output_dir=str(Path(tmp) / "out"),
-            objective="sft",
-            lora_r=args.lora_r,
-            lora_alpha=2 * args.lora_r,
-            max_steps=args.steps,
-            batch_size=args.batch_size,
-            grad_accum=args.grad_accum,
-            gradient_checkpointing=args.gradient_checkpointing,
-            report_to="none",
-            save_adapter=False,
-            logging_steps=1,
-        )
-        m = train(cfg, callbacks=[_PartialReport(args.out, base)])
+        setup = train_setup({
+            "model_name_or_path": args.model,
+            "data_path": str(data),
+            "output_dir": str(Path(tmp) / "out"),
+            "objective": "sft",
+            "lora_r": args.lora_r,
+            "lora_alpha": 2 * args.lora_r,
+            "max_steps": args.steps,
+            "per_device_train_batch_size": args.batch_size,
+            "gradient_accumulation_steps": args.grad_accum,
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "report_to": "none",
+            "save_adapter": False,
+            "logging_steps": 1,
+        })
+        m = train(*setup, callbacks=[_PartialReport(args.out, base)])
     report = {
         **base,
         "steps": m["steps"],

@@ -8,7 +8,6 @@ never reads it), and every query row is validated as it is read: errors name ``f
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 from functools import cached_property
@@ -17,6 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ir_core.errors import DataError
+from ir_core.provenance import file_sha256
+from ir_core.types import KINDS
 from stark_instruct.index import BM25Index, SearchIndex, TantivyIndex
 from stark_instruct.records import Product
 from stark_instruct.schema import IndexSchema
@@ -24,13 +25,7 @@ from stark_instruct.schema import IndexSchema
 log = logging.getLogger(__name__)
 
 HASHED_FILES = ("corpus.parquet", "meta.parquet", "schema.json")  # hashed by the build, checked on load
-KINDS = ("none", "inclusion", "exclusion", "recency")
 MAX_DOC_ID = 2**63 - 1
-
-
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class Benchmark:

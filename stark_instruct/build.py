@@ -9,29 +9,31 @@ records the sha256 of the corpus, metadata and schema files, which `Benchmark.lo
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import datetime as dt
-import hashlib
 import json
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ir_core.errors import InputError, exit_input_error
+from ir_core.config import ConfigError, check_range, exit_with, parse_or_exit
+from ir_core.errors import InputError
 from ir_core.outdir import check_output_dir, replace_dir
+from ir_core.provenance import code_version, file_sha256, package_versions
 from ir_core.secrets import scrub
+from ir_core.types import KINDS
 from stark_instruct import synthetic
-from stark_instruct.benchmark import HASHED_FILES, file_sha256
+from stark_instruct.benchmark import HASHED_FILES
 from stark_instruct.index import TantivyIndex
 from stark_instruct.records import Product, derive_meta
 from stark_instruct.schema import product_schema
@@ -40,7 +42,6 @@ from stark_instruct.variants import make_variants
 SPLITS = ("train", "dev", "test")
 OWNER = "stark_instruct.build"
 BUILD_MARKER = ".stark-instruct-build"  # marks a folder this build wrote and may replace
-KINDS = ("none", "inclusion", "exclusion", "recency")
 
 _REVIEW = pa.struct([("reviewerID", pa.string()), ("summary", pa.string()), ("reviewText", pa.string()),
                      ("overall", pa.float64()), ("vote", pa.int64()), ("reviewTime", pa.string())])
@@ -112,19 +113,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def _code_version() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _synthetic_source(args: argparse.Namespace) -> tuple[Iterator[Product], int, dt.date, dict]:
+def _synthetic_source(args: BuildConfig) -> tuple[Iterator[Product], int, dt.date, dict]:
     ref = synthetic.REFERENCE_DATE
     attrs_cols: dict[str, list[int]] = {k: [] for k in ("ptype", "material", "uses", "features", "colors")}
 
@@ -149,7 +138,7 @@ def _synthetic_source(args: argparse.Namespace) -> tuple[Iterator[Product], int,
     return products(), args.size, ref, {"base_queries": base_queries, "inputs": {}}
 
 
-def _stark_source(args: argparse.Namespace) -> tuple[Iterator[Product], int | None, dt.date | None, dict]:
+def _stark_source(args: BuildConfig) -> tuple[Iterator[Product], int | None, dt.date | None, dict]:
     from stark_instruct import stark_amazon
 
     root = Path(args.stark_root)
@@ -165,7 +154,7 @@ def _stark_source(args: argparse.Namespace) -> tuple[Iterator[Product], int | No
         synth = qdir / "stark_qa" / "stark_qa.csv"
         for p in (human, synth):
             if p.exists():
-                inputs[str(p)] = _file_hash(p)
+                inputs[str(p)] = file_sha256(p)
         if args.query_set in ("human", "both"):
             for r in stark_amazon.read_query_csv(human, known):
                 bases.append({"id": f"h{r['id']}", "query": r["query"], "answer_ids": r["answer_ids"], "split": "test"})
@@ -188,30 +177,6 @@ def _stark_source(args: argparse.Namespace) -> tuple[Iterator[Product], int | No
                                                                   "inputs": inputs}
 
 
-class BuildError(InputError, ValueError):
-    """Build settings that cannot produce a benchmark (e.g. an empty catalogue)."""
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    """Refuse settings that would build an empty or broken benchmark, before anything is written."""
-    def whole(name: str, low: int) -> None:
-        v = getattr(args, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            what = "a positive" if low == 1 else "a non-negative"
-            raise BuildError(f"--{name.replace('_', '-')} must be {what} integer, got {v!r}")
-
-    if args.source == "synthetic":
-        whole("size", 1)
-    whole("queries", 0)
-    whole("threads", 1)
-    whole("max_base_queries", 0)
-    if args.reference_date is not None:
-        try:
-            dt.date.fromisoformat(args.reference_date)
-        except (TypeError, ValueError):
-            raise BuildError(f"--reference-date must be an ISO date YYYY-MM-DD, got {args.reference_date!r}") from None
-
-
 def _legacy_build(out: Path) -> bool:
     """A benchmark built before the marker existed: its manifest has the build's own keys."""
     try:
@@ -222,11 +187,10 @@ def _legacy_build(out: Path) -> bool:
             and (out / "corpus.parquet").is_file())
 
 
-def build(args: argparse.Namespace) -> Path:
+def build(args: BuildConfig) -> Path:
     """Build the benchmark into ``args.out``, replacing only an earlier build (never someone's folder)."""
     out = Path(args.out)
-    _check_args(args)
-    config = {k: v for k, v in vars(args).items() if k not in ("force", "out")}
+    config = {k: v for k, v in dataclasses.asdict(args).items() if k not in ("force", "out")}
     check_output_dir(out, BUILD_MARKER, OWNER, _legacy_build)  # refuse before hours of work, not after
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not args.force:
@@ -239,7 +203,7 @@ def build(args: argparse.Namespace) -> Path:
     return out
 
 
-def _build_into(tmp: Path, args: argparse.Namespace, config: dict) -> None:
+def _build_into(tmp: Path, args: BuildConfig, config: dict) -> None:
     (tmp / "queries").mkdir()
     (tmp / "qrels").mkdir()
     t0 = time.time()
@@ -283,22 +247,14 @@ def _build_into(tmp: Path, args: argparse.Namespace, config: dict) -> None:
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
     (tmp / "card.md").write_text(render_card(stats, args.source, ref))
     manifest = {
-        "config": config, "code_version": _code_version(), "created": dt.datetime.now(dt.UTC).isoformat(),
+        "config": config, "code_version": code_version()["commit"] or "unknown", "created": dt.datetime.now(dt.UTC).isoformat(),
         "reference_date": ref.isoformat(), "input_hashes": extra.get("inputs", {}),
-        "packages": {p: _version(p) for p in ("tantivy", "rank-bm25", "numpy", "pyarrow", "datasets")},
+        "packages": package_versions(("tantivy", "rank-bm25", "numpy", "pyarrow", "datasets")),
     }
     manifest["files"] = {rel: file_sha256(tmp / rel) for rel in HASHED_FILES}
     (tmp / "manifest.json").write_text(json.dumps(scrub(manifest), indent=2))
     (tmp / BUILD_MARKER).write_text(json.dumps({"owner": OWNER, "created": manifest["created"]}) + "\n")
 
-
-
-
-def _version(pkg: str) -> str | None:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def card_stats(rows: list[dict], bases: list[dict], n_products: int) -> dict:
@@ -349,46 +305,54 @@ def render_card(s: dict, source: str, ref: dt.date) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class BuildConfig:
+    """What to build: the catalogue source, its size and seed, where to write."""
+
+    source: Literal["synthetic", "stark"] = field(
+        default="synthetic",
+        metadata={"help": "synthetic: the embedded catalogue; stark: STaRK-Amazon (needs its node_info.pkl)"})
+    out: str = field(default="data/benchmark/synthetic", metadata={"help": "output directory"})
+    size: int = field(default=20_000, metadata={"help": "synthetic catalogue size (up to 1M)"})
+    queries: int = field(default=0, metadata={"help": "synthetic base queries (0: scale with --size)"})
+    seed: int = field(default=0, metadata={"help": "random seed of the catalogue, queries and variants"})
+    threads: int = field(default=2, metadata={"help": "tantivy indexing threads"})
+    stark_root: str = field(default="data/stark-amazon", metadata={"help": "STaRK-Amazon root holding processed/"})
+    stark_queries: str = field(default="../shared/data/stark-amazon-qa",
+                               metadata={"help": "folder with stark_qa/*.csv and split/*.index"})
+    query_set: Literal["human", "synthesized", "both"] = field(
+        default="both", metadata={"help": "human: the 81 human queries (test); synthesized: the 9,100 with their "
+                                          "splits; both: human as test, synthesized train/val as train/dev"})
+    max_base_queries: int = field(default=0, metadata={"help": "cap synthesized queries per split (0: all)"})
+    reference_date: str | None = field(default=None,
+                                       metadata={"help": "'today' for recency, YYYY-MM-DD (default: newest review)"})
+    download: bool = field(default=False, metadata={"help": "fetch STaRK-Amazon through stark-qa first (network)"})
+    force: bool = field(default=False, metadata={"help": "rebuild even if an identical build exists"})
+
+    def __post_init__(self) -> None:
+        check_range(self, "size", 1, 1_000_000)
+        check_range(self, "threads", 1)
+        for name in ("queries", "max_base_queries"):
+            check_range(self, name, 0)
+        if self.reference_date is not None:
+            try:
+                dt.date.fromisoformat(self.reference_date)
+            except ValueError:
+                raise ConfigError("reference_date", f"want YYYY-MM-DD, got {self.reference_date!r}") from None
+
+
 def build_benchmark(out_dir: str | Path, source: str = "synthetic", size: int = 20_000, seed: int = 0,
                     force: bool = False, **kwargs) -> Path:
     """Programmatic entry point (tests, benchmarks); same defaults as the CLI."""
-    args = parser().parse_args([])
-    vars(args).update(out=str(out_dir), source=source, size=size, seed=seed, force=force, **kwargs)
-    return build(args)
-
-
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m stark_instruct.build",
-        description="Build StaRK-Instruct: corpus, tantivy index, index schema, instructed queries with filtered "
-                    "qrels (JSONL + TREC), and a dataset card. The synthetic source runs offline.",
-    )
-    ap.add_argument("--source", choices=("synthetic", "stark"), default="synthetic",
-                    help="synthetic: the embedded catalogue; stark: STaRK-Amazon (needs its node_info.pkl)")
-    ap.add_argument("--out", default="data/benchmark/synthetic", help="output directory")
-    ap.add_argument("--size", type=int, default=20_000, help="synthetic catalogue size (up to 1M)")
-    ap.add_argument("--queries", type=int, default=0, help="synthetic base queries (0: scale with --size)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="tantivy indexing threads")
-    ap.add_argument("--stark-root", default="data/stark-amazon", help="STaRK-Amazon root holding processed/")
-    ap.add_argument("--stark-queries", default="../shared/data/stark-amazon-qa",
-                    help="folder with stark_qa/*.csv and split/*.index")
-    ap.add_argument("--query-set", choices=("human", "synthesized", "both"), default="both",
-                    help="human: the 81 human queries (test); synthesized: the 9,100 with their splits; "
-                         "both: human as test, synthesized train/val as train/dev")
-    ap.add_argument("--max-base-queries", type=int, default=0, help="cap synthesized queries per split (0: all)")
-    ap.add_argument("--reference-date", default=None, help="'today' for recency (default: newest review)")
-    ap.add_argument("--download", action="store_true", help="fetch STaRK-Amazon through stark-qa first (network)")
-    ap.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
-    return ap
+    return build(BuildConfig(out=str(out_dir), source=source, size=size, seed=seed, force=force, **kwargs))
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    (args,) = parse_or_exit([BuildConfig], argv, "python -m stark_instruct.build")
     try:
         out = build(args)
-    except (InputError, FileNotFoundError) as e:  # bad data, settings or --out: one line, exit 2
-        exit_input_error(e)
+    except (InputError, FileNotFoundError) as e:  # bad data or an --out that is not ours: one line, exit 2
+        exit_with(e)
     print((out / "card.md").read_text())
 
 

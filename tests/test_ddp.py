@@ -44,14 +44,14 @@ def test_two_rank_ddp_on_cpu(tmp_path):
     cfg = atomic_write_json(
         tmp_path / "train.json",
         {
-            "model_path": str(model),
+            "model_name_or_path": str(model),
             "data_path": str(data),
             "output_dir": str(out),
             "objective": "sft",
             "lora_r": 4,
             "lora_alpha": 8,
             "max_steps": 2,
-            "batch_size": 2,
+            "per_device_train_batch_size": 2,
             "max_length": 256,
             "learning_rate": 0.05,
             "report_to": "none",

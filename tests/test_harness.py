@@ -5,10 +5,11 @@ import types
 
 import pytest
 
-from eval.harness import aggregate, evaluate
+from eval.harness import evaluate
 from eval.methods import PlannerMethod, resolve_methods, resolve_planner
 from eval.report import read_metrics, read_per_query
 from eval.run import main
+from eval.stats import aggregate
 from ir_core.types import PlanResponse
 from stark_instruct.filters import matches
 from stark_instruct.instructions import constraint_filter

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from eval.harness import aggregate, gains, vs_baseline
 from eval.report import ReportError, read_metrics, read_per_query, safe_name, write_report
+from eval.stats import aggregate, gains, vs_baseline
 
 KINDS = ["none", "none", "inclusion", "exclusion", "recency", "inclusion"]
 

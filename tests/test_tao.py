@@ -12,7 +12,9 @@ from test_train import make_tiny_model
 from ir_core.io import read_json, read_jsonl
 from ir_core.types import PlanResponse
 from pipelines.stages import main as stages_cli
-from pipelines.tao import TaoConfig, markdown_table, run_tao
+from pipelines.tao import run_tao
+from pipelines.tao_config import tao_setup
+from pipelines.tao_report import markdown_table
 
 
 class FakePolicy:
@@ -69,9 +71,9 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
     ]
     model = make_tiny_model(tmp_path / "model", corpus=texts)
     calls: list = []
-    cfg = TaoConfig(
+    setup = tao_setup(dict(
         benchmark=str(bench_path),
-        model=str(model),
+        model_name_or_path=str(model),
         run_dir=str(tmp_path / "run"),
         rounds=1,
         n=4,
@@ -79,8 +81,8 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
         sample_batch_size=4,
         strategy="best-of-n",
         threshold=0.05,
-        epochs=1,
-        batch_size=4,
+        num_train_epochs=1,
+        per_device_train_batch_size=4,
         max_length=2048,
         lora_r=4,
         lora_alpha=8,
@@ -89,20 +91,21 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
         report_to="none",
         engine="tantivy",
         max_searches=2,
-    )
+    ))
+    cfg = setup.tao
     schemas: list = []
     factory = lambda c, m, a, s: schemas.append(s) or FakePolicy(m, a, calls)  # noqa: E731
     # cluster flow: prepare the round, sample it as two shards through the stages CLI, then continue
-    assert run_tao(cfg, planner_factory=factory, stop_after="prompts", progress=False)["round"] == 1
-    monkeypatch.setattr("pipelines.tao.make_sampler", factory)
+    assert run_tao(setup, planner_factory=factory, stop_after="prompts", progress=False)["round"] == 1
+    monkeypatch.setattr("pipelines.stages.make_planner", factory)
     for shard in ("0/2", "1/2"):
         assert (
             stages_cli(
-                ["sample", "--run-dir", cfg.run_dir, "--round", "1", "--shard", shard, "--no-progress"]
+                ["--stage", "sample", "--run-dir", cfg.run_dir, "--round", "1", "--shard", shard, "--no-progress"]
             )
             == 0
         )
-    summary = run_tao(cfg, planner_factory=factory, progress=False)
+    summary = run_tao(setup, planner_factory=factory, progress=False)
     run = Path(cfg.run_dir)
     rd = run / "round-01"
     assert len(list(rd.glob("candidates.shard-*.jsonl"))) == 2
@@ -134,12 +137,12 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
     assert "| 0 | dev |" in table and "| 1 | dev |" in table and "| raw | dev |" in table
     manifest = read_json(run / "manifest.json")
     assert manifest["inputs"]["benchmark_queries"]["sha256"]
-    assert manifest["config"]["strategy"] == "best-of-n"
+    assert manifest["config"]["tao"]["strategy"] == "best-of-n"
 
     # a second call finds every stage done and changes nothing
     before = (run / "rounds.jsonl").read_bytes()
     n_calls = len(calls)
-    run_tao(cfg, planner_factory=factory, progress=False)
+    run_tao(setup, planner_factory=factory, progress=False)
     assert (run / "rounds.jsonl").read_bytes() == before
     assert len(calls) == n_calls
 
@@ -157,27 +160,27 @@ def test_best_is_chosen_on_dev_not_test():
             "test": {"policy": {"all": {"recall": 0.10, "validity": 1.0}}},
         },
     ]
-    from pipelines.tao import _best
+    from pipelines.tao import best_round
 
-    assert _best({r["round"]: r for r in rows}, TaoConfig())["round"] == 1
+    assert best_round({r["round"]: r for r in rows})["round"] == 1
     assert "| 1 | dev |" in markdown_table(rows, 20)
 
 
 def test_config_rejects_greedy_and_unknown_keys():
     with pytest.raises(ValueError):
-        TaoConfig.from_dict({"temperature": 0.0})
+        tao_setup({"temperature": 0.0})
     with pytest.raises(ValueError):
-        TaoConfig.from_dict({"strategy": "ppo"})
+        tao_setup({"strategy": "ppo"})
     with pytest.raises(ValueError):
-        TaoConfig.from_dict({"no_such_key": 1})
+        tao_setup({"no_such_key": 1})
     with pytest.raises(ValueError, match="max_searches must be an integer in 1..5"):
-        TaoConfig.from_dict({"max_searches": 6})
+        tao_setup({"max_searches": 6})
 
 
 def test_cli_rejects_a_bad_config_in_one_line(capsys):
     from pipelines.tao import main
 
     with pytest.raises(SystemExit) as e:
-        main(["--config", "configs/tao/demo.yaml", "--set", "bogus=1", "--run-dir", "unused"])
+        main(["--config", "configs/tao/demo.yaml", "--bogus", "1", "--run-dir", "unused"])
     assert e.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: unknown tao config keys: ['bogus']"
+    assert capsys.readouterr().err.strip() == "error: --bogus: unknown option"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ir_core.io import write_jsonl
-from pipelines.train import TrainConfig, train, weights_digest
+from pipelines.train import train, train_setup, weights_digest
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -101,9 +101,10 @@ def _adapter_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _base_cfg(tiny_model: Path, tmp_path: Path, data: Path, objective: str, **kw) -> TrainConfig:
-    return TrainConfig(
-        model_path=str(tiny_model),
+def _base_cfg(tiny_model: Path, tmp_path: Path, data: Path, objective: str, **kw) -> tuple:
+    """(TrainArgs, TRL config, ModelConfig) as pipelines.train parses them from a config file."""
+    return train_setup(dict(
+        model_name_or_path=str(tiny_model),
         data_path=str(data),
         output_dir=str(tmp_path / objective),
         objective=objective,
@@ -112,11 +113,11 @@ def _base_cfg(tiny_model: Path, tmp_path: Path, data: Path, objective: str, **kw
         lora_dropout=0.0,
         learning_rate=5e-2,
         max_steps=3,
-        batch_size=2,
+        per_device_train_batch_size=2,
         max_length=256,
         report_to="none",
         **kw,
-    )
+    ))
 
 
 def _lora_b_nonzero(adapter: Path) -> bool:
@@ -131,7 +132,7 @@ def test_sft_completion_only_trains_lora(tiny_model, tmp_path):
     data = write_jsonl(
         tmp_path / "sft.jsonl", [{"prompt": _prompt(i), "completion": _plan("acme")} for i in range(6)]
     )
-    m = train(_base_cfg(tiny_model, tmp_path, data, "best-of-n"))
+    m = train(*_base_cfg(tiny_model, tmp_path, data, "best-of-n"))
     assert m["objective"] == "sft" and m["steps"] == 3
     adapter = Path(m["adapter_path"])
     assert _lora_b_nonzero(adapter)
@@ -166,15 +167,14 @@ def test_sft_loss_is_on_completion_only(tiny_model):
 def test_dpo_changes_weights_and_continues_adapter(tiny_model, tmp_path):
     rows = [{"prompt": _prompt(i), "chosen": _plan("acme"), "rejected": _plan("zzz")} for i in range(6)]
     data = write_jsonl(tmp_path / "dpo.jsonl", rows)
-    m = train(_base_cfg(tiny_model, tmp_path, data, "dpo"))
+    m = train(*_base_cfg(tiny_model, tmp_path, data, "dpo"))
     assert m["steps"] == 3
     adapter = Path(m["adapter_path"])
     assert _lora_b_nonzero(adapter)
     assert not (adapter / "ref").exists()  # the frozen reference copy is not saved as part of the policy
     before = _adapter_digest(adapter)
-    cfg2 = _base_cfg(tiny_model, tmp_path, data, "dpo", adapter_path=str(adapter))
-    cfg2.output_dir = str(tmp_path / "dpo2")
-    m2 = train(cfg2)
+    cfg2 = _base_cfg(tiny_model, tmp_path / "2", data, "dpo", adapter_path=str(adapter))
+    m2 = train(*cfg2)
     assert _adapter_digest(Path(m2["adapter_path"])) != before
 
 
@@ -186,7 +186,7 @@ def test_kto_full_finetune_changes_weights(tiny_model, tmp_path):
         for i in range(8)
     ]
     data = write_jsonl(tmp_path / "kto.jsonl", rows)
-    m = train(_base_cfg(tiny_model, tmp_path, data, "kto", lora=False, merge=False))
+    m = train(*_base_cfg(tiny_model, tmp_path, data, "kto", use_peft=False, merge=False))
     assert m["steps"] == 3
     before = weights_digest(AutoModelForCausalLM.from_pretrained(tiny_model), trainable_only=False)
     after = weights_digest(AutoModelForCausalLM.from_pretrained(m["model_path"]), trainable_only=False)

@@ -26,7 +26,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from ir_core.types import PlanRequest, PlanResponse
-from pipelines.backends import mix_seed
+from pipelines.backends import check_constrained, check_sampling, mix_seed
 from pipelines.model import default_device, load_model, prepare_tokenizer
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ class HFPlanner:
                  merge_adapter: bool = True, whitespace_flexible: bool = False) -> None:
         if batch_size < 1 or max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be >= 1")
-        if constrained and json_schema is None:
-            raise ValueError("constrained=True needs json_schema (e.g. rewards.plan.plan_json_schema(bench.schema))")
+        check_constrained(constrained, json_schema)
         self.model_path = str(model_path)
         self.adapter_path = str(adapter_path) if adapter_path is not None else None
         self.name = f"hf:{self.model_path}" + (f"+{self.adapter_path}" if self.adapter_path else "")
@@ -112,10 +111,7 @@ class HFPlanner:
 
         temperature == 0 means greedy: the n responses are then n copies of the greedy plan.
         """
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
+        check_sampling(n, temperature, top_p)
         if temperature == 0:
             greedy = self._run(requests, n=1, sampling=None, seed=seed)
             return [[r[0]] * n for r in greedy]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ir_core.types import PlanRequest, PlanResponse
-from pipelines.backends import mix_seed
+from pipelines.backends import check_constrained, check_sampling, mix_seed
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ class VLLMPlanner:
         del batch_size
         if max_tokens < 1 or tensor_parallel_size < 1 or data_parallel_size < 1:
             raise ValueError("max_tokens, tensor_parallel_size and data_parallel_size must be >= 1")
-        if constrained and json_schema is None:
-            raise ValueError("constrained=True needs json_schema (e.g. rewards.plan.plan_json_schema(bench.schema))")
+        check_constrained(constrained, json_schema)
         self.model = str(model)
         self.adapter_path = str(adapter_path) if adapter_path is not None else None
         self.name = f"vllm:{self.model}" + (f"+{self.adapter_path}" if self.adapter_path else "")
@@ -176,10 +175,7 @@ class VLLMPlanner:
     def sample(self, requests: list[PlanRequest], n: int, temperature: float, top_p: float,
                seed: int) -> list[list[PlanResponse]]:
         """n samples per request; request i is seeded with a mix of (seed, i) (see the module doc)."""
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
+        check_sampling(n, temperature, top_p)
         specs = [{"n": n, "temperature": float(temperature), "top_p": float(top_p),
                   "seed": request_seed(seed, i), "max_tokens": self.max_tokens} for i in range(len(requests))]
         return self._run(requests, specs)

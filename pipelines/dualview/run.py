@@ -150,7 +150,7 @@ def run(cfg: dict) -> dict:
 
 def rerank_gains(plain_dir: Path, rerank_dir: Path) -> dict[str, dict]:
     """Recall@20 of method+rerank minus method, paired over queries, with a bootstrap 95% CI per kind."""
-    from eval.harness import vs_baseline
+    from eval.stats import vs_baseline
     from ir_core.io import read_jsonl
 
     out = {}

@@ -1,0 +1,154 @@
+"""The settings of a TAO run: the loop's own (`TaoConfig`), TRL's trainer config and TRL's `ModelConfig`.
+
+Training settings are TRL's fields under TRL's names (``learning_rate``, ``num_train_epochs``,
+``per_device_train_batch_size``, ``seed``, ``report_to``, ...) and the model and LoRA settings are
+`trl.ModelConfig`'s (``model_name_or_path``, ``use_peft``, ``lora_r``, ...), all in one flat YAML file or
+command line, parsed by `ir_core.config` the way TRL's scripts parse theirs. The strategy picks the trainer
+config class (best-of-n: `SFTConfig`, dpo: `DPOConfig`, kto: `KTOConfig`). `TRAINING_DEFAULTS` and
+`MODEL_DEFAULTS` (pipelines/train.py) are where this project's defaults differ from TRL's; a YAML file only
+says what differs from the defaults.
+
+``seed`` is TRL's: round r samples and trains with ``seed + r``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ir_core.config import ConfigError, check_range, help_field, parse_config, peek
+from pipelines.train import MODEL_DEFAULTS, nondefault, trainer_config_class, training_defaults
+from rewards.plan import check_bound, plan_json_schema
+
+Strategy = Literal["best-of-n", "dpo", "kto"]
+
+# TaoConfig's decoding-bound fields -> plan_json_schema keywords
+SCHEMA_BOUNDS = {"max_searches": "max_searches", "max_filter_depth": "max_depth",
+                 "max_query_chars": "max_query_chars", "max_filter_items": "max_items"}
+
+
+@dataclass
+class TaoConfig:
+    """The loop: what to sample, how to score and select, how to evaluate, where to write."""
+
+    benchmark: str = help_field("benchmark folder (make benchmark)", default="data/benchmark/synthetic")
+    run_dir: str = help_field("run folder; a rerun with the same folder resumes", default="runs/tao")
+    backend: Literal["hf", "vllm"] = help_field("planner backend: transformers or vLLM", default="hf")
+    engine: Literal["tantivy", "bm25"] = help_field("search engine that executes plans", default="tantivy")
+    k: int = help_field("reward and headline metric: Recall@k", default=20)
+    rounds: int = help_field("TAO rounds after the round-0 evaluation", default=2)
+    # sampling
+    n: int = help_field("plans sampled per training prompt (>= 2)", default=6)
+    temperature: float = help_field("sampling temperature (> 0: greedy gives N identical plans)", default=0.9)
+    top_p: float = help_field("nucleus sampling mass in (0, 1]", default=0.95)
+    max_train_prompts: int | None = help_field("training prompts per round (None: all)", default=96)
+    sample_batch_size: int = help_field("sequences per generate call", default=16)
+    max_new_tokens: int = help_field("longest plan in tokens", default=160)
+    constrained: bool = help_field("JSON-schema constrained decoding", default=False)
+    max_searches: int | None = help_field("decoding bound: searches per plan (None: the plan language's)",
+                                     default=None)
+    max_filter_depth: int | None = help_field("decoding bound: filter nesting depth", default=None)
+    max_query_chars: int | None = help_field("decoding bound: characters of a query or keyword value", default=None)
+    max_filter_items: int | None = help_field("decoding bound: values of in/nin, children of all/any", default=None)
+    mode: Literal["separate", "merged"] = help_field("prompt mode of rewards.prompts (sampling, training, eval)",
+                                                default="separate")
+    examples: Literal["default", "none"] = help_field("few-shot examples: rewards.prompts' defaults or none",
+                                                 default="default")
+    # selection
+    strategy: Strategy = help_field("best-of-n (SFT), dpo (pairs) or kto (labels)", default="best-of-n")
+    threshold: float = help_field("lowest reward a kept plan may have", default=0.1)
+    min_gap: float = help_field("DPO: smallest reward gap of a pair", default=0.2)
+    drop_ties: bool = help_field("drop prompts whose plans all have the same reward", default=True)
+    # training (TRL's own fields are in the trainer config and ModelConfig)
+    merge: bool = help_field("also save the adapter merged into the base model", default=False)
+    continue_from: Literal["best", "last"] = help_field("next round starts from the best or the last checkpoint",
+                                                   default="best")
+    train_launcher: str | None = help_field("run training as a subprocess, e.g. 'accelerate launch --config_file "
+                                       "launch/accelerate/ddp.yaml'", default=None)
+    # evaluation
+    eval_dev_limit: int | None = help_field("dev queries per evaluation (None: all)", default=None)
+    eval_test_limit: int | None = help_field("test queries per evaluation (None: all)", default=None)
+    eval_test: bool = help_field("also evaluate on test (reported, never used for selection)", default=True)
+    eval_batch_size: int = help_field("prompts per planner call in evaluation", default=32)
+    baselines: list[str] = help_field("methods evaluated next to round 0", default_factory=lambda: ["raw"])
+    torch_threads: int | None = help_field("torch CPU threads (None: torch's default)", default=None)
+    wandb_project: str = help_field("wandb project (when report_to has wandb)", default="instructed-retriever")
+
+    def __post_init__(self) -> None:
+        for name in ("k", "rounds", "sample_batch_size", "max_new_tokens", "eval_batch_size"):
+            check_range(self, name, 1 if name != "rounds" else 0)
+        check_range(self, "n", 2)
+        check_range(self, "temperature", 0, low_open=True)
+        check_range(self, "top_p", 0, 1, low_open=True)
+        check_range(self, "threshold", 0, 1)
+        check_range(self, "min_gap", 0, 1)
+        for name in ("max_train_prompts", "eval_dev_limit", "eval_test_limit", "torch_threads"):
+            check_range(self, name, 1, optional=True)
+        for f, kw in SCHEMA_BOUNDS.items():
+            if getattr(self, f) is not None:
+                try:
+                    check_bound(kw, getattr(self, f), f)
+                except ValueError as e:
+                    raise ConfigError(f, str(e)) from None
+
+    def schema_bounds(self) -> dict[str, int]:
+        """The decoding bounds that are set, as `rewards.plan.plan_json_schema` keywords (checked)."""
+        return {kw: check_bound(kw, getattr(self, f), f) for f, kw in SCHEMA_BOUNDS.items()
+                if getattr(self, f) is not None}
+
+
+@dataclass
+class RunOptions:
+    """How this invocation runs, not what the run is (never written into config.json)."""
+
+    stop_after: Literal["prompts"] | None = help_field("prepare the round's prompts and stop (sharded sampling)",
+                                                  default=None)
+    no_progress: bool = help_field("no progress bars", default=False)
+
+
+@dataclass
+class TaoSetup:
+    """Everything a TAO run is made of; ``to_dict`` is its config.json."""
+
+    tao: TaoConfig
+    training: Any  # trl.SFTConfig | trl.DPOConfig | trl.KTOConfig
+    model: Any  # trl.ModelConfig
+
+    def to_dict(self) -> dict:
+        cls = type(self.training)
+        return {"tao": dataclasses.asdict(self.tao),
+                "training": nondefault(self.training, training_defaults(cls)),
+                "model": nondefault(self.model, MODEL_DEFAULTS)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TaoSetup:
+        """The setup a run directory's config.json describes."""
+        flat = {**d.get("tao", {}), **d.get("training", {}), **d.get("model", {})}
+        return tao_setup(flat)
+
+
+def parse_tao(argv: Sequence[str] | None = None, data: Mapping[str, Any] | None = None,
+              options: bool = True) -> tuple[TaoSetup, RunOptions | None]:
+    """A setup (and the run options) from ``--config FILE`` plus flags, or from a flat mapping."""
+    import sys
+
+    import trl
+
+    argv = list(sys.argv[1:] if argv is None and data is None else argv or [])
+    training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data), "strategy")
+    types: list[type] = [TaoConfig, training_cls, trl.ModelConfig] + ([RunOptions] if options else [])
+    parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data)
+    setup = TaoSetup(*parsed[:3])
+    return setup, (parsed[3] if options else None)
+
+
+def tao_setup(data: Mapping[str, Any]) -> TaoSetup:
+    """A setup from a flat mapping of TaoConfig, TRL trainer config and ModelConfig fields."""
+    return parse_tao(data=data, options=False)[0]
+
+
+def decoding_schema(cfg: TaoConfig, bench: Any) -> dict:
+    """The plan's JSON schema under the config's decoding bounds (what constrained sampling obeys)."""
+    return plan_json_schema(bench.schema, **cfg.schema_bounds())
