@@ -49,11 +49,11 @@ def _keys(path: Path) -> list[tuple[str, int]]:
 
 @pytest.fixture()
 def score_run(tiny_benchmark, tmp_path) -> Path:
-    """A run directory whose round 1 holds 3,000 candidate plans waiting to be scored."""
+    """A run directory whose round 1 holds 1,200 candidate plans waiting to be scored."""
     run = tmp_path / "run"
     atomic_write_json(run / "config.json", tao_setup({"benchmark": str(tiny_benchmark.path), "report_to": "none"}).to_dict())
     rd = run / "round-01"
-    queries = tiny_benchmark.queries("train")[:50]
+    queries = tiny_benchmark.queries("train")[:30]
     write_jsonl(rd / "prompts.jsonl", [{"prompt_id": q["id"], "kind": q["kind"], "messages": [],
                                         "relevant_ids": q["relevant_ids"]} for q in queries])
     atomic_write_json(rd / "policy.json", {"model_path": "unused", "adapter_path": None})
@@ -61,7 +61,7 @@ def score_run(tiny_benchmark, tmp_path) -> Path:
     write_jsonl(rd / "candidates.jsonl", [
         {"prompt_id": q["id"], "sample_idx": j,
          "text": json.dumps({"searches": [{"query": f"{q['query']} {words[j % 10]} {words[(j // 10) % 10]} w{j}"}]})}
-        for q in queries for j in range(60)])
+        for q in queries for j in range(40)])
     return run
 
 
@@ -71,8 +71,8 @@ def _score_cli(run: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-# The first writer: the same stage through RunDir.stage, with the real scorer slowed down until the test
-# says go on, so the second writer (the real command line) surely arrives while the stage runs.
+# The first writer: the same stage through RunDir.stage, with the real scorer held after 25 rows until the
+# test says go on, so the second writer (the real command line) surely arrives while the stage runs.
 _SLOW_SCORE = """
 import sys, time
 from functools import partial
@@ -82,10 +82,11 @@ from pipelines.rundir import RunDir
 from pipelines.stages import make_scorer, score_stage
 from stark_instruct.benchmark import Benchmark
 rd, bench, release = RunDir(sys.argv[1]), Benchmark.load(sys.argv[2]), Path(sys.argv[3])
-real = make_scorer(bench, "tantivy", 20)
+real, done = make_scorer(bench, "tantivy", 20), []
 def slow(text, relevant):
-    if not release.exists():
-        time.sleep(0.02)
+    while len(done) >= 25 and not release.exists():
+        time.sleep(0.02)  # 25 rows written, then the stage waits for the test
+    done.append(1)
     return real(text, relevant)
 rd.stage("score", partial(score_stage, rd / "candidates.jsonl", read_jsonl(rd / "prompts.jsonl"),
                           rd / "scored.jsonl", slow, progress=False))
@@ -104,7 +105,7 @@ def test_two_score_processes_one_is_refused_naming_the_holder(score_run, tiny_be
     assert second.returncode != 0 and f"pid {first.pid}" in err and "stage 'score'" in err, err[-500:]
     assert first.wait(timeout=300) == 0, first.stderr.read()[-500:]
     keys = _keys(rd / "scored.jsonl")
-    assert len(keys) == len(set(keys)) == 3000  # not 6,000
+    assert len(keys) == len(set(keys)) == 1200  # not 2,400
 
 
 def test_score_killed_mid_stage_resumes_every_row_once(score_run, tmp_path):
@@ -114,12 +115,12 @@ def test_score_killed_mid_stage_resumes_every_row_once(score_run, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = len(read_jsonl(scored))
-    assert 30 <= partial < 3000 and not (score_run / "round-01" / ".done" / "score.json").exists()
+    assert 30 <= partial < 1200 and not (score_run / "round-01" / ".done" / "score.json").exists()
     resumed = _score_cli(score_run)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     keys = _keys(scored)
-    assert len(keys) == len(set(keys)) == 3000
+    assert len(keys) == len(set(keys)) == 1200
     assert keys == _keys(score_run / "round-01" / "candidates.jsonl")  # same order as a clean run
 
 
