@@ -6,23 +6,13 @@ process holds) raises an `InputError`; a traceback then always means a bug in th
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
-EXIT_INPUT = 2  # argparse's code for a usage error; shells and make tell it from a crash (1)
+from ir_core.config import exit_with
 
 
 class InputError(Exception):
     """Input the user must fix; ``str(e)`` is one line that says where and what."""
-
-
-def exit_input_error(err: BaseException, prog: str | None = None) -> NoReturn:
-    """Print ``err`` as one ``error:`` line on stderr and exit with `EXIT_INPUT`."""
-    head = f"{prog}: error" if prog else "error"
-    msg = " ".join(str(err).split("\n"))
-    print(f"{head}: {msg}", file=sys.stderr)
-    raise SystemExit(EXIT_INPUT)
 
 
 class DataError(InputError, ValueError):
@@ -48,4 +38,4 @@ def run_main(main: Callable[..., int | None], argv: Sequence[str] | None = None)
     try:
         return main(argv) or 0
     except InputError as e:
-        exit_input_error(e)
+        exit_with(e)

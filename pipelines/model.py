@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ir_core.config import ConfigError, exit_with, parse_or_exit
-from ir_core.errors import InputError, exit_input_error
+from ir_core.errors import InputError
 from ir_core.outdir import check_output_dir, replace_dir
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = convert(args.out, args.gguf, dtype=args.dtype, force=args.force)
     except (InputError, FileNotFoundError) as e:  # a folder that is not ours, a missing GGUF: one line, exit 2
-        exit_input_error(e)
+        exit_with(e)
     print(json.dumps(json.loads((out / MARKER).read_text()), indent=2))
     return 0
 

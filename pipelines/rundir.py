@@ -21,7 +21,6 @@ from ir_core.secrets import scrub
 MANIFEST = "manifest.json"
 
 
-
 def redact(obj: Any) -> Any:
     """Copy of a config without secrets, by value (`ir_core.secrets.scrub`), for manifests and wandb."""
     return scrub(obj)

@@ -20,19 +20,19 @@ run "rebuild own output" $PY -m stark_instruct.build --out $P/bench --size 300 -
 $PY - <<PYEOF
 import json
 from ir_core.io import atomic_write_json, write_jsonl
-from pipelines.tao import TaoConfig
+from pipelines.tao_config import tao_setup
 from stark_instruct.benchmark import Benchmark
 b = Benchmark.load("$P/bench"); qs = b.queries("train")[:5]
 run = "$P/run"
-atomic_write_json(run + "/config.json", {**TaoConfig(benchmark="$P/bench", report_to="none",
-    train_launcher="env OPENAI_API_KEY=$OPENAI_API_KEY accelerate launch", train_extra={"hub_token": "hub-probe-PLANTED-777"}).to_dict()})
+atomic_write_json(run + "/config.json", tao_setup({"benchmark": "$P/bench", "report_to": "none",
+    "train_launcher": "env OPENAI_API_KEY=$OPENAI_API_KEY accelerate launch", "hub_token": "hub-probe-PLANTED-777"}).to_dict())
 write_jsonl(run + "/round-01/prompts.jsonl", [{"prompt_id": q["id"], "messages": [], "relevant_ids": q["relevant_ids"]} for q in qs])
 atomic_write_json(run + "/round-01/policy.json", {"model_path": "m"})
 texts = [r'{"searches":[{"query":"x","filter":{"field":"brand","op":"eq","value":"\ud800"}}]}', '{"searches":[{"query":"a\\u0000b"}]}',
          '{"searches":[{"query":"tent"}]}', None, "not json at all", '{"searches":[{"query":"' + "$OPENAI_API_KEY" + '"}]}']
 write_jsonl(run + "/round-01/candidates.jsonl", [{"prompt_id": q["id"], "sample_idx": j, "text": t} for q in qs for j, t in enumerate(texts)])
 PYEOF
-run "score hostile candidates" $PY -m pipelines.stages score --run-dir $P/run --round 1 --no-progress
+run "score hostile candidates" $PY -m pipelines.stages --stage score --run-dir $P/run --round 1 --no-progress
 $PY -c "
 from ir_core.io import read_jsonl; from collections import Counter
 rows = read_jsonl('$P/run/round-01/scored.jsonl'); print(len(rows), 'rows', Counter(r['error_code'] for r in rows))"
@@ -42,7 +42,7 @@ $PY -c "
 import time; from ir_core.locks import stage_lock
 with stage_lock('$P/run/round-01', 'score'): time.sleep(20)" &
 HOLD=$!; sleep 3
-run "second score writer (holder pid $HOLD)" $PY -m pipelines.stages score --run-dir $P/run --round 1 --no-progress
+run "second score writer (holder pid $HOLD)" $PY -m pipelines.stages --stage score --run-dir $P/run --round 1 --no-progress
 kill $HOLD; wait $HOLD 2>/dev/null
 # 5 data files
 cp -r $P/bench $P/cut; $PY -c "
@@ -58,7 +58,7 @@ run "eval works on the good bench" $PY -m eval.run --bench $P/bench --split dev 
 $PY -c "
 p='$P/run/round-01/candidates.jsonl'; l=open(p).read().splitlines(True); l[3]='{broken\n'; open(p,'w').write(''.join(l))"
 rm -rf $P/run/round-01/.done $P/run/round-01/scored.jsonl
-run "score with a damaged candidates line" $PY -m pipelines.stages score --run-dir $P/run --round 1 --no-progress
+run "score with a damaged candidates line" $PY -m pipelines.stages --stage score --run-dir $P/run --round 1 --no-progress
 # 4 secrets: grep every file written under the probe folder (the inputs the probe itself wrote are excluded)
 echo "== planted secrets found in written files:"
 grep -rlE "sk-probe-PLANTED|hf_probe_PLANTED|pw-probe-PLANTED|hub-probe-PLANTED" $P --exclude=out.txt --exclude=err.txt || echo "none"

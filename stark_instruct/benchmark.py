@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from ir_core.errors import DataError
 from ir_core.provenance import file_sha256
+from ir_core.types import KINDS
 from stark_instruct.index import BM25Index, SearchIndex, TantivyIndex
 from stark_instruct.meta_columns import MetaColumns
 from stark_instruct.records import Product
@@ -25,7 +26,6 @@ from stark_instruct.schema import IndexSchema
 log = logging.getLogger(__name__)
 
 HASHED_FILES = ("corpus.parquet", "meta.parquet", "schema.json")  # hashed by the build, checked on load
-KINDS = ("none", "inclusion", "exclusion", "recency")
 MAX_DOC_ID = 2**63 - 1
 
 

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ir_core.config import ConfigError, check_range, parse_or_exit
-from ir_core.errors import InputError, exit_input_error
+from ir_core.config import ConfigError, check_range, exit_with, parse_or_exit
+from ir_core.errors import InputError
 from ir_core.outdir import check_output_dir, replace_dir
 from ir_core.provenance import code_version, file_sha256, package_versions
 from ir_core.secrets import scrub
@@ -260,7 +260,6 @@ def _build_into(tmp: Path, args: BuildConfig, config: dict) -> None:
 
 
 
-
 def card_stats(rows: list[dict], bases: list[dict], n_products: int) -> dict:
     by = {}
     for split in (*SPLITS, "all"):
@@ -355,8 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = parse_or_exit([BuildConfig], argv, "python -m stark_instruct.build")
     try:
         out = build(args)
-    except (InputError, FileNotFoundError) as e:  # bad data, settings or --out: one line, exit 2
-        exit_input_error(e)
+    except (InputError, FileNotFoundError) as e:  # bad data or an --out that is not ours: one line, exit 2
+        exit_with(e)
     print((out / "card.md").read_text())
 
 

@@ -23,7 +23,7 @@ from ir_core.errors import DataError, InputError
 from ir_core.io import JsonlAppender, atomic_write_json, iter_jsonl, read_jsonl, write_jsonl
 from ir_core.locks import FileLock, LockHeld, stage_lock
 from pipelines.rundir import RunDir
-from pipelines.tao import TaoConfig
+from pipelines.tao_config import tao_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -49,46 +49,63 @@ def _keys(path: Path) -> list[tuple[str, int]]:
 
 @pytest.fixture()
 def score_run(tiny_benchmark, tmp_path) -> Path:
-    """A run directory whose round 1 holds 1,500 candidate plans waiting to be scored."""
+    """A run directory whose round 1 holds 1,200 candidate plans waiting to be scored."""
     run = tmp_path / "run"
-    atomic_write_json(run / "config.json", TaoConfig(benchmark=str(tiny_benchmark.path), report_to="none").to_dict())
+    atomic_write_json(run / "config.json", tao_setup({"benchmark": str(tiny_benchmark.path), "report_to": "none"}).to_dict())
     rd = run / "round-01"
-    queries = tiny_benchmark.queries("train")[:50]
+    queries = tiny_benchmark.queries("train")[:30]
     write_jsonl(rd / "prompts.jsonl", [{"prompt_id": q["id"], "kind": q["kind"], "messages": [],
                                         "relevant_ids": q["relevant_ids"]} for q in queries])
     atomic_write_json(rd / "policy.json", {"model_path": "unused", "adapter_path": None})
     words = ["trail", "shoe", "lamp", "tent", "jacket", "bottle", "camp", "light", "kids", "water"]
     write_jsonl(rd / "candidates.jsonl", [
         {"prompt_id": q["id"], "sample_idx": j,
-         "text": json.dumps({"searches": [{"query": f"{q['query']} {words[j % 10]} {words[(j * 7) % 10]}"}]})}
-        for q in queries for j in range(30)])
+         "text": json.dumps({"searches": [{"query": f"{q['query']} {words[j % 10]} {words[(j // 10) % 10]} w{j}"}]})}
+        for q in queries for j in range(40)])
     return run
 
 
-def _score_cli(run: Path, go: Path | None = None) -> subprocess.Popen:
-    """`python -m pipelines.stages score`; with `go`, imported first and started when `go` exists (so the
-    test, not the import time, decides when the second writer arrives)."""
-    argv = ["score", "--run-dir", str(run), "--round", "1", "--no-progress"]
-    if go is None:
-        cmd = [sys.executable, "-m", "pipelines.stages", *argv]
-    else:
-        cmd = [sys.executable, "-c", "import os, sys, time\nfrom pipelines.stages import main\n"
-               f"while not os.path.exists({str(go)!r}): time.sleep(0.01)\nsys.exit(main({argv!r}))"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _score_cli(run: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipelines.stages", "--stage", "score", "--run-dir", str(run),
+                             "--round", "1", "--no-progress"], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_score_processes_one_is_refused_naming_the_holder(score_run):
-    scored = score_run / "round-01" / "scored.jsonl"
-    go = score_run / "go"
-    second = _score_cli(score_run, go)
-    first = _score_cli(score_run)
-    _rows_until(scored, 20, first)
-    go.touch()
-    _, err = second.communicate(timeout=120)
-    assert second.returncode != 0 and f"pid {first.pid}" in err and "stage 'score'" in err
-    assert first.wait(timeout=300) == 0
-    keys = _keys(scored)
-    assert len(keys) == len(set(keys)) == 1500  # not 3,000
+# The first writer: the same stage through RunDir.stage, with the real scorer held after 25 rows until the
+# test says go on, so the second writer (the real command line) surely arrives while the stage runs.
+_SLOW_SCORE = """
+import sys, time
+from functools import partial
+from pathlib import Path
+from ir_core.io import read_jsonl
+from pipelines.rundir import RunDir
+from pipelines.stages import make_scorer, score_stage
+from stark_instruct.benchmark import Benchmark
+rd, bench, release = RunDir(sys.argv[1]), Benchmark.load(sys.argv[2]), Path(sys.argv[3])
+real, done = make_scorer(bench, "tantivy", 20), []
+def slow(text, relevant):
+    while len(done) >= 25 and not release.exists():
+        time.sleep(0.02)  # 25 rows written, then the stage waits for the test
+    done.append(1)
+    return real(text, relevant)
+rd.stage("score", partial(score_stage, rd / "candidates.jsonl", read_jsonl(rd / "prompts.jsonl"),
+                          rd / "scored.jsonl", slow, progress=False))
+"""
+
+
+def test_two_score_processes_one_is_refused_naming_the_holder(score_run, tiny_benchmark):
+    rd = score_run / "round-01"
+    release = score_run / "release"
+    first = subprocess.Popen([sys.executable, "-c", _SLOW_SCORE, str(rd), str(tiny_benchmark.path), str(release)],
+                             cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _rows_until(rd / "scored.jsonl", 20, first)
+    second = _score_cli(score_run)
+    _, err = second.communicate(timeout=300)
+    release.touch()
+    assert second.returncode != 0 and f"pid {first.pid}" in err and "stage 'score'" in err, err[-500:]
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-500:]
+    keys = _keys(rd / "scored.jsonl")
+    assert len(keys) == len(set(keys)) == 1200  # not 2,400
 
 
 def test_score_killed_mid_stage_resumes_every_row_once(score_run, tmp_path):
@@ -98,25 +115,33 @@ def test_score_killed_mid_stage_resumes_every_row_once(score_run, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = len(read_jsonl(scored))
-    assert 30 <= partial < 1500 and not (score_run / "round-01" / ".done" / "score.json").exists()
+    assert 30 <= partial < 1200 and not (score_run / "round-01" / ".done" / "score.json").exists()
     resumed = _score_cli(score_run)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     keys = _keys(scored)
-    assert len(keys) == len(set(keys)) == 1500
+    assert len(keys) == len(set(keys)) == 1200
     assert keys == _keys(score_run / "round-01" / "candidates.jsonl")  # same order as a clean run
 
 
 # --- the sample stage in a subprocess that holds its lock through RunDir.stage ------------------------
 
 
-def _sample_proc(run: Path, delay: float) -> subprocess.Popen:
+def _sample_proc(run: Path, slow_until: Path | None = None) -> subprocess.Popen:
+    """The sample stage through RunDir.stage; with `slow_until`, it stops after two batches until that file exists."""
     code = f"""
+import time
 from pathlib import Path
 from pipelines.rundir import RunDir
 from test_resume import SeededSampler, _sample
+go = {str(slow_until) if slow_until else None!r}
+class Sampler(SeededSampler):
+    def sample(self, *args, **kwargs):
+        while go and self.batches >= 2 and not Path(go).exists():
+            time.sleep(0.05)  # two batches written, then the stage hangs until it is killed
+        return super().sample(*args, **kwargs)
 rd = RunDir({str(run)!r})
-rd.stage("sample", lambda: _sample(rd / "candidates.jsonl", SeededSampler(delay={delay})))
+rd.stage("sample", lambda: _sample(rd / "candidates.jsonl", Sampler()))
 """
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -127,16 +152,16 @@ def test_two_samplers_and_a_kill_no_row_lost_or_twice(tmp_path):
     reference = (tmp_path / "ref.jsonl").read_bytes()
     run = tmp_path / "run"
     out = run / "candidates.jsonl"
-    first = _sample_proc(run, delay=0.3)
+    first = _sample_proc(run, slow_until=tmp_path / "never")
     _rows_until(out, 12, first)
-    second = _sample_proc(run, delay=0.0)
-    _, err = second.communicate(timeout=120)
-    assert second.returncode != 0 and f"pid {first.pid}" in err
+    second = _sample_proc(run)
+    _, err = second.communicate(timeout=300)
+    assert second.returncode != 0 and f"pid {first.pid}" in err, err[-500:]
     os.kill(first.pid, signal.SIGKILL)  # then the holder dies mid-stage: the kernel frees its lock
     first.wait()
-    assert len(read_jsonl(out)) < 69
-    resumed = _sample_proc(run, delay=0.0)
-    _, err = resumed.communicate(timeout=120)
+    assert len(read_jsonl(out)) == 24  # two batches of 4 prompts x 3 samples
+    resumed = _sample_proc(run)
+    _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert out.read_bytes() == reference and RunDir(run).is_done("sample")
 

@@ -12,7 +12,8 @@ from eval.response_cache import ResponseCache
 from ir_core.io import JsonlAppender, atomic_write_json, write_jsonl
 from ir_core.secrets import REDACTED, env_secrets, is_secret_env_name, is_secret_field, scrub
 from pipelines.rundir import RunDir, redact
-from pipelines.tao import TaoConfig, run_tao
+from pipelines.tao import run_tao
+from pipelines.tao_config import tao_setup
 
 OPENAI = "sk-test-PLANTED-0123456789abcdef"
 HF = "hf_PLANTED_zyxwvutsrqponm"
@@ -66,22 +67,25 @@ def test_every_writer_scrubs_env_secrets(planted, tmp_path):
 
 
 def test_a_tao_run_writes_no_planted_secret_anywhere(planted, tiny_benchmark, tmp_path):
-    cfg = TaoConfig(benchmark=str(tiny_benchmark.path), model=str(tmp_path / "no-model"),
-                    run_dir=str(tmp_path / "run"), rounds=1, n=2, max_train_prompts=4, sample_batch_size=4,
-                    eval_dev_limit=4, eval_test_limit=4, report_to="none",
-                    train_launcher=f"env OPENAI_API_KEY={OPENAI} HF_TOKEN={HF} accelerate launch",
-                    train_extra={"hub_token": IN_CONFIG_ONLY})
+    setup = tao_setup(dict(benchmark=str(tiny_benchmark.path), model_name_or_path=str(tmp_path / "no-model"),
+                           run_dir=str(tmp_path / "run"), rounds=1, n=2, max_train_prompts=4, sample_batch_size=4,
+                           eval_dev_limit=4, eval_test_limit=4, report_to="none",
+                           train_launcher=f"env OPENAI_API_KEY={OPENAI} HF_TOKEN={HF} accelerate launch",
+                           hub_token=IN_CONFIG_ONLY))
+    cfg = setup.tao
     calls: list = []
     factory = lambda c, m, a, s: FakePolicy(m, a, calls)  # noqa: E731
-    assert run_tao(cfg, planner_factory=factory, stop_after="prompts", progress=False)["round"] == 1
+    assert run_tao(setup, planner_factory=factory, stop_after="prompts", progress=False)["round"] == 1
     run = Path(cfg.run_dir)
     written = [p.name for p in run.rglob("*") if p.is_file()]
     assert {"config.json", "manifest.json", "prompts.jsonl"} <= set(written)
     assert _leaks(run) == []
     config = json.loads((run / "config.json").read_text())
-    assert config["max_new_tokens"] == cfg.max_new_tokens  # no longer blanked by a name rule
-    assert json.loads((run / "manifest.json").read_text())["config"]["max_new_tokens"] == cfg.max_new_tokens
-    assert "accelerate launch" in config["train_launcher"] and config["train_extra"]["hub_token"] == REDACTED
+    assert config["tao"]["max_new_tokens"] == cfg.max_new_tokens  # no longer blanked by a name rule
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["tao"]["max_new_tokens"] == cfg.max_new_tokens
+    assert "accelerate launch" in config["tao"]["train_launcher"]
+    assert config["training"].get("hub_token") in (None, REDACTED)
 
 
 def test_the_benchmark_manifest_is_scrubbed(planted, tmp_path):
