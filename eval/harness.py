@@ -32,8 +32,9 @@ from eval.stats import (
     aggregate,
     vs_baseline,
 )
-from rewards.execute import Executor
+from rewards.execute import Executor, run_plan
 from rewards.metrics import all_metrics, recall_at_k
+from rewards.parse import PlanError
 from rewards.plan import plan_to_json
 from rewards.prompts import MODES
 
@@ -106,7 +107,11 @@ def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: 
         error = out.error
         if out.plan is not None and error is None:
             rerank_text = (row.get("merged_query") or row["query"]) if rerank else None
-            ranking = list(executor.run(out.plan, rerank_text=rerank_text))
+            try:
+                ranking = list(run_plan(executor, out.plan, rerank_text=rerank_text))
+            except PlanError as e:  # the engine refused a plan the parser accepted: an invalid plan
+                error = f"{e.code}: {e.reason}"
+        if out.plan is not None and error is None:
             metrics = query_metrics(ranking, relevant, k, getattr(executor, "depth", None))
             metric_names = metric_names or list(metrics)
         else:

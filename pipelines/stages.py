@@ -28,6 +28,7 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from ir_core.config import ConfigError, check_range, exit_with, parse_or_exit
+from ir_core.errors import run_main
 from ir_core.io import JsonlAppender, iter_jsonl, read_json, read_jsonl, write_jsonl
 from ir_core.types import Candidate, PlanRequest, Policy, PromptRow, Sampler, row_key
 from pipelines.backends import PlannerFactory, make_planner, release
@@ -339,4 +340,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from contextlib import closing
 from functools import partial
 from pathlib import Path
 
 from ir_core.config import ConfigError, exit_with
+from ir_core.errors import run_main
 from ir_core.io import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from ir_core.types import Policy
 from pipelines.backends import PlannerFactory, ReusedPlanners, make_planner
@@ -196,4 +196,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_main(main))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ir_core.config import ConfigError, check_range, exit_with, parse_config, parse_or_exit, peek
+from ir_core.errors import run_main
 from ir_core.io import atomic_write_json, read_json
 from ir_core.types import Policy
 from pipelines.model import resolve_dtype
@@ -314,4 +315,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))
