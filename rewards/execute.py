@@ -201,6 +201,10 @@ def _score_in_worker(item: tuple[str | None, list[int], int]) -> RewardResult:
     return score_text(text, relevant, schema, executor, k)
 
 
+def _score_group_in_worker(items: list[tuple[str | None, list[int], int]]) -> list[RewardResult]:
+    return [_score_in_worker(item) for item in items]
+
+
 def _distinct(payload: list[tuple[str | None, list[int], int]]) -> tuple[list, list[int]]:
     """Identical (completion, relevant, k) items, as the samples of one prompt often are, are scored once."""
     first: dict[tuple, int] = {}
@@ -259,9 +263,17 @@ class BatchScorer:
         elif self._pool is None:
             raise RuntimeError("scorer is closed")
         else:
-            # Contiguous chunks keep the samples of one prompt in one worker, where its caches are.
-            chunksize = max(1, len(unique) // (self.processes * 8))
-            scored = self._pool.map(_score_in_worker, unique, chunksize=chunksize)
+            # One task per prompt (items sharing relevant ids): its samples meet in one worker's caches.
+            groups: dict[tuple, list[int]] = {}
+            for i, (_, relevant, k) in enumerate(unique):
+                groups.setdefault((tuple(relevant), k), []).append(i)
+            tasks = [[unique[i] for i in members] for members in groups.values()]
+            chunksize = max(1, len(tasks) // (self.processes * 8))
+            scored = [None] * len(unique)
+            for members, results in zip(groups.values(), self._pool.map(_score_group_in_worker, tasks, chunksize),
+                                        strict=True):
+                for i, r in zip(members, results, strict=True):
+                    scored[i] = r
         return _spread(scored, slots)
 
     def close(self) -> None:

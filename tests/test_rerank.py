@@ -30,7 +30,7 @@ DOCS = {0: "blue tent", 1: "red tent", 2: "green stove", 3: "red stove", 4: "blu
 
 def reranker(top_n: int, model: KeywordModel | None = None) -> EncoderReranker:
     cache = EmbeddingCache(model or KeywordModel(), DOCS.__getitem__, key=int)
-    return EncoderReranker(None, bench=None, top_n=top_n, cache=cache)
+    return EncoderReranker(None, bench=None, top_n=top_n, cache=cache, fusion="cosine")
 
 
 def test_reorders_only_the_top_n_and_keeps_the_tail():
@@ -80,7 +80,7 @@ def test_real_encoder_ranks_the_described_product_first(tiny_benchmark):
     target = cands[-1]  # BM25's last
     from pipelines.dualview.train import default_base_model
 
-    r = EncoderReranker(default_base_model(), tiny_benchmark, top_n=6, max_seq_length=64)
+    r = EncoderReranker(default_base_model(), tiny_benchmark, top_n=6, max_seq_length=64, fusion="cosine")
     text = f"{tiny_benchmark.product(target).title} by {tiny_benchmark.product(target).brand}"
     out = r.rerank(text, cands)
     assert out[0] == target and sorted(out) == sorted(cands)
@@ -109,8 +109,8 @@ def test_query_encoders_share_the_document_encoders_embeddings(tmp_path):
 
 def test_rrf_fusion_moves_documents_less_than_the_encoder_alone():
     cache = EmbeddingCache(KeywordModel(), DOCS.__getitem__, key=int)
-    cosine = EncoderReranker(None, bench=None, top_n=3, cache=cache)
-    rrf = EncoderReranker(None, bench=None, top_n=3, cache=cache, fusion="rrf")
+    cosine = EncoderReranker(None, bench=None, top_n=3, cache=cache, fusion="cosine")
+    rrf = EncoderReranker(None, bench=None, top_n=3, cache=cache)
     ranking = [2, 4, 3, 0]  # green stove, blue stove, red stove | blue tent
     assert cosine.rerank("red", ranking) == [3, 2, 4, 0]
     assert rrf.rerank("red", ranking) == [2, 3, 4, 0]  # red stove climbs one place, not to the top
