@@ -300,8 +300,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--dataset-path", default=None, help="a local copy in mteb's layout (one task)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    from pipelines.dualview.train import load_encoder
-    from rewards.rerank import document_encoder
+    from rewards.rerank import document_encoder, load_encoder
 
     model = load_encoder(a.model)
     doc_path = document_encoder(a.model)

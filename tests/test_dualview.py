@@ -149,7 +149,8 @@ def test_document_text_leads_with_the_instruction_attributes(tiny_benchmark):
 
 
 def test_tiny_training_run_changes_embeddings(tiny_benchmark, synthesized, tmp_path):
-    from pipelines.dualview.train import load_encoder, train_encoder
+    from pipelines.dualview.train import train_encoder
+    from rewards.rerank import load_encoder
 
     rows, _ = synthesized
     triples = arm_rows(rows, "dual", 6, seed=0)
@@ -246,8 +247,8 @@ def test_config_cli_parses_and_refuses_bad_values():
 
 
 def test_query_side_training_leaves_documents_to_the_base_encoder(tiny_benchmark, synthesized, tmp_path):
-    from pipelines.dualview.train import default_base_model, load_encoder, train_encoder
-    from rewards.rerank import document_encoder
+    from pipelines.dualview.train import train_encoder
+    from rewards.rerank import default_base_model, document_encoder, load_encoder
 
     rows, _ = synthesized
     triples = arm_rows(rows, "dual", 6, seed=0)

@@ -78,7 +78,7 @@ def test_real_encoder_ranks_the_described_product_first(tiny_benchmark):
     rows = [r for r in tiny_benchmark.queries("test") if r["kind"] == "none"]
     cands = [d for d, _ in tiny_benchmark.index().search(rows[0]["query"], k=6)]
     target = cands[-1]  # BM25's last
-    from pipelines.dualview.train import default_base_model
+    from rewards.rerank import default_base_model
 
     r = EncoderReranker(default_base_model(), tiny_benchmark, top_n=6, max_seq_length=64, fusion="cosine")
     text = f"{tiny_benchmark.product(target).title} by {tiny_benchmark.product(target).brand}"

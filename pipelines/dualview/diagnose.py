@@ -226,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from pipelines.dualview.batching import unit_batches
     from pipelines.dualview.pairs import anchor_text, arm_rows, synthesize_pairs
-    from pipelines.dualview.train import configure_threads, load_encoder
+    from pipelines.dualview.train import configure_threads
+    from rewards.rerank import load_encoder
     from stark_instruct.benchmark import Benchmark
 
     ap = argparse.ArgumentParser(description="Diagnose dual-view pairs, batches, eval set and gradients.")

