@@ -100,7 +100,7 @@ def run_setup(dtype: str, threads: int, args: argparse.Namespace, rows: list[dic
             grad_accum=args.grad_accum, gradient_checkpointing=args.gradient_checkpointing, dtype=dtype,
             report_to="none", save_adapter=False, logging_steps=1,
         )
-        m = train(cfg, callbacks=[_PartialReport(out, base)])
+        m = train(cfg, callbacks=[_PartialReport(f"{out}.{dtype}-{threads}.partial", base)])
     return {
         **base,
         "steps": m["steps"], "tokens": m["tokens"], "runtime_s": m["runtime_s"], "tokens_per_s": m["tokens_per_s"],
