@@ -62,7 +62,7 @@ class FollowIRSet:
 def build_followir_set(bench: Any, split: str = "test", *, k: int = 100, engine: str = "tantivy",
                        index: Any = None, max_chars: int | None = None) -> FollowIRSet:
     """One og/changed pair per instructed variant whose removed answers appear in the candidates."""
-    from pipelines.dualview.pairs import DOC_CHARS, DocTexts
+    from rewards.doc_text import DOC_CHARS, DocTexts
 
     index = index if index is not None else bench.index(engine=engine)
     texts = DocTexts(bench, max_chars or DOC_CHARS)

@@ -101,7 +101,7 @@ class EncoderReranker:
     """`rerank(text, doc_ids)`: the top `top_n` ids reordered by encoder similarity, the rest unchanged.
 
     `model_path_or_id` is a folder, a hub id or an already loaded SentenceTransformer; `bench` supplies
-    product texts (rendered like the training documents, see pipelines.dualview.pairs.document_text).
+    product texts (rendered like the training documents, see rewards.doc_text.document_text).
     A folder with a `document_encoder.json` holds a query encoder; documents go through the one named there.
     `fusion="rrf"` (default) orders the head by reciprocal-rank fusion of the encoder's and the search's
     ranks, so the encoder moves documents that the instruction concerns without discarding the keyword
@@ -117,7 +117,7 @@ class EncoderReranker:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.top_n, self.fusion, self.rrf_k = top_n, fusion, rrf_k
         if cache is None:
-            from pipelines.dualview.pairs import DocTexts
+            from rewards.doc_text import DocTexts
 
             model = load_encoder(model_path_or_id, max_seq_length) if isinstance(model_path_or_id, str) \
                 else model_path_or_id

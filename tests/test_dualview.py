@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from pipelines.dualview.pairs import (
-    DocTexts,
     arm_rows,
     available,
-    document_text,
     llm_judge,
     load_pairs,
     matched_budget,
@@ -17,6 +15,7 @@ from pipelines.dualview.pairs import (
     swap_verifies,
     synthesize_pairs,
 )
+from rewards.doc_text import DocTexts, document_text
 from stark_instruct.filters import matches
 from stark_instruct.instructions import complement, constraint_filter, paraphrases
 

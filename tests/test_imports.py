@@ -76,29 +76,16 @@ def test_no_cycle_between_modules():
     assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()) or [])
 
 
-# Module -> package edges that close a package cycle and are being removed elsewhere; each entry must
-# still exist (test below), so the list shrinks as they go. eval/followir.py and rewards/rerank.py
-# (issue 13) import the dual-view pipeline's code while pipelines/dualview/run.py imports eval and rewards.
-KNOWN_PACKAGE_CYCLE_EDGES = {("eval.followir", "pipelines"), ("rewards.rerank", "pipelines")}
-
-
-def _package_graph(skip: set[tuple[str, str]] = frozenset()) -> dict[str, set[str]]:
+def _package_graph() -> dict[str, set[str]]:
     pkgs: dict[str, set[str]] = {}
     for a, targets in _graph().items():
-        pkgs.setdefault(_package(a), set()).update(
-            _package(b) for b in targets if _package(b) != _package(a) and (a, _package(b)) not in skip)
+        pkgs.setdefault(_package(a), set()).update(_package(b) for b in targets if _package(b) != _package(a))
     return pkgs
 
 
 def test_no_cycle_between_packages():
-    pkgs = _package_graph(KNOWN_PACKAGE_CYCLE_EDGES)
+    pkgs = _package_graph()
     assert _cycle(pkgs) is None, " -> ".join(_cycle(pkgs) or [])
-
-
-def test_known_package_cycle_edges_still_exist():
-    g = _graph()
-    for module, pkg in KNOWN_PACKAGE_CYCLE_EDGES:
-        assert any(_package(b) == pkg for b in g.get(module, ())), f"{module} -> {pkg} is gone: drop it here"
 
 
 def test_the_walker_finds_a_cycle():

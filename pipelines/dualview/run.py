@@ -164,7 +164,8 @@ def run(cfg: dict) -> dict:
         save_followir_set,
         score_results,
     )
-    from pipelines.dualview.pairs import DocTexts, anchor_text
+    from pipelines.dualview.pairs import anchor_text
+    from rewards.doc_text import DocTexts
     from rewards.rerank import EmbeddingCache, document_encoder
 
     t0 = time.perf_counter()
