@@ -229,8 +229,9 @@ def make_scorer(bench: Any, engine: str = "tantivy", k: int = 20) -> Scorer:
         del row["ranking"]
         if prompt.get("query"):
             row["baseline_reward"] = baseline(prompt)
-        row["right_filter"] = obeys_constraint(text, prompt.get("constraint"), schema) if row["valid"] else (
-            None if not prompt.get("constraint") else False)
+        constraint = prompt.get("constraint")
+        row["right_filter"] = (None if not constraint
+                               else bool(row["valid"]) and obeys_constraint(text, constraint, schema))
         return row
 
     return score

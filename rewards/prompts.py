@@ -55,9 +55,7 @@ def _render_example(schema: IndexSchema, ex: dict, mode: str) -> str:
     plan = json.dumps(ex["plan"], ensure_ascii=False)
     if mode == "merged":
         return f"Request: {_merge(ex['query'], ex.get('instruction'))}\nPlan: {plan}"
-    instruction = ex.get("instruction") or ""
-    return (f"Request: {ex['query']}\nUser instructions: {instruction or '(none)'}"
-            f"{_linked_values(schema, instruction)}\nPlan: {plan}")
+    return f"Request: {ex['query']}\nUser instructions: {_instructions(schema, ex.get('instruction'))}\nPlan: {plan}"
 
 
 def system_prompt(schema: IndexSchema, instruction: str | None = None, examples: Sequence[dict] = (),
@@ -69,23 +67,22 @@ def system_prompt(schema: IndexSchema, instruction: str | None = None, examples:
         rendered = "\n\n".join(_render_example(schema, ex, mode) for ex in examples)
         parts.append("## Examples\n" + rendered)
     if mode == "separate":
-        text = instruction.strip() if instruction and instruction.strip() else ""
-        parts.append("## User instructions\n" + (text or "(none)") + _linked_values(schema, text))
+        parts.append("## User instructions\n" + _instructions(schema, instruction))
     return "\n\n".join(parts)
 
 
-def _linked_values(schema: IndexSchema, instruction: str) -> str:
-    """A line naming the index values the instructions mention (schema linking), or nothing."""
-    found = schema.mentioned_values(instruction) if instruction else []
-    if not found:
-        return ""
-    return "\nIndex values named in the instructions: " + ", ".join(
-        f"{name} {json.dumps(value)}" for name, value in found) + "."
+def _instructions(schema: IndexSchema, instruction: str | None) -> str:
+    """The instructions as every prompt shows them: the text (or "(none)") and a line naming the index
+    values it mentions (schema linking), when there are any."""
+    text = instruction.strip() if instruction and instruction.strip() else ""
+    found = schema.mentioned_values(text) if text else []
+    linked = ("\nIndex values named in the instructions: "
+              + ", ".join(f"{name} {json.dumps(value)}" for name, value in found) + ".") if found else ""
+    return (text or "(none)") + linked
 
 
 def _request_turn(schema: IndexSchema, query: str, instruction: str | None) -> str:
-    text = instruction.strip() if instruction and instruction.strip() else ""
-    return f"Request: {query.strip()}\nUser instructions: {text or '(none)'}{_linked_values(schema, text)}"
+    return f"Request: {query.strip()}\nUser instructions: {_instructions(schema, instruction)}"
 
 
 def build_messages(schema: IndexSchema, query: str, instruction: str | None = None,

@@ -7,6 +7,7 @@ It is the single source for the filter semantics of both engines, for the plan l
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -99,13 +100,23 @@ class IndexSchema:
         words name ("Stick to Lumia" -> brand "lumia"), so it copies a value that exists instead of
         guessing one. Matching is on whole tokens, so "tan" does not match "tank"."""
         words = tokenize(text)
-        found = []
-        for spec in self.fields:
+        hits = {(rank, spec_i, value) for i, word in enumerate(words)
+                for rank, spec_i, value, vt in self._values_by_token.get(word, ()) if words[i:i + len(vt)] == vt}
+        return [(self.fields[spec_i].name, value) for rank, spec_i, value in sorted(hits)]
+
+    @functools.cached_property
+    def _values_by_token(self) -> dict[str, list[tuple[int, int, str, list[str]]]]:
+        """Keyword values by their first token (tokenised once per schema, not once per prompt), each with
+        its position in field and value order, so `mentioned_values` keeps that order."""
+        index: dict[str, list[tuple[int, int, str, list[str]]]] = {}
+        rank = 0
+        for spec_i, spec in enumerate(self.fields):
             for value in spec.values:
                 vt = tokenize(value)
-                if vt and any(words[i:i + len(vt)] == vt for i in range(len(words) - len(vt) + 1)):
-                    found.append((spec.name, value))
-        return found
+                if vt:
+                    index.setdefault(vt[0], []).append((rank, spec_i, value, vt))
+                rank += 1
+        return index
 
     def render(self) -> str:
         """The text rendering that prompts embed: fields, types, ops, examples and today's date.
