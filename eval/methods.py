@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,7 +87,8 @@ class PlannerMethod:
     """A model backend: prompts from `rewards.prompts`, plans parsed by `rewards.parse` (same as training)."""
 
     def __init__(self, planner: Planner, schema: Any, examples: Sequence = (), mode: str = "separate",
-                 name: str | None = None, batch_size: int = 64):
+                 name: str | None = None, batch_size: int = 64,
+                 request_schema: Callable[[dict], dict] | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.planner = planner
@@ -96,9 +97,11 @@ class PlannerMethod:
         self.mode = mode
         self.name = name or getattr(planner, "name", None) or type(planner).__name__
         self.batch_size = batch_size
+        self.request_schema = request_schema  # query row -> its own decoding schema (None: the planner's)
 
     def requests(self, rows: list[dict]) -> list[PlanRequest]:
-        return [PlanRequest(id=str(row["id"]), messages=messages_for_query(self.schema, row, self.examples, self.mode))
+        return [PlanRequest(id=str(row["id"]), messages=messages_for_query(self.schema, row, self.examples, self.mode),
+                            json_schema=self.request_schema(row) if self.request_schema else None)
                 for row in rows]
 
     def plans(self, rows: list[dict]) -> list[PlanOutput]:

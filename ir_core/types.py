@@ -31,6 +31,7 @@ GROUPS = (*KINDS, "instructed", "all")
 class PlanRequest:
     id: str  # the query id, for logs and caches
     messages: list[dict]  # [{"role": "system", "content": ...}, {"role": "user", "content": ...}]
+    json_schema: dict | None = None  # this request's decoding schema; None: the planner's own
 
 
 @dataclass
@@ -86,6 +87,7 @@ class PromptRow(_Row):
     relevant_ids: list[int]
     query: str = ""  # the request alone: its raw-query plan is the baseline a sample must beat
     constraint: dict | str | None = None  # the instruction's constraint (stark_instruct.instructions)
+    json_schema: dict | None = None  # its decoding schema (rewards.plan.request_plan_schema); None: the run's
 
 
 @dataclass

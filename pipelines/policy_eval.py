@@ -14,7 +14,7 @@ from eval.methods import PlannerMethod
 from ir_core.types import GROUPS, Policy
 from pipelines.backends import PlannerFactory, release
 from pipelines.rundir import RunDir
-from pipelines.tao_config import TaoConfig
+from pipelines.tao_config import TaoConfig, request_schemas
 from rewards.prompts import default_examples
 
 
@@ -40,7 +40,8 @@ def evaluate_policy(cfg: TaoConfig, bench: Any, planner: Any, name: str, split: 
                     limit: int | None, baselines: list[str] = ()) -> dict:
     """{name: summary, baseline: summary, ...} for one split; the harness report goes to ``out_dir``."""
     examples = prompt_examples(cfg, bench)
-    method = PlannerMethod(planner, bench.schema, examples, cfg.mode, name=name, batch_size=cfg.eval_batch_size)
+    method = PlannerMethod(planner, bench.schema, examples, cfg.mode, name=name, batch_size=cfg.eval_batch_size,
+                           request_schema=request_schemas(cfg, bench))
     res = evaluate(bench, split, [*baselines, method], engine=cfg.engine, k=cfg.k, out_dir=out_dir,
                    limit=limit, examples=examples, mode=cfg.mode)
     return {m: summarize(res, m, cfg.k) for m in (name, *baselines)}

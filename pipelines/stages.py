@@ -84,8 +84,10 @@ def build_prompts(
     mode: str = "separate",
     examples: Sequence[dict] | None = None,
     window: int = 0,
+    request_schema: Callable[[dict], dict] | None = None,
 ) -> list[dict]:
-    """Prompt rows (prompt_id, kind, messages, relevant_ids, query, constraint) for a split.
+    """Prompt rows (prompt_id, kind, messages, relevant_ids, query, constraint, json_schema) for a split;
+    `request_schema` maps a query row to its own decoding schema (None: the run's one schema).
 
     A deterministic subset of ``max_prompts`` queries keeps CPU rounds small: window w of a seeded
     permutation, so rounds 1, 2, 3 ... (windows 0, 1, 2 ...) walk through the whole split before any
@@ -110,15 +112,18 @@ def build_prompts(
                 relevant_ids=[int(x) for x in q["relevant_ids"]],
                 query=q["query"],
                 constraint=q.get("constraint"),
+                json_schema=request_schema(q) if request_schema is not None else None,
             ).to_dict()
         )
     return rows
 
 
 def write_prompts(bench: Any, path: Path, max_prompts: int | None, seed: int, mode: str,
-                  examples: Sequence[dict], window: int = 0) -> dict:
+                  examples: Sequence[dict], window: int = 0,
+                  request_schema: Callable[[dict], dict] | None = None) -> dict:
     """A round's prompts.jsonl from the training split; returns counts per instruction kind."""
-    prompts = build_prompts(bench, "train", max_prompts, seed=seed, mode=mode, examples=examples, window=window)
+    prompts = build_prompts(bench, "train", max_prompts, seed=seed, mode=mode, examples=examples, window=window,
+                            request_schema=request_schema)
     write_jsonl(path, prompts)
     kinds: dict[str, int] = {}
     for p in prompts:
@@ -153,7 +158,8 @@ def sample_stage(
         bar = tqdm(total=len(mine) * n, initial=done * n, desc="sample", unit="plan", disable=not progress)
         for batch in todo:
             s = batch_seed(seed, batch[0]["prompt_id"])
-            requests = [PlanRequest(id=p["prompt_id"], messages=p["messages"]) for p in batch]
+            requests = [PlanRequest(id=p["prompt_id"], messages=p["messages"], json_schema=p.get("json_schema"))
+                        for p in batch]
             responses = sampler.sample(requests, n=n, temperature=temperature, top_p=top_p, seed=s)
             if len(responses) != len(batch) or any(len(r) != n for r in responses):
                 raise RuntimeError("backend returned the wrong number of samples")

@@ -39,7 +39,7 @@ from pipelines.stages import (
     score_stage,
     write_prompts,
 )
-from pipelines.tao_config import TaoSetup, decoding_schema, parse_tao
+from pipelines.tao_config import TaoSetup, decoding_schema, parse_tao, request_schemas
 from pipelines.tao_logger import WandbLogger
 from pipelines.tao_report import markdown_table
 from pipelines.train import TrainArgs, for_round, launch_training, next_policy
@@ -103,7 +103,8 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 policy = Policy.from_dict(rd.stage("policy", lambda start=start: start))
                 atomic_write_json(rd / "policy.json", policy.to_dict())
                 rd.stage("prompts", partial(write_prompts, bench, rd / PROMPTS, cfg.max_train_prompts,
-                                            training.seed, cfg.mode, examples, window=r - 1))
+                                            training.seed, cfg.mode, examples, window=r - 1,
+                                            request_schema=request_schemas(cfg, bench)))
                 prompts = read_jsonl(rd / PROMPTS)
                 if stop_after == "prompts":
                     return {"stopped_after": stop_after, "round": r}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from pipelines.train import (
     training_defaults,
 )
 from rewards.plan import check_bound, plan_json_schema
+from rewards.prompts import query_schema
 
 Strategy = Literal["best-of-n", "dpo", "kto"]
 
@@ -62,6 +63,10 @@ class TaoConfig:
     max_filter_items: int | None = help_field("decoding bound: values of in/nin, children of all/any", default=None)
     link_values: bool = help_field(
         "decoding constrains keyword filter values to the index's values (schema linking)", default=False)
+    link_request: bool = help_field(
+        "decoding per request: the query is the request's own text and filter values are only those its "
+        "instructions name (brands, colours, numbers) or the date anchors; no instructions, no filter "
+        "(needs constrained)", default=False)
     mode: Literal["separate", "merged", "chat"] = help_field(
         "prompt mode of rewards.prompts (sampling, training, eval): chat = examples as answered turns",
         default="separate")
@@ -102,6 +107,8 @@ class TaoConfig:
         check_range(self, "margin", -1, 1)
         for name in ("max_train_prompts", "eval_dev_limit", "eval_test_limit", "torch_threads"):
             check_range(self, name, 1, optional=True)
+        if self.link_request and not self.constrained:
+            raise ConfigError("link_request", "per-request decoding schemas need constrained: true")
         for f, kw in SCHEMA_BOUNDS.items():
             if getattr(self, f) is not None:
                 try:
@@ -175,3 +182,12 @@ def decoding_schema(cfg: TaoConfig, bench: Any) -> dict:
         raise ConfigError("link_values", f"the benchmark {cfg.benchmark} records no keyword values in its "
                           "schema.json (built before schema linking): rebuild it with make build-benchmark")
     return plan_json_schema(bench.schema, **cfg.schema_bounds(), link_values=cfg.link_values)
+
+
+def request_schemas(cfg: TaoConfig, bench: Any) -> Callable[[dict], dict] | None:
+    """Benchmark query row -> its own decoding schema under the config's bounds (`link_request`), or
+    None when every request decodes under the run's one schema."""
+    if not cfg.link_request:
+        return None
+    bounds = cfg.schema_bounds()
+    return lambda row: query_schema(bench.schema, row, cfg.mode, **bounds)

@@ -9,7 +9,7 @@ decoding all describe exactly the fields, ops and value types the index accepts.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from stark_instruct.filters import MAX_CHILDREN, MAX_DEPTH, MAX_LIST_VALUES, All, AnyOf, Leaf, Node, to_json
@@ -70,9 +70,9 @@ def plan_to_json(plan: SearchPlan) -> dict:
 
 
 def _value_schema(ftype: str, max_chars: int | None = None, values: tuple = ()) -> dict:
+    if values:  # schema-linked: only values that exist in the index (or that the request names)
+        return {"type": "number" if ftype == "number" else "string", "enum": list(values)}
     if ftype in ("keyword", "keywords"):
-        if values:  # schema-linked: only values that exist in the index
-            return {"type": "string", "enum": list(values)}
         return {"type": "string", "minLength": 1, **({"maxLength": max_chars} if max_chars else {})}
     if ftype == "number":
         return {"type": "number"}
@@ -135,7 +135,7 @@ def check_bound(keyword: str, value: int, name: str | None = None) -> int:
 
 def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, max_depth: int = MAX_DEPTH,
                      max_query_chars: int = MAX_QUERY_CHARS, max_items: int | None = None,
-                     link_values: bool = False) -> dict:
+                     link_values: bool = False, queries: Sequence[str] = ()) -> dict:
     """JSON Schema (draft 2020-12) of a plan over this index.
 
     Filter nesting is unrolled into `filter_1` .. `filter_{max_depth}` (the deepest level is a leaf)
@@ -144,7 +144,9 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
     The keyword bounds can only tighten the language: a small model decoding under the schema then
     cannot loop through five copies of one search or a 1,000-character query until it is truncated.
     `link_values` restricts keyword filter values to the values the index holds (`FieldSpec.values`);
-    the parser accepts any string, so this too only tightens what a decoder may write.
+    the parser accepts any string, so this too only tightens what a decoder may write. `queries`, when
+    given, are the only query texts a search may use; a schema with no filterable field allows only
+    `"filter": null`.
     """
     max_searches = check_bound("max_searches", max_searches)
     max_depth = check_bound("max_depth", max_depth)
@@ -154,8 +156,13 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
     max_children = MAX_CHILDREN if max_items is None else min(max_items, MAX_CHILDREN)
     # a bounded query length also bounds keyword values (brand, colour, category names)
     max_value_chars = None if max_query_chars == MAX_QUERY_CHARS else max_query_chars
-    defs: dict[str, dict] = {"leaf": {"anyOf": _leaf_schemas(schema, max_list, max_value_chars, link_values)}}
-    defs[f"filter_{max_depth}"] = {"$ref": "#/$defs/leaf"}
+    defs: dict[str, dict] = {}
+    if schema.fields:
+        defs["leaf"] = {"anyOf": _leaf_schemas(schema, max_list, max_value_chars, link_values)}
+        defs[f"filter_{max_depth}"] = {"$ref": "#/$defs/leaf"}
+        filter_schema: dict = {"anyOf": [{"$ref": "#/$defs/filter_1"}, {"type": "null"}]}
+    else:
+        max_depth, filter_schema = 0, {"type": "null"}
     for level in range(max_depth - 1, 0, -1):
         child = {"$ref": f"#/$defs/filter_{level + 1}"}
         defs[f"filter_{level}"] = {"anyOf": [
@@ -167,10 +174,10 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
     search = {
         "type": "object",
         "properties": {
-            "query": {"type": "string", "maxLength": max_query_chars,
-                      "description": "keywords to search the product text for"},
-            "filter": {"anyOf": [{"$ref": "#/$defs/filter_1"}, {"type": "null"}],
-                       "description": "metadata filter the results must satisfy"},
+            "query": {"type": "string", "description": "keywords to search the product text for",
+                      **({"enum": list(dict.fromkeys(q[:max_query_chars] for q in queries))} if queries
+                         else {"maxLength": max_query_chars})},
+            "filter": {**filter_schema, "description": "metadata filter the results must satisfy"},
             "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WEIGHT,
                        "description": "weight of this search in rank fusion (default 1)"},
         },
@@ -217,3 +224,18 @@ def _positive_leaves(node: Node | None) -> Iterator[Leaf]:
     elif isinstance(node, All | AnyOf):
         for child in node.children:
             yield from _positive_leaves(child)
+
+
+def request_plan_schema(schema: IndexSchema, query: str, instruction: str | None, **bounds: int) -> dict:
+    """The plan schema for one request (`plan_json_schema` keywords in `bounds`): every search uses the
+    request's own text as its query, and filters only the values the instructions name (their brands,
+    colours and numbers, and the date anchors); a request without instructions gets no filter.
+
+    This is the action space a small planner is trained in: it cannot drop or invent query words (a
+    dropped word costs recall no filter wins back) nor filter on a value the user never named, so what
+    its samples differ in, and what the reward teaches, is which grounded filter the instruction asks for.
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("query must be a non-empty string")
+    linked = schema.linked_to(instruction.strip() if instruction else "")
+    return plan_json_schema(linked, link_values=True, queries=[query.strip()], **bounds)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from rewards.plan import MAX_SEARCHES
+from rewards.plan import MAX_SEARCHES, request_plan_schema
 from stark_instruct.filters import MAX_DEPTH
 from stark_instruct.schema import IndexSchema, years_before
 
@@ -124,6 +124,16 @@ def messages_for_query(schema: IndexSchema, row: dict, examples: Sequence[dict] 
     if mode == "merged":  # the instruction is already part of the merged query text
         return build_messages(schema, row.get("merged_query") or row["query"], None, examples, "merged")
     return build_messages(schema, row["query"], row.get("instruction") or None, examples, mode)
+
+
+def query_schema(schema: IndexSchema, row: dict, mode: str = "separate", **bounds: int) -> dict:
+    """The per-request decoding schema (`rewards.plan.request_plan_schema`) of a benchmark query row, read
+    the way `messages_for_query` reads it: in "merged" mode the query and the words linked to filter
+    values are both the merged text (the planner sees no separate instruction)."""
+    if mode == "merged":
+        merged = row.get("merged_query") or row["query"]
+        return request_plan_schema(schema, merged, merged, **bounds)
+    return request_plan_schema(schema, row["query"], row.get("instruction") or None, **bounds)
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:

@@ -135,7 +135,7 @@ class Retriever:
     def __init__(self, bench: Any, planner: Planner, reranker: Reranker | None = None, *,
                  examples: Sequence[dict] | None = None, mode: str = "separate", engine: str = "tantivy",
                  depth: int = 100, plan_schema: dict | None = None, submitter: PlanSubmitter | None = None,
-                 max_batch: int = 8, batch_wait_s: float = 0.01):
+                 max_batch: int = 8, batch_wait_s: float = 0.01, request_bounds: dict | None = None):
         from rewards.prompts import MODES, default_examples
 
         if isinstance(bench, str | Path):
@@ -149,6 +149,9 @@ class Retriever:
         self.examples = tuple(default_examples(self.schema) if examples is None else examples)
         self.executor = Executor(bench.index(engine), depth=depth, reranker=reranker)
         self.plan_schema = plan_schema or plan_json_schema(self.schema)
+        # set: every request decodes under its own schema (rewards.plan.request_plan_schema), as the
+        # TAO run that trained the policy sampled and evaluated it
+        self.request_bounds = request_bounds
         self.name = getattr(planner, "name", type(planner).__name__)
         self.policy: Any = None  # serve.planners.PolicyChoice when built by `load`
         self._search_lock = threading.Lock()  # one engine searcher, shared by server threads
@@ -182,7 +185,7 @@ class Retriever:
         examples = () if choice.examples == "none" else (
             default_examples(bench_obj.schema, "basic") if choice.examples == "basic" else None)
         out = cls(bench_obj, planner, rr, examples=examples, mode=choice.mode, engine=engine,
-                  plan_schema=decoding_schema(choice, bench_obj))
+                  plan_schema=decoding_schema(choice, bench_obj), request_bounds=choice.request_bounds)
         out.policy = choice
         return out
 
@@ -190,15 +193,19 @@ class Retriever:
 
     def request(self, query: str, instructions: str | None = None, request_id: str = "q") -> PlanRequest:
         """The planner request for a query, from the project's one prompt builder."""
-        from rewards.prompts import build_messages
+        from rewards.prompts import build_messages, query_schema
 
+        row = {"query": query, "instruction": instructions or ""}
         if self.mode == "merged":
             from stark_instruct.instructions import merge
 
-            text = merge(query, instructions) if instructions else query
-            return PlanRequest(request_id, build_messages(self.schema, text, None, self.examples, "merged"))
-        return PlanRequest(request_id, build_messages(self.schema, query, instructions or None, self.examples,
-                                                      self.mode))
+            row["merged_query"] = merge(query, instructions) if instructions else query
+            messages = build_messages(self.schema, row["merged_query"], None, self.examples, "merged")
+        else:
+            messages = build_messages(self.schema, query, instructions or None, self.examples, self.mode)
+        own = query_schema(self.schema, row, self.mode, **self.request_bounds) if self.request_bounds is not None \
+            else None
+        return PlanRequest(request_id, messages, json_schema=own)
 
     def parse(self, response: PlanResponse) -> tuple[SearchPlan | None, PlanFailure | None]:
         if response.text is None:

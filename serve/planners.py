@@ -30,6 +30,7 @@ class PolicyChoice:
     mode: str = "separate"
     examples: str = "default"  # "default" | "basic" | "none", as in TAO configs
     max_new_tokens: int = 160
+    request_bounds: dict | None = None  # the run decoded each request under its own schema, with these bounds
     source: str = "untrained"  # what `make serve` prints
 
     def describe(self) -> str:
@@ -63,10 +64,18 @@ def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
             model_path=model, adapter_path=adapter, plan_schema=_read_json(run / "plan_schema.json"),
             mode=config.get("mode", "separate"), examples=config.get("examples", "default"),
             max_new_tokens=int(config.get("max_new_tokens", 160)),
+            request_bounds=request_bounds(config) if config.get("link_request") else None,
             source=f"tuned ({run}, round {best['round']}, dev recall "
                    f"{(best.get('dev') or {}).get('all', {}).get('recall', float('nan')):.3f})",
         )
     return None
+
+
+def request_bounds(config: dict) -> dict:
+    """The `plan_json_schema` bounds a TAO run's config.json sets (what its per-request schemas used)."""
+    from pipelines.tao_config import SCHEMA_BOUNDS
+
+    return {kw: config[f] for f, kw in SCHEMA_BOUNDS.items() if config.get(f) is not None}
 
 
 def choose_policy(runs_dir: str | Path = "runs", model: str | None = None) -> PolicyChoice:

@@ -58,6 +58,9 @@ class AsyncVLLMPlanner:
         structured = structured_output_kwargs(json_schema) if json_schema is not None else {}
         self.params = vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens,
                                           output_kind=RequestOutputKind.FINAL_ONLY, **structured)
+        self._own_params = (lambda schema: vllm.SamplingParams(  # a request's own schema (if constrained)
+            temperature=0.0, max_tokens=max_tokens, output_kind=RequestOutputKind.FINAL_ONLY,
+            **structured_output_kwargs(schema))) if structured else None
         kwargs = {**CPU_ENGINE_DEFAULTS, **engine_kwargs, "model": self.model}
         self.lora_request = None
         if self.adapter_path is not None:
@@ -90,7 +93,10 @@ class AsyncVLLMPlanner:
         except Exception as exc:  # noqa: BLE001 - a malformed message list is this request's error only
             return PlanResponse(None, f"prompt_error: {exc}")
         final = None
-        async for out in self.engine.generate(prompt, self.params, f"{request.id}-{next(self._ids)}",
+        params = self.params
+        if request.json_schema is not None and self._own_params is not None:
+            params = self._own_params(request.json_schema)
+        async for out in self.engine.generate(prompt, params, f"{request.id}-{next(self._ids)}",
                                               lora_request=self.lora_request):
             final = out
         if final is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from stark_instruct.text import tokenize
@@ -104,6 +105,32 @@ class IndexSchema:
                 for rank, spec_i, value, vt in self._values_by_token.get(word, ()) if words[i:i + len(vt)] == vt}
         return [(self.fields[spec_i].name, value) for rank, spec_i, value in sorted(hits)]
 
+    def linked_to(self, text: str) -> IndexSchema:
+        """This schema with each field's values cut to those `text` names: the keyword values it
+        mentions, the numbers it contains (for number fields) and the date anchors (for date fields,
+        when `date_anchors` is on); fields left without values are dropped.
+
+        Per-request schema linking for decoding: a small planner then chooses among the few filters
+        the user's words support instead of among every brand and every number, so its samples differ
+        in *which* grounded filter they apply, which is what a reward can teach."""
+        keyword = {}
+        for name, value in self.mentioned_values(text):
+            keyword.setdefault(name, []).append(value)
+        numbers = tuple(dict.fromkeys(_number(m) for m in _NUMBER.findall(text)))
+        anchors = tuple(years_before(self.reference_date, y).isoformat() for y in DATE_ANCHOR_YEARS)
+        fields = []
+        for spec in self.fields:
+            if spec.type in ("keyword", "keywords"):
+                values = tuple(keyword.get(spec.name, ()))
+            elif spec.type == "number":
+                values = numbers
+            else:
+                values = anchors if self.date_anchors and text.strip() else ()
+            if values:
+                fields.append(FieldSpec(spec.name, spec.type, spec.description, spec.examples, values))
+        return IndexSchema(tuple(fields), self.reference_date, self.text_description, self.name, self.extra,
+                           self.date_anchors)
+
     @functools.cached_property
     def _values_by_token(self) -> dict[str, list[tuple[int, int, str, list[str]]]]:
         """Keyword values by their first token (tokenised once per schema, not once per prompt), each with
@@ -139,6 +166,13 @@ class IndexSchema:
 
 
 DATE_ANCHOR_YEARS = (1, 2, 3, 5, 10)
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
 # At most this many values of a keyword field are kept (the most frequent): StaRK-Amazon has ~10^4 brands.
 MAX_FIELD_VALUES = 2000
 

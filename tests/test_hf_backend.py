@@ -196,3 +196,24 @@ def test_common_prefix_is_prefilled_once_with_the_same_greedy_plans(tok):
     plain = p.plan(reqs) + p.sample(reqs, n=2, temperature=1.0, top_p=1.0, seed=1)[0]
     assert [(r.text, r.error, r.usage) for r in shared] == [(r.text, r.error, r.usage) for r in plain]
     assert any(r.text for r in shared)
+
+
+def test_each_request_decodes_under_its_own_schema(tok):
+    model = tiny_lm.tiny_model(tok, eos_bias=3.0)
+
+    def only(query: str) -> dict:
+        return {"type": "object", "properties": {"searches": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+            "type": "object", "properties": {"query": {"enum": [query]}}, "required": ["query"],
+            "additionalProperties": False}}}, "required": ["searches"], "additionalProperties": False}
+
+    reqs = _requests(3)
+    reqs[0].json_schema, reqs[2].json_schema = only("ab"), only("cd")
+    p = HFPlanner("tiny", model=model, tokenizer=tok, batch_size=6, max_new_tokens=96, constrained=True,
+                  json_schema=SCHEMA)
+    samples = p.sample(reqs, n=2, temperature=1.0, top_p=1.0, seed=0)
+    greedy = [[r] for r in p.plan(reqs)]
+    for per_request in (samples, greedy):
+        assert all(json.loads(r.text) == {"searches": [{"query": "ab"}]} for r in per_request[0])
+        assert all(json.loads(r.text) == {"searches": [{"query": "cd"}]} for r in per_request[2])
+        for r in per_request[1]:  # no schema of its own: the planner's
+            jsonschema.validate(json.loads(r.text), SCHEMA)

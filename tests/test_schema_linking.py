@@ -74,3 +74,52 @@ def test_carries_filter_matches_the_constraint_leaf_in_any_equivalent_form():
     assert not carries_filter(plan(None), color)
     assert carries_filter(plan(Leaf("brand", "nin", ("acme",))), brand_out)
     assert not carries_filter(plan(Leaf("brand", "eq", "acme")), brand_out)
+
+
+def test_linked_to_keeps_only_the_values_the_text_names():
+    linked = SCHEMA.linked_to("Please leave out Lumia, and keep it under $40 with 4.5+ stars.")
+    assert linked.field("brand").values == ("lumia",)
+    assert linked.field("color") is None and linked.field("category") is None
+    assert linked.field("price").values == (40, 4.5) and linked.field("rating").values == (40, 4.5)
+    assert linked.field("last_review_date").values[:2] == ("2023-02-28", "2022-02-28")
+    assert SCHEMA.linked_to("").fields == ()
+    assert dataclasses.replace(SCHEMA, date_anchors=False).linked_to("recent reviews").fields == ()
+
+
+def _one(query: str, filt: dict | None) -> dict:
+    return {"searches": [{"query": query, "filter": filt}]}
+
+
+def test_request_schema_fixes_the_query_and_grounds_every_filter_value():
+    from rewards.plan import request_plan_schema
+
+    js = request_plan_schema(SCHEMA, " a light tent ", "Don't show anything from Lumia.", max_searches=1, max_depth=1)
+    jsonschema.validate(_one("a light tent", {"field": "brand", "op": "ne", "value": "lumia"}), js)
+    jsonschema.validate(_one("a light tent", {"field": "last_review_date", "op": "gte", "value": "2023-02-28"}), js)
+    jsonschema.validate(_one("a light tent", None), js)
+    for bad in (_one("tent", None),  # the query is the request's own text
+                _one("a light tent", {"field": "brand", "op": "ne", "value": "acme"}),  # a brand never named
+                _one("a light tent", {"field": "color", "op": "ne", "value": "red"}),
+                _one("a light tent", {"field": "last_review_date", "op": "gte", "value": "2023-03-01"}),
+                {"searches": [_one("a light tent", None)["searches"][0]] * 2}):  # max_searches
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, js)
+    # without instructions there is nothing to filter on
+    plain = request_plan_schema(SCHEMA, "a light tent", None)
+    jsonschema.validate(_one("a light tent", None), plain)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_one("a light tent", {"field": "brand", "op": "eq", "value": "lumia"}), plain)
+    with pytest.raises(ValueError, match="query"):
+        request_plan_schema(SCHEMA, "  ", "Only Lumia.")
+
+
+def test_query_schema_reads_a_row_like_its_prompt():
+    from rewards.prompts import query_schema
+
+    row = {"query": "a light tent", "instruction": "Only Lumia.", "merged_query": "a light tent Only Lumia."}
+    sep = query_schema(SCHEMA, row, "chat")
+    jsonschema.validate(_one("a light tent", {"field": "brand", "op": "eq", "value": "lumia"}), sep)
+    merged = query_schema(SCHEMA, row, "merged")
+    jsonschema.validate(_one("a light tent Only Lumia.", {"field": "brand", "op": "eq", "value": "lumia"}), merged)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_one("a light tent", None), merged)

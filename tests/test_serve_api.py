@@ -140,6 +140,30 @@ def test_micro_batcher_skips_cancelled_and_reports_planner_errors(tiny_benchmark
     batcher.close()
 
 
+def test_a_policy_trained_on_request_schemas_is_served_with_them(tiny_benchmark, tmp_path):
+    import jsonschema
+
+    from rewards.prompts import query_schema
+    from serve.planners import find_tuned_policy
+
+    r, _ = make(tiny_benchmark)
+    assert r.request("tent", "only blue ones").json_schema is None  # default: the planner's one schema
+    bounds = {"max_searches": 1, "max_depth": 1}
+    r, _ = make(tiny_benchmark, request_bounds=bounds)
+    req = r.request("tent", "only blue ones")
+    assert req.json_schema == query_schema(tiny_benchmark.schema, {"query": "tent", "instruction": "only blue ones"},
+                                           "separate", **bounds)
+    jsonschema.validate({"searches": [{"query": "tent", "filter": None}]}, req.json_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"searches": [{"query": "tents", "filter": None}]}, req.json_schema)
+    # a TAO run with link_request hands its bounds to serving
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.json").write_text(json.dumps({"round": 1, "policy": {"model_path": str(tmp_path)}}))
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"tao": {"link_request": True, "max_searches": 1,
+                                                                      "max_filter_depth": 1}}))
+    assert find_tuned_policy(tmp_path).request_bounds == bounds
+
+
 def test_find_tuned_policy_takes_the_newest_trained_best(tmp_path):
     from serve.planners import DEFAULT_MODEL, choose_policy, find_tuned_policy
 

@@ -91,6 +91,28 @@ def test_structured_outputs_always_parse(setup):
     assert all(r.usage["output_tokens"] <= MAX_TOKENS for rs in out for r in rs)
 
 
+def test_each_request_decodes_under_its_own_schema(setup):
+    import dataclasses
+
+    import jsonschema
+
+    from rewards.prompts import query_schema
+
+    planner, reqs, schema, bench = setup
+    rows = {q["id"]: q for q in bench.queries("train")}
+    own = [dataclasses.replace(r, json_schema=query_schema(bench.schema, rows[r.id], "separate", max_depth=1))
+           for r in reqs[:2]]
+    out = planner.sample([*own, reqs[2]], n=3, temperature=1.0, top_p=1.0, seed=0)
+    for req, samples in zip(own, out, strict=False):
+        for r in samples:
+            if r.error is None:
+                jsonschema.validate(json.loads(r.text), req.json_schema)
+                assert json.loads(r.text)["searches"][0]["query"] == rows[req.id]["query"].strip()
+    for r in out[2]:  # no schema of its own: the planner's
+        if r.error is None:
+            jsonschema.validate(json.loads(r.text), schema)
+
+
 def test_greedy_matches_hf_backend(setup, one_torch_thread):
     from pipelines.backends.hf import HFPlanner
 

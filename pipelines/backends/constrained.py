@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - llguidance is a core dependency
     raise ImportError("constrained decoding needs llguidance: pip install llguidance") from exc
 
 _BITS = torch.arange(32, dtype=torch.int32)
+_MAX_TEMPLATES = 4096  # compiled per-request grammars kept (a TAO round has one per prompt)
 
 
 class GrammarError(ValueError):
@@ -61,21 +62,37 @@ class JSONSchemaConstraint:
         rust.no_padding()
         rust.no_truncation()
         self.ll_tokenizer = llguidance.LLTokenizer(rust.to_str(), n_vocab=n_vocab, eos_token=self.eos_token_ids)
-        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(
-            schema, overrides={"whitespace_flexible": whitespace_flexible})
-        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(self.grammar, self.ll_tokenizer)
-        if is_error:
-            raise GrammarError(f"JSON schema not supported for constrained decoding: {messages[0]}")
-        self._template = llguidance.LLMatcher(self.ll_tokenizer, self.grammar, log_level=0)
-        if self._template.is_error():
-            raise GrammarError(self._template.get_error())
+        self.whitespace_flexible = whitespace_flexible
+        self._templates: dict[str, Any] = {}
+        self._template = self._compile(schema)
 
-    def matcher(self) -> Any:
-        """A matcher at the start of the grammar (a copy of a compiled template: cheaper than compiling)."""
-        return self._template.deep_copy()
+    def _compile(self, schema: dict) -> Any:
+        """A matcher template for `schema`, compiled once per distinct schema (the token table is shared,
+        so a per-request schema costs milliseconds, not the second the tokenizer takes)."""
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._templates:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                schema, overrides={"whitespace_flexible": self.whitespace_flexible})
+            is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, self.ll_tokenizer)
+            if is_error:
+                raise GrammarError(f"JSON schema not supported for constrained decoding: {messages[0]}")
+            template = llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0)
+            if template.is_error():
+                raise GrammarError(template.get_error())
+            if len(self._templates) >= _MAX_TEMPLATES:
+                self._templates.pop(next(iter(self._templates)))
+            self._templates[key] = template
+        return self._templates[key]
 
-    def processor(self) -> JSONSchemaLogitsProcessor:
-        return JSONSchemaLogitsProcessor(self)
+    def matcher(self, schema: dict | None = None) -> Any:
+        """A matcher at the start of the grammar of `schema` (default: the constraint's own), a copy of a
+        compiled template: cheaper than compiling."""
+        return (self._template if schema is None else self._compile(schema)).deep_copy()
+
+    def processor(self, schemas: Sequence[dict | None] | None = None) -> JSONSchemaLogitsProcessor:
+        """A logits processor for one `generate` call; `schemas` gives each row its own schema (None:
+        the constraint's own)."""
+        return JSONSchemaLogitsProcessor(self, schemas)
 
     def accepts(self, text: str) -> bool:
         """Whether `text` is a complete sentence of the grammar (used by tests and diagnostics)."""
@@ -94,8 +111,9 @@ class JSONSchemaLogitsProcessor(LogitsProcessor):
     transformers applies custom processors before its sampling warpers.
     """
 
-    def __init__(self, constraint: JSONSchemaConstraint) -> None:
+    def __init__(self, constraint: JSONSchemaConstraint, schemas: Sequence[dict | None] | None = None) -> None:
         self.constraint = constraint
+        self.schemas = list(schemas) if schemas is not None else None
         self.matchers: list[Any] | None = None
         self.done: list[bool] = []
         self.errors: list[str | None] = []
@@ -105,7 +123,10 @@ class JSONSchemaLogitsProcessor(LogitsProcessor):
         batch, length = input_ids.shape
         eos = self.constraint.eos_token_ids
         if self.matchers is None:
-            self.matchers = [self.constraint.matcher() for _ in range(batch)]
+            if self.schemas is not None and len(self.schemas) != batch:
+                raise ValueError(f"{len(self.schemas)} row schemas for a batch of {batch}")
+            self.matchers = [self.constraint.matcher(self.schemas[i] if self.schemas else None)
+                             for i in range(batch)]
             self.done = [False] * batch
             self.errors = [None] * batch
         else:

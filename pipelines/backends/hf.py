@@ -146,14 +146,16 @@ class HFPlanner(ClosingPlanner):
         per_call = max(1, self.batch_size // n)
         for b, start in enumerate(range(0, len(encoded), per_call)):
             chunk = encoded[start:start + per_call]
-            outs = self._generate([ids for _, ids in chunk], n, sampling, mix_seed(seed, b))
+            schemas = [requests[i].json_schema for i, _ in chunk]
+            outs = self._generate([ids for _, ids in chunk], n, sampling, mix_seed(seed, b),
+                                  schemas if any(x is not None for x in schemas) else None)
             for (i, _), resp in zip(chunk, outs, strict=True):
                 results[i] = resp
         return results  # type: ignore[return-value]
 
     @torch.inference_mode()
     def _generate(self, prompts: list[list[int]], n: int, sampling: tuple[float, float] | None,
-                  seed: int) -> list[list[PlanResponse]]:
+                  seed: int, schemas: list[dict | None] | None = None) -> list[list[PlanResponse]]:
         tok = self.tokenizer
         if self.share_prefill:
             shared = common_prefix_len(prompts)
@@ -176,7 +178,9 @@ class HFPlanner(ClosingPlanner):
             # defaults the checkpoint's generation_config carries (and the same as the vLLM backend).
             kwargs.update(do_sample=True, temperature=sampling[0], top_p=sampling[1], top_k=0,
                           repetition_penalty=1.0)
-        processor = self.constraint.processor() if self.constraint is not None else None
+        # rows are prompts repeated n times, consecutively; each row decodes under its request's schema
+        row_schemas = [x for x in schemas for _ in range(n)] if schemas is not None else None
+        processor = self.constraint.processor(row_schemas) if self.constraint is not None else None
         if processor is not None:
             kwargs["logits_processor"] = LogitsProcessorList([processor])
         if self.share_prefill:

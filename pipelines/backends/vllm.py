@@ -170,7 +170,10 @@ class _Engine:
                 results[i] = [PlanResponse(None, msg, {"input_tokens": len(ids), "output_tokens": 0})] * spec["n"]
                 continue
             prompts.append({"prompt_token_ids": ids})
-            params.append(self.vllm.SamplingParams(**spec, **self.structured))
+            spec = dict(spec)
+            own = spec.pop("json_schema", None)  # a request's own schema replaces the engine's (if constrained)
+            structured = structured_output_kwargs(own) if own is not None and self.structured else self.structured
+            params.append(self.vllm.SamplingParams(**spec, **structured))
             where.append(i)
         if prompts:
             outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False,
@@ -320,6 +323,8 @@ class VLLMPlanner(ClosingPlanner):
 
     def _run(self, requests: Sequence[PlanRequest], specs: list[dict]) -> list[list[PlanResponse]]:
         messages = [list(r.messages) for r in requests]
+        specs = [{**spec, "json_schema": r.json_schema} if r.json_schema is not None else spec
+                 for r, spec in zip(requests, specs, strict=True)]
         if self._engine is not None:
             return self._engine.run(messages, specs)
         if not self._workers:
