@@ -238,4 +238,10 @@ def request_plan_schema(schema: IndexSchema, query: str, instruction: str | None
     if not isinstance(query, str) or not query.strip():
         raise ValueError("query must be a non-empty string")
     linked = schema.linked_to(instruction.strip() if instruction else "")
-    return plan_json_schema(linked, link_values=True, queries=[query.strip()], **bounds)
+    out = plan_json_schema(linked, link_values=True, queries=[query.strip()], **bounds)
+    # the filter is the decision: it is always written (null when none applies), and there is no
+    # fusion weight to write instead (a sampled small model otherwise fills that slot and omits the filter)
+    search = out["$defs"]["search"]
+    del search["properties"]["weight"]
+    search["required"] = ["query", "filter"]
+    return out

