@@ -241,7 +241,10 @@ def request_plan_schema(schema: IndexSchema, query: str, instruction: str | None
     out = plan_json_schema(linked, link_values=True, queries=[query.strip()], **bounds)
     # the filter is the decision: it is always written (null when none applies), and there is no
     # fusion weight to write instead (a sampled small model otherwise fills that slot and omits the filter)
+    # Filter first: the model decides it before copying the query, and the order survives the sorted
+    # keys every JSONL row is written with (llguidance emits properties in schema order, so a schema
+    # read back from prompts.jsonl must decode exactly as the one evaluation builds).
     search = out["$defs"]["search"]
-    del search["properties"]["weight"]
-    search["required"] = ["query", "filter"]
+    search["properties"] = {"filter": search["properties"]["filter"], "query": search["properties"]["query"]}
+    search["required"] = ["filter", "query"]
     return out

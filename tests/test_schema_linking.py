@@ -81,7 +81,11 @@ def test_linked_to_keeps_only_the_values_the_text_names():
     assert linked.field("brand").values == ("lumia",)
     assert linked.field("color") is None and linked.field("category") is None
     assert linked.field("price").values == (40, 4.5) and linked.field("rating").values == (40, 4.5)
-    assert linked.field("last_review_date").values[:2] == ("2023-02-28", "2022-02-28")
+    assert linked.field("last_review_date").values[:2] == ("2023-02-28", "2022-02-28")  # no year count: all
+    recent = SCHEMA.linked_to("Reviews from the last 3 years.")
+    assert recent.field("last_review_date").values == ("2021-02-28",) and recent.field("price") is None
+    assert SCHEMA.linked_to("reviewed within the past year").field("first_review_date").values == ("2023-02-28",)
+    assert SCHEMA.linked_to("in the last four years").field("last_review_date").values == ("2020-02-29",)
     assert SCHEMA.linked_to("").fields == ()
     assert dataclasses.replace(SCHEMA, date_anchors=False).linked_to("recent reviews").fields == ()
 
@@ -96,6 +100,7 @@ def test_request_schema_fixes_the_query_and_grounds_every_filter_value():
     js = request_plan_schema(SCHEMA, " a light tent ", "Don't show anything from Lumia.", max_searches=1, max_depth=1)
     jsonschema.validate(_one("a light tent", {"field": "brand", "op": "ne", "value": "lumia"}), js)
     jsonschema.validate(_one("a light tent", {"field": "last_review_date", "op": "gte", "value": "2023-02-28"}), js)
+    assert list(js["$defs"]["search"]["properties"]) == ["filter", "query"]  # decided first, sorted-key safe
     jsonschema.validate(_one("a light tent", None), js)
     for bad in (_one("tent", None),  # the query is the request's own text
                 _one("a light tent", {"field": "brand", "op": "ne", "value": "acme"}),  # a brand never named
