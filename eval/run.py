@@ -35,7 +35,7 @@ class EvalArgs:
     engine: Literal["tantivy", "bm25"] = help_field("search engine", default="tantivy")
     k: int = help_field("cutoff of the headline recall (Recall@k)", default=20)
     limit: int | None = help_field("evaluate only the first N queries of the split", default=None)
-    mode: Literal["separate", "merged", "chat"] = help_field(
+    mode: Literal["separate", "merged", "chat", "compact"] = help_field(
         "prompt mode for planners: instruction in the system spec, merged into the query, or a chat of "
         "answered examples", default="separate")
     examples: Literal["default", "none"] = help_field(

@@ -67,8 +67,9 @@ class TaoConfig:
         "decoding per request: the query is the request's own text and filter values are only those its "
         "instructions name (brands, colours, numbers) or the date anchors; no instructions, no filter "
         "(needs constrained)", default=False)
-    mode: Literal["separate", "merged", "chat"] = help_field(
-        "prompt mode of rewards.prompts (sampling, training, eval): chat = examples as answered turns",
+    mode: Literal["separate", "merged", "chat", "compact"] = help_field(
+        "prompt mode of rewards.prompts (sampling, training, eval): chat = examples as answered turns; "
+        "compact = chat with a short system spec, for link_request",
         default="separate")
     examples: Literal["default", "basic", "none"] = help_field(
         "few-shot examples: default (every constraint type), basic (the earlier four) or none", default="default")

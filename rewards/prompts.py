@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from rewards.plan import MAX_SEARCHES, request_plan_schema
 from stark_instruct.filters import MAX_DEPTH
-from stark_instruct.schema import IndexSchema, years_before
+from stark_instruct.schema import DATE_ANCHOR_YEARS, IndexSchema, years_before
 
-MODES = ("separate", "merged", "chat")
+MODES = ("separate", "merged", "chat", "compact")
 
 ROLE = (
     "You are a query planner for a product search engine. You turn a shopper's request into a search "
@@ -34,6 +34,28 @@ Reply with ONLY one JSON object, no prose and no code fences:
   numbers are plain JSON numbers; dates are "YYYY-MM-DD" strings.
 - Express every instruction about brand, colour, price, rating or review dates as a filter, and apply
   it to every search; use the request's own words as the query and leave the instruction out of it."""
+
+
+# The "compact" system spec: for a planner decoding under per-request schemas
+# (rewards.plan.request_plan_schema), where the grammar already fixes the query, the single search and
+# which values exist, the prompt only has to say what the filter means. A third of the tokens of the full
+# spec, which is what sampling and training on a CPU pay for.
+COMPACT_FORMAT = """\
+Reply with ONLY one JSON object: {"searches": [{"filter": <filter or null>, "query": <the request>}]}
+filter := {"field": <field>, "op": <op>, "value": <value>}; null when the user gives no instructions.
+Ops: eq = must be / must have the value; ne = must not be / must not have it (to exclude);
+gt, gte, lt, lte = greater than, at least, less than, at most (numbers and dates)."""
+
+
+def compact_schema(schema: IndexSchema) -> str:
+    """The index schema in a few lines: today, the date anchors and each field's name and meaning."""
+    lines = [f"Today is {schema.reference_date.isoformat()}."]
+    if schema.date_anchors:
+        lines.append("Dates before today: " + "; ".join(
+            f"{y} year{'s' if y > 1 else ''} ago = {years_before(schema.reference_date, y).isoformat()}"
+            for y in DATE_ANCHOR_YEARS[:4]) + ".")
+    lines += ["Fields:", *(f"- {f.name}: {f.description}" for f in schema.fields)]
+    return "\n".join(lines)
 
 
 def _check_example(ex: dict, i: int) -> None:
@@ -62,7 +84,10 @@ def system_prompt(schema: IndexSchema, instruction: str | None = None, examples:
                   mode: str = "separate") -> str:
     """The system specification; only "separate" mode has an instructions section ("chat" puts the
     instructions in the user turn, "merged" in the query)."""
-    parts = [ROLE, "## Output format\n" + GRAMMAR, "## Index schema\n" + schema.render()]
+    if mode == "compact":
+        parts = [ROLE, COMPACT_FORMAT, compact_schema(schema)]
+    else:
+        parts = [ROLE, "## Output format\n" + GRAMMAR, "## Index schema\n" + schema.render()]
     if examples:
         rendered = "\n\n".join(_render_example(schema, ex, mode) for ex in examples)
         parts.append("## Examples\n" + rendered)
@@ -95,7 +120,8 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
     mode "chat": the system spec holds role, format and schema; each example is a user turn ("Request:
     ... / User instructions: ...") answered by an assistant turn (its plan), and the request itself is the
     last user turn in the same form: a small model continues a pattern it has just seen answered far
-    more faithfully than it follows a section of a long system prompt.
+    more faithfully than it follows a section of a long system prompt. mode "compact": "chat" with the
+    short system spec of COMPACT_FORMAT, for per-request decoding schemas.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -105,8 +131,8 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
         raise ValueError("mode 'merged' takes the merged query as `query` and no separate instruction")
     for i, ex in enumerate(examples):
         _check_example(ex, i)
-    if mode == "chat":
-        turns = [{"role": "system", "content": system_prompt(schema, None, (), "chat")}]
+    if mode in ("chat", "compact"):
+        turns = [{"role": "system", "content": system_prompt(schema, None, (), mode)}]
         for ex in examples:
             turns.append({"role": "user", "content": _request_turn(schema, ex["query"], ex.get("instruction"))})
             turns.append({"role": "assistant", "content": json.dumps(ex["plan"], ensure_ascii=False)})

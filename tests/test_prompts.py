@@ -103,6 +103,16 @@ def test_chat_mode_answers_each_example_in_a_turn_and_ends_with_the_request():
     assert none[-1]["content"] == "Request: tent\nUser instructions: (none)"
 
 
+def test_compact_mode_is_chat_with_a_short_spec_of_what_filters_mean():
+    chat = build_messages(SCHEMA, "a two person tent", "No Acme.", (), mode="chat")
+    compact = build_messages(SCHEMA, "a two person tent", "No Acme.", (), mode="compact")
+    assert compact[1:] == chat[1:]  # the same request turn
+    spec = compact[0]["content"]
+    assert GRAMMAR not in spec and SCHEMA.render() not in spec and len(spec) < len(chat[0]["content"]) / 2
+    assert "ne = must not be" in spec and "Today is 2024-02-29." in spec and "2 years ago = 2022-02-28" in spec
+    assert all(f"- {f.name}: " in spec for f in SCHEMA.fields)
+
+
 def test_index_values_the_instruction_names_are_linked_in_the_prompt():
     schema = product_schema(dt.date(2024, 2, 29), ["trailforge"], ["red"], ["tents"],
                             {"brand": ["trailforge", "acme"], "color": ["red", "tan"]})
