@@ -88,6 +88,10 @@ def _leaf_schemas(schema: IndexSchema, max_list_values: int = MAX_LIST_VALUES,
     for spec in schema.fields:
         scalar_ops = [op for op in spec.ops if op not in LIST_OPS]
         list_ops = [op for op in spec.ops if op in LIST_OPS]
+        if link_values and len(spec.values) == 1:
+            # one allowed value: in [v] / nin [v] / contains v are eq v / ne v, and synonyms only split a
+            # small model's probability between spellings of one decision
+            scalar_ops, list_ops = [op for op in scalar_ops if op != "contains"], []
         value = _value_schema(spec.type, max_value_chars, spec.values if link_values else ())
         for ops, value_schema in (
             (scalar_ops, value),

@@ -101,6 +101,8 @@ def test_request_schema_fixes_the_query_and_grounds_every_filter_value():
     jsonschema.validate(_one("a light tent", {"field": "brand", "op": "ne", "value": "lumia"}), js)
     jsonschema.validate(_one("a light tent", {"field": "last_review_date", "op": "gte", "value": "2023-02-28"}), js)
     assert list(js["$defs"]["search"]["properties"]) == ["filter", "query"]  # decided first, sorted-key safe
+    with pytest.raises(jsonschema.ValidationError):  # one linked value: no list or contains synonyms of eq/ne
+        jsonschema.validate(_one("a light tent", {"field": "brand", "op": "nin", "value": ["lumia"]}), js)
     jsonschema.validate(_one("a light tent", None), js)
     for bad in (_one("tent", None),  # the query is the request's own text
                 _one("a light tent", {"field": "brand", "op": "ne", "value": "acme"}),  # a brand never named
