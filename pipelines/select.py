@@ -36,6 +36,15 @@ def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
 
 
+def _preference(c: dict) -> tuple:
+    """How the best candidate is chosen: reward, then the simpler plan (fewer searches), then the deeper
+    ranking (Recall@100, MRR: among plans tied at Recall@20 on a handful of relevant products, the one
+    that also ranks the rest higher is the better plan, not the luckier one), then the shorter text."""
+    m = c.get("metrics") or {}
+    return (float(c["reward"]), -c.get("n_searches", 1), float(m.get("recall@100", 0.0)), float(m.get("mrr", 0.0)),
+            -len(c["text"]), -c["sample_idx"])
+
+
 def select(
     scored: Sequence[dict],
     prompts: Sequence[dict],
@@ -81,8 +90,7 @@ def select(
             stats["dropped_threshold"] += 1
             continue
         rewards = [float(c["reward"]) for c in cands]
-        best = max(usable, key=lambda c: (float(c["reward"]), -c.get("n_searches", 1), -len(c["text"]),
-                                          -c["sample_idx"]))
+        best = max(usable, key=_preference)
         worst = min(usable, key=lambda c: (float(c["reward"]), c["sample_idx"]))
         best_rewards.append(float(best["reward"]))
         if drop_ties and max(rewards) == min(rewards):

@@ -127,3 +127,15 @@ def test_a_request_without_instructions_only_has_to_match_its_raw_query():
     scored = _cands("plain", [0.3, 0.1]) + _cands("inst", [0.3, 0.1])
     rows, stats = select(scored, prompts, "best-of-n", baseline={"plain": 0.3, "inst": 0.3}, margin=0.1)
     assert [r["prompt"][1]["content"] for r in rows] == ["plain"] and stats["dropped_baseline"] == 1
+
+
+def test_tied_reward_goes_to_the_deeper_ranking_before_the_shorter_text():
+    scored = _cands("a", [0.5, 0.5, 0.5, 0.0])
+    scored[0].update(text="short", metrics={"recall@100": 0.5, "mrr": 0.9})
+    scored[1].update(text="longer-plan", metrics={"recall@100": 1.0, "mrr": 0.2})  # ranks the rest higher
+    scored[2].update(text="longer-plan-2", metrics={"recall@100": 1.0, "mrr": 0.1})
+    rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
+    assert [r["completion"][0]["content"] for r in rows] == ["longer-plan"]
+    scored[1]["n_searches"] = 2  # a simpler plan still wins first
+    rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
+    assert [r["completion"][0]["content"] for r in rows] == ["longer-plan-2"]

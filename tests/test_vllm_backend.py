@@ -66,6 +66,19 @@ def test_cpu_engine_arguments_avoid_the_seeded_chunked_prefill_crash():
     assert engine_kwargs("m", cpu=True, enforce_eager=False)["enforce_eager"] is False  # caller wins
 
 
+def test_cpu_engine_binds_the_worker_to_every_core_unless_the_user_chose(monkeypatch):
+    import os
+
+    from pipelines.backends.vllm import engine_kwargs
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    engine_kwargs("m", cpu=True)
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0")
+    engine_kwargs("m", cpu=True)
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+
+
 def test_gpu_engine_arguments_are_vllm_defaults():
     from pipelines.backends.vllm import engine_kwargs
 
