@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from rewards.plan import MAX_SEARCHES, request_plan_schema
 from stark_instruct.filters import MAX_DEPTH
-from stark_instruct.schema import DATE_ANCHOR_YEARS, IndexSchema, years_before
+from stark_instruct.schema import IndexSchema, years_before
 
 MODES = ("separate", "merged", "chat", "compact")
 
@@ -44,17 +44,19 @@ COMPACT_FORMAT = """\
 Reply with ONLY one JSON object: {"searches": [{"filter": <filter or null>, "query": <the request>}]}
 filter := {"field": <field>, "op": <op>, "value": <value>}; null when the user gives no instructions.
 Ops: eq = must be / must have the value; ne = must not be / must not have it (to exclude);
-gt, gte, lt, lte = greater than, at least, less than, at most (numbers and dates)."""
+gt, gte, lt, lte = greater than, at least, less than, at most (numbers and dates).
+Instructions and their filters, for example:
+"Only Acme products." -> brand eq "acme"; "Nothing from Acme." -> brand ne "acme";
+"It must come in blue." -> color eq "blue"; "Skip the red ones." -> color ne "red";
+"Under $40." -> price lte 40; "Rated 4.5 or more." -> rating gte 4.5;
+"Reviewed in the last 2 years." -> last_review_date gte (the date 2 years ago)."""
 
 
 def compact_schema(schema: IndexSchema) -> str:
-    """The index schema in a few lines: today, the date anchors and each field's name and meaning."""
-    lines = [f"Today is {schema.reference_date.isoformat()}."]
-    if schema.date_anchors:
-        lines.append("Dates before today: " + "; ".join(
-            f"{y} year{'s' if y > 1 else ''} ago = {years_before(schema.reference_date, y).isoformat()}"
-            for y in DATE_ANCHOR_YEARS[:4]) + ".")
-    lines += ["Fields:", *(f"- {f.name}: {f.description}" for f in schema.fields)]
+    """The index schema in a few lines: today and each field's name and meaning (no date anchors: the
+    request's schema allows only the dates its instructions name)."""
+    lines = [f"Today is {schema.reference_date.isoformat()}.", "Fields:",
+             *(f"- {f.name}: {f.description}" for f in schema.fields)]
     return "\n".join(lines)
 
 

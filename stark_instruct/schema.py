@@ -108,8 +108,8 @@ class IndexSchema:
     def linked_to(self, text: str) -> IndexSchema:
         """This schema with each field's values cut to those `text` names: the keyword values it
         mentions, the numbers it contains (for number fields) and the date anchors (for date fields,
-        when `date_anchors` is on: those of the year counts it names, else all); fields left without
-        values are dropped.
+        when `date_anchors` is on and the text is about time: those of the year counts it names, else
+        all); fields left without values are dropped.
 
         Per-request schema linking for decoding: a small planner then chooses among the few filters
         the user's words support instead of among every brand and every number, so its samples differ
@@ -119,7 +119,9 @@ class IndexSchema:
             keyword.setdefault(name, []).append(value)
         # a year count ("the last 3 years") names a date, not a price or a rating
         numbers = tuple(dict.fromkeys(_number(m) for m in _NUMBER.findall(_YEARS.sub(" ", text))))
-        anchors = tuple(years_before(self.reference_date, y).isoformat() for y in anchor_years(text))
+        # dates only for an instruction about time: one that names years (or recency) at all
+        timely = bool(_YEARS.search(text)) or "recent" in text.lower()
+        anchors = tuple(years_before(self.reference_date, y).isoformat() for y in anchor_years(text)) if timely else ()
         fields = []
         for spec in self.fields:
             if spec.type in ("keyword", "keywords"):
@@ -171,7 +173,7 @@ DATE_ANCHOR_YEARS = (1, 2, 3, 5, 10)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 
 
-_YEARS = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a)?\s*(?:full\s+)?years?\b", re.I)
+_YEARS = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a)?\s*(?:full\s+)?(years?)\b", re.I)
 _WORDS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
           "nine": 9, "ten": 10}
 
@@ -180,7 +182,9 @@ def anchor_years(text: str) -> tuple[int, ...]:
     """The years before today a text's year counts name ("the last 3 years" -> (3,), "the past year" ->
     (1,)), or the standard anchors when it names none."""
     named = []
-    for count in _YEARS.findall(text):
+    for count, noun in _YEARS.findall(text):
+        if not count and noun.lower() == "years":  # "in recent years": no count named
+            continue
         years = int(count) if count.isdigit() else _WORDS.get(count.lower(), 1)  # "the past year": 1
         if 0 < years <= 100 and years not in named:
             named.append(years)

@@ -77,7 +77,9 @@ def test_carries_filter_matches_the_constraint_leaf_in_any_equivalent_form():
 
 
 def test_linked_to_keeps_only_the_values_the_text_names():
-    linked = SCHEMA.linked_to("Please leave out Lumia, and keep it under $40 with 4.5+ stars.")
+    assert SCHEMA.linked_to("Please leave out Lumia.").field("last_review_date") is None  # not about time
+    assert SCHEMA.linked_to("Only recent reviews.").field("last_review_date").values[0] == "2023-02-28"
+    linked = SCHEMA.linked_to("Please leave out Lumia, under $40 with 4.5+ stars, reviewed in recent years.")
     assert linked.field("brand").values == ("lumia",)
     assert linked.field("color") is None and linked.field("category") is None
     assert linked.field("price").values == (40, 4.5) and linked.field("rating").values == (40, 4.5)
@@ -97,7 +99,8 @@ def _one(query: str, filt: dict | None) -> dict:
 def test_request_schema_fixes_the_query_and_grounds_every_filter_value():
     from rewards.plan import request_plan_schema
 
-    js = request_plan_schema(SCHEMA, " a light tent ", "Don't show anything from Lumia.", max_searches=1, max_depth=1)
+    js = request_plan_schema(SCHEMA, " a light tent ", "Don't show anything from Lumia, reviewed this year.",
+                             max_searches=1, max_depth=1)
     jsonschema.validate(_one("a light tent", {"field": "brand", "op": "ne", "value": "lumia"}), js)
     jsonschema.validate(_one("a light tent", {"field": "last_review_date", "op": "gte", "value": "2023-02-28"}), js)
     assert list(js["$defs"]["search"]["properties"]) == ["filter", "query"]  # decided first, sorted-key safe
