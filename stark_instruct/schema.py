@@ -117,8 +117,11 @@ class IndexSchema:
         keyword = {}
         for name, value in self.mentioned_values(text):
             keyword.setdefault(name, []).append(value)
-        # a year count ("the last 3 years") names a date, not a price or a rating
-        numbers = tuple(dict.fromkeys(_number(m) for m in _NUMBER.findall(_YEARS.sub(" ", text))))
+        # a year count ("the last 3 years") names a date, not a price or a rating; an amount of money
+        # ("$40", "40 dollars") names a price, and a bare number anything but one
+        plain = _YEARS.sub(" ", text)
+        money = tuple(dict.fromkeys(_number(a or b) for a, b in _MONEY.findall(plain)))
+        numbers = tuple(dict.fromkeys(_number(m) for m in _NUMBER.findall(_MONEY.sub(" ", plain))))
         # dates only for an instruction about time: one that names years (or recency) at all
         timely = bool(_YEARS.search(text)) or "recent" in text.lower()
         anchors = tuple(years_before(self.reference_date, y).isoformat() for y in anchor_years(text)) if timely else ()
@@ -127,7 +130,7 @@ class IndexSchema:
             if spec.type in ("keyword", "keywords"):
                 values = tuple(keyword.get(spec.name, ()))
             elif spec.type == "number":
-                values = numbers
+                values = money if spec.name in CURRENCY_FIELDS else numbers
             else:
                 values = anchors if self.date_anchors and text.strip() else ()
             if values:
@@ -171,6 +174,8 @@ class IndexSchema:
 
 DATE_ANCHOR_YEARS = (1, 2, 3, 5, 10)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+_MONEY = re.compile(r"[$€£]\s*(\d+(?:\.\d+)?)|(?<![\w.])(\d+(?:\.\d+)?)\s*(?:dollars?|usd|euros?)\b", re.I)
+CURRENCY_FIELDS = ("price",)  # number fields an amount of money links to (and only money does)
 
 
 _YEARS = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a)?\s*(?:full\s+)?(years?)\b", re.I)

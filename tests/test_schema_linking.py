@@ -82,7 +82,9 @@ def test_linked_to_keeps_only_the_values_the_text_names():
     linked = SCHEMA.linked_to("Please leave out Lumia, under $40 with 4.5+ stars, reviewed in recent years.")
     assert linked.field("brand").values == ("lumia",)
     assert linked.field("color") is None and linked.field("category") is None
-    assert linked.field("price").values == (40, 4.5) and linked.field("rating").values == (40, 4.5)
+    assert linked.field("price").values == (40,) and linked.field("rating").values == (4.5,)  # money is a price
+    assert SCHEMA.linked_to("at most 30 dollars").field("price").values == (30,)
+    assert SCHEMA.linked_to("at most 30 dollars").field("rating") is None
     assert linked.field("last_review_date").values[:2] == ("2023-02-28", "2022-02-28")  # no year count: all
     recent = SCHEMA.linked_to("Reviews from the last 3 years.")
     assert recent.field("last_review_date").values == ("2021-02-28",) and recent.field("price") is None
