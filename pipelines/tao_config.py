@@ -119,8 +119,13 @@ class TaoConfig:
 
     def schema_bounds(self) -> dict[str, int]:
         """The decoding bounds that are set, as `rewards.plan.plan_json_schema` keywords (checked)."""
-        return {kw: check_bound(kw, getattr(self, f), f) for f, kw in SCHEMA_BOUNDS.items()
-                if getattr(self, f) is not None}
+        return schema_bounds(vars(self))
+
+
+def schema_bounds(settings: Mapping[str, Any]) -> dict[str, int]:
+    """The decoding bounds a TaoConfig's fields (or a run's config.json) set, as `plan_json_schema`
+    keywords (checked)."""
+    return {kw: check_bound(kw, settings[f], f) for f, kw in SCHEMA_BOUNDS.items() if settings.get(f) is not None}
 
 
 @dataclass

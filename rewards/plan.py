@@ -243,11 +243,11 @@ def request_plan_schema(schema: IndexSchema, query: str, instruction: str | None
         raise ValueError("query must be a non-empty string")
     linked = schema.linked_to(instruction.strip() if instruction else "")
     out = plan_json_schema(linked, link_values=True, queries=[query.strip()], **bounds)
-    # the filter is the decision: it is always written (null when none applies), and there is no
-    # fusion weight to write instead (a sampled small model otherwise fills that slot and omits the filter)
-    # Filter first: the model decides it before copying the query, and the order survives the sorted
-    # keys every JSONL row is written with (llguidance emits properties in schema order, so a schema
-    # read back from prompts.jsonl must decode exactly as the one evaluation builds).
+    # The filter is the decision: always written (null when none applies), with no fusion weight to
+    # write instead (a sampled small model otherwise fills that slot and omits the filter), and first,
+    # so the model decides it before copying the query. The order also survives the sorted keys every
+    # JSONL row is written with: llguidance emits properties in schema order, so a schema read back from
+    # prompts.jsonl decodes exactly as the one evaluation builds.
     search = out["$defs"]["search"]
     search["properties"] = {"filter": search["properties"]["filter"], "query": search["properties"]["query"]}
     search["required"] = ["filter", "query"]

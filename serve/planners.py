@@ -48,6 +48,8 @@ def _read_json(path: Path) -> dict | None:
 def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
     """The best checkpoint of the most recently finished TAO run under `runs_dir` whose best round was
     trained (round > 0) and whose files still exist; None if there is none."""
+    from pipelines.tao_config import schema_bounds  # lazily: the loop's config module, not serving's
+
     candidates = sorted(Path(runs_dir).glob("*/best.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for best_path in candidates:
         best = _read_json(best_path) or {}
@@ -64,18 +66,11 @@ def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
             model_path=model, adapter_path=adapter, plan_schema=_read_json(run / "plan_schema.json"),
             mode=config.get("mode", "separate"), examples=config.get("examples", "default"),
             max_new_tokens=int(config.get("max_new_tokens", 160)),
-            request_bounds=request_bounds(config) if config.get("link_request") else None,
+            request_bounds=schema_bounds(config) if config.get("link_request") else None,
             source=f"tuned ({run}, round {best['round']}, dev recall "
                    f"{(best.get('dev') or {}).get('all', {}).get('recall', float('nan')):.3f})",
         )
     return None
-
-
-def request_bounds(config: dict) -> dict:
-    """The `plan_json_schema` bounds a TAO run's config.json sets (what its per-request schemas used)."""
-    from pipelines.tao_config import SCHEMA_BOUNDS
-
-    return {kw: config[f] for f, kw in SCHEMA_BOUNDS.items() if config.get(f) is not None}
 
 
 def choose_policy(runs_dir: str | Path = "runs", model: str | None = None) -> PolicyChoice:

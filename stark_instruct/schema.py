@@ -123,7 +123,7 @@ class IndexSchema:
         money = tuple(dict.fromkeys(_number(a or b) for a, b in _MONEY.findall(plain)))
         numbers = tuple(dict.fromkeys(_number(m) for m in _NUMBER.findall(_MONEY.sub(" ", plain))))
         # dates only for an instruction about time: one that names years (or recency) at all
-        timely = bool(_YEARS.search(text)) or "recent" in text.lower()
+        timely = self.date_anchors and (bool(_YEARS.search(text)) or "recent" in text.lower())
         anchors = tuple(years_before(self.reference_date, y).isoformat() for y in anchor_years(text)) if timely else ()
         fields = []
         for spec in self.fields:
@@ -132,7 +132,7 @@ class IndexSchema:
             elif spec.type == "number":
                 values = money if spec.name in CURRENCY_FIELDS else numbers
             else:
-                values = anchors if self.date_anchors and text.strip() else ()
+                values = anchors
             if values:
                 fields.append(FieldSpec(spec.name, spec.type, spec.description, spec.examples, values))
         return IndexSchema(tuple(fields), self.reference_date, self.text_description, self.name, self.extra,
@@ -173,11 +173,9 @@ class IndexSchema:
 
 
 DATE_ANCHOR_YEARS = (1, 2, 3, 5, 10)
+CURRENCY_FIELDS = ("price",)  # number fields an amount of money links to (and only money does)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 _MONEY = re.compile(r"[$€£]\s*(\d+(?:\.\d+)?)|(?<![\w.])(\d+(?:\.\d+)?)\s*(?:dollars?|usd|euros?)\b", re.I)
-CURRENCY_FIELDS = ("price",)  # number fields an amount of money links to (and only money does)
-
-
 _YEARS = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a)?\s*(?:full\s+)?(years?)\b", re.I)
 _WORDS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
           "nine": 9, "ten": 10}
@@ -199,6 +197,7 @@ def anchor_years(text: str) -> tuple[int, ...]:
 def _number(text: str) -> int | float:
     value = float(text)
     return int(value) if value.is_integer() else value
+
 
 # At most this many values of a keyword field are kept (the most frequent): StaRK-Amazon has ~10^4 brands.
 MAX_FIELD_VALUES = 2000
