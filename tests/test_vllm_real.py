@@ -126,6 +126,28 @@ def test_greedy_matches_hf_backend(setup, one_torch_thread):
     assert same == len(reqs), [(v.text, h.text) for v, h in zip(vllm_plans, hf_plans, strict=True)]
 
 
+def test_forced_tail_is_appended_not_decoded(setup, one_torch_thread):
+    """One-search request schemas (the demo's): vLLM stops after the filter and appends the forced query,
+    and the plans are the HF backend's, which decodes every token."""
+    import dataclasses
+
+    from pipelines.backends.hf import HFPlanner
+    from rewards.plan import forced_tail
+    from rewards.prompts import query_schema
+
+    planner, reqs, _, bench = setup
+    rows = {q["id"]: q for q in bench.queries("train")}
+    own = [dataclasses.replace(r, json_schema=query_schema(bench.schema, rows[r.id], "separate", max_searches=1,
+                                                           max_depth=1)) for r in reqs]
+    assert all(forced_tail(r.json_schema) is not None for r in own)
+    vllm_plans = planner.plan(own)
+    with HFPlanner(MODEL, batch_size=8, max_new_tokens=MAX_TOKENS, constrained=True, json_schema=own[0].json_schema) as hf:
+        hf_plans = hf.plan(own)
+    assert [v.text for v in vllm_plans] == [h.text for h in hf_plans]
+    assert all(v.text.endswith(forced_tail(r.json_schema).text) for v, r in zip(vllm_plans, own, strict=True))
+    assert sum(v.usage["output_tokens"] for v in vllm_plans) < sum(h.usage["output_tokens"] for h in hf_plans)
+
+
 def test_lora_adapter_changes_outputs(setup, tmp_path, one_torch_thread):
     import torch
     from peft import LoraConfig, get_peft_model

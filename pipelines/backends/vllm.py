@@ -41,6 +41,7 @@ from typing import Any
 
 from ir_core.types import PlanRequest, PlanResponse
 from pipelines.backends import ClosingPlanner, check_constrained, check_sampling, mix_seed
+from rewards.plan import ForcedTail, forced_tail
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,15 @@ def import_vllm() -> Any:
 
 def structured_output_kwargs(json_schema: dict) -> dict[str, Any]:
     """The `SamplingParams` keywords that constrain decoding to `json_schema` (this backend and serving's
-    async engine share them; whitespace and the grammar engine are engine settings, see the module doc)."""
+    async engine share them; whitespace and the grammar engine are engine settings, see the module doc).
+    Where the schema forces a plan's tail (`rewards.plan.forced_tail`), decoding stops where it starts
+    and `_responses` appends it."""
     from vllm.sampling_params import StructuredOutputsParams
 
-    return {"structured_outputs": StructuredOutputsParams(json=json_schema)}
+    kwargs: dict[str, Any] = {"structured_outputs": StructuredOutputsParams(json=json_schema)}
+    if (tail := forced_tail(json_schema)) is not None:
+        kwargs["stop"] = [tail.stop]
+    return kwargs
 
 
 def request_seed(seed: int, index: int) -> int:
@@ -147,6 +153,7 @@ class _Engine:
         self._lora_ids = 0
         self.set_adapter(adapter_path)
         self.structured = structured_output_kwargs(json_schema) if json_schema is not None else {}
+        self.tail = forced_tail(json_schema) if json_schema is not None else None
 
     def set_adapter(self, path: str | None) -> None:
         """Serve LoRA adapter `path` from now on (None: the base model). Each path gets a fresh id:
@@ -168,7 +175,7 @@ class _Engine:
 
     def run(self, messages: list[list[dict]], specs: list[dict]) -> list[list[PlanResponse]]:
         results: list[list[PlanResponse] | None] = [None] * len(messages)
-        prompts, params, where = [], [], []
+        prompts, params, where, tails = [], [], [], []
         for i, (conv, spec) in enumerate(zip(messages, specs, strict=True)):
             try:
                 ids = self.encode(conv)
@@ -182,14 +189,16 @@ class _Engine:
             prompts.append({"prompt_token_ids": ids})
             spec = dict(spec)
             own = spec.pop("json_schema", None)  # a request's own schema replaces the engine's (if constrained)
-            structured = structured_output_kwargs(own) if own is not None and self.structured else self.structured
+            mine = own is not None and bool(self.structured)
+            structured = structured_output_kwargs(own) if mine else self.structured
             params.append(self.vllm.SamplingParams(**spec, **structured))
             where.append(i)
+            tails.append(forced_tail(own) if mine else self.tail)
         if prompts:
             outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False,
                                         lora_request=self.lora_request)
-            for i, out in zip(where, outputs, strict=True):
-                results[i] = _responses(out)
+            for i, out, tail in zip(where, outputs, tails, strict=True):
+                results[i] = _responses(out, tail)
         return results  # type: ignore[return-value]
 
     def shutdown(self) -> None:
@@ -200,7 +209,9 @@ class _Engine:
         self.llm = None
 
 
-def _responses(request_output: Any) -> list[PlanResponse]:
+def _responses(request_output: Any, tail: ForcedTail | None = None) -> list[PlanResponse]:
+    """PlanResponses of one request's completions; one that stopped at `tail.stop` gets the tail back
+    (its usage counts the tokens decoded, not the appended ones)."""
     n_in = len(request_output.prompt_token_ids or [])
     responses = []
     for c in sorted(request_output.outputs, key=lambda c: c.index):
@@ -209,6 +220,8 @@ def _responses(request_output: Any) -> list[PlanResponse]:
             responses.append(PlanResponse(None, TRUNCATED, usage))
         elif c.finish_reason not in ("stop", None):
             responses.append(PlanResponse(None, f"finish_reason: {c.finish_reason}", usage))
+        elif tail is not None and c.stop_reason == tail.stop:
+            responses.append(PlanResponse(c.text.strip() + tail.text, None, usage))
         else:
             responses.append(PlanResponse(c.text.strip(), None, usage))
     return responses
