@@ -61,6 +61,8 @@ class DualViewConfig:
         "help": "also train positive -> anchors (with pairs batching a twin's anchor is the hard competitor)"})
     freeze_documents: bool = field(default=True, metadata={
         "help": "train the query side only; documents keep the base encoder's embeddings (shared by all arms)"})
+    twin_weight: float = field(default=0.0, metadata={
+        "help": "weight of the polarity-reversal margin between a pair and its twin in one batch (pairs batching)"})
     hard_negatives: int = field(default=1, metadata={
         "help": "1: the instruction's hard negative; 2: plus a BM25 non-answer of the base query"})
     split: str = field(default="test", metadata={"help": "held-out split for evaluation"})
@@ -154,7 +156,8 @@ def run(cfg: dict) -> dict:
             read_jsonl(rd / f"arms/{arm}.jsonl"), rd / f"models/{arm}", base_model, epochs=cfg["epochs"],
             batch_size=cfg["batch_size"], learning_rate=cfg["lr"], max_seq_length=cfg["max_seq_length"],
             seed=cfg["seed"], batching=cfg["batching"], hard_negatives=cfg["hard_negatives"],
-            doc_to_query=cfg["doc_to_query"], freeze_documents=cfg["freeze_documents"]))
+            doc_to_query=cfg["doc_to_query"], freeze_documents=cfg["freeze_documents"],
+            twin_weight=cfg.get("twin_weight", 0.0)))
 
     # 3. FollowIR-format evaluation on the held-out split
     from eval.followir import (
@@ -241,15 +244,25 @@ def run(cfg: dict) -> dict:
 
 def rerank_gains(plain_dir: Path, rerank_dir: Path, methods: Sequence[str] = ("raw", "oracle")) -> dict[str, dict]:
     """Recall@20 of method+rerank minus method, paired over queries, with a bootstrap 95% CI per kind."""
+    from eval.report import ReportError, read_per_query
     from eval.stats import vs_baseline
-    from ir_core.io import read_jsonl
 
     out = {}
-    for method in methods:
-        a, b = rerank_dir / f"per_query/{method}+rerank.jsonl", plain_dir / f"per_query/{method}.jsonl"
-        if a.exists() and b.exists():
-            out[method] = vs_baseline(read_jsonl(a), read_jsonl(b), "recall@20")
+    for method in (method_name(m) for m in methods):
+        try:
+            out[method] = vs_baseline(read_per_query(rerank_dir, f"{method}+rerank"),
+                                      read_per_query(plain_dir, method), "recall@20")
+        except ReportError:
+            continue
     return out
+
+
+def method_name(spec: str) -> str:
+    """The harness's name for a method spec (a recorded-plans log is named after its file)."""
+    from eval.methods import RECORDED
+
+    prefix, _, path = spec.partition(":")
+    return f"{RECORDED}:{Path(path).stem}" if prefix == RECORDED else spec
 
 
 def paired_cis(evals: dict, key: str, pairs: Sequence[tuple[str, str]]) -> dict[str, dict]:

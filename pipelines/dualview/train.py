@@ -57,8 +57,8 @@ def _as_dataset(rows: Any, with_groups: bool, hard_negatives: int = 1) -> tuple[
     if missing:
         raise ValueError(f"training rows lack column(s) {missing} (re-synthesise the pairs)")
     cols = {c: [r[c] for r in rows] for c in columns}
-    if with_groups:
-        cols["label"] = group_ids(rows)
+    if with_groups:  # (base query, unit): the loss masks same-query candidates and pairs twins by unit
+        cols["label"] = [list(gu) for gu in zip(group_ids(rows), group_ids(rows, "pair_id"), strict=True)]
     # The trainer feeds every non-label column to the model, in order: exactly the triple (+ label).
     return Dataset.from_dict(cols), rows
 
@@ -67,7 +67,8 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
                   batch_size: int = 32, learning_rate: float = 3e-5, warmup_ratio: float = 0.1,
                   max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, scale: float = 20.0, seed: int = 0,
                   max_steps: int = -1, logging_steps: int = 10, batching: str = "pairs",
-                  hard_negatives: int = 1, doc_to_query: bool = True, freeze_documents: bool = False) -> dict:
+                  hard_negatives: int = 1, doc_to_query: bool = True, freeze_documents: bool = False,
+                  twin_weight: float = 0.0) -> dict:
     """Train on (anchor, positive, negative) rows and save the model to `out_dir/model`.
 
     Returns a summary (steps, seconds, final loss); `rows` is a list of dicts or a `datasets.Dataset`
@@ -76,6 +77,7 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
     positive -> anchors softmax (batching="pairs" only), where a twin's anchor is the hard competitor.
     `freeze_documents` trains the query side only: documents are embedded by the frozen base model,
     recorded in `model/document_encoder.json` so evaluation and reranking embed them the same way.
+    `twin_weight` weighs `GroupMaskedMNRL`'s polarity-reversal margin between a pair and its twin.
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -95,7 +97,8 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
         from pipelines.dualview.loss import GroupMaskedMNRL
 
         doc_model = load_encoder(base_model, max_seq_length) if freeze_documents else None
-        loss = GroupMaskedMNRL(model, scale=scale, doc_to_query=doc_to_query, document_model=doc_model)
+        loss = GroupMaskedMNRL(model, scale=scale, doc_to_query=doc_to_query, document_model=doc_model,
+                               twin_weight=twin_weight)
         sampler: Any = functools.partial(UnitBatchSampler, rows=row_list) if batching == "pairs" \
             else BatchSamplers.BATCH_SAMPLER
     else:
@@ -135,7 +138,7 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
             "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
             "max_seq_length": max_seq_length, "seed": seed, "batching": batching,
             "hard_negatives": hard_negatives, "doc_to_query": doc_to_query and batching != "no_duplicates",
-            "freeze_documents": freeze_documents}
+            "freeze_documents": freeze_documents, "twin_weight": twin_weight}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
