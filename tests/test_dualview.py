@@ -282,3 +282,27 @@ def test_twin_margin_is_the_polarity_reversal_of_one_pair():
     assert torch.allclose(loss.compute_loss_from_embeddings([q, p, n], units),
                           base.compute_loss_from_embeddings([q, p, n], units[:, 0]) + want)
     assert loss.twin_loss(q, p, n, torch.arange(4)) == 0  # no twins in the batch: no term
+
+
+def test_plain_view_masks_the_base_answers_of_its_own_query():
+    import torch
+
+    from pipelines.dualview.loss import GroupMaskedMNRL
+
+    torch.manual_seed(1)
+    q, p, n, n2, og = (torch.randn(3, 8) for _ in range(5))
+    groups = torch.tensor([4, 4, 5])  # rows 0 and 1 share a base query
+    loss = GroupMaskedMNRL(model=None, scale=20.0, doc_to_query=False, og_weight=0.5)
+    cols = torch.cat([p, n2])
+    s = torch.nn.functional.cosine_similarity(og[:, None], cols[None], dim=-1) * 20
+    # row 0 competes with its own non-answer and row 2's documents, not with row 1's (same query)
+    row0 = -torch.log_softmax(s[0, [0, 2, 3, 5]], 0)[0]
+    row1 = -torch.log_softmax(s[1, [1, 2, 4, 5]], 0)[0]
+    row2 = -torch.log_softmax(s[2], 0)[2]
+    want = (row0 + row1 + row2) / 3
+    assert torch.allclose(loss.plain_view_loss(og, p, n2, groups), want)
+    base = GroupMaskedMNRL(model=None, scale=20.0, doc_to_query=False)
+    assert torch.allclose(loss.compute_loss_from_embeddings([q, p, n, n2, og], groups),
+                          base.compute_loss_from_embeddings([q, p, n, n2], groups) + 0.5 * want)
+    with pytest.raises(ValueError):
+        loss.compute_loss_from_embeddings([q, p, og], groups)

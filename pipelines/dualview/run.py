@@ -63,6 +63,8 @@ class DualViewConfig:
         "help": "train the query side only; documents keep the base encoder's embeddings (shared by all arms)"})
     twin_weight: float = field(default=0.0, metadata={
         "help": "weight of the polarity-reversal margin between a pair and its twin in one batch (pairs batching)"})
+    og_weight: float = field(default=0.0, metadata={
+        "help": "weight of each row's plain view (base query -> positive vs negative_2; needs --hard_negatives 2)"})
     hard_negatives: int = field(default=1, metadata={
         "help": "1: the instruction's hard negative; 2: plus a BM25 non-answer of the base query"})
     split: str = field(default="test", metadata={"help": "held-out split for evaluation"})
@@ -90,6 +92,8 @@ class DualViewConfig:
                 raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
         if self.hard_negatives not in (1, 2):
             raise ValueError(f"--hard_negatives: 1 or 2, got {self.hard_negatives}")
+        if self.og_weight and self.hard_negatives != 2:
+            raise ValueError("--og_weight needs --hard_negatives 2 (the plain view's negative is negative_2)")
         if self.batching not in BATCHINGS:
             raise ValueError(f"--batching: one of {', '.join(BATCHINGS)}, got {self.batching!r}")
         self.rerank_models = [m for m in self.rerank_models if m != "none"]
@@ -157,7 +161,7 @@ def run(cfg: dict) -> dict:
             batch_size=cfg["batch_size"], learning_rate=cfg["lr"], max_seq_length=cfg["max_seq_length"],
             seed=cfg["seed"], batching=cfg["batching"], hard_negatives=cfg["hard_negatives"],
             doc_to_query=cfg["doc_to_query"], freeze_documents=cfg["freeze_documents"],
-            twin_weight=cfg.get("twin_weight", 0.0)))
+            twin_weight=cfg.get("twin_weight", 0.0), og_weight=cfg.get("og_weight", 0.0)))
 
     # 3. FollowIR-format evaluation on the held-out split
     from eval.followir import (
