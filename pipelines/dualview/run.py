@@ -52,14 +52,14 @@ class DualViewConfig:
     depth: int = field(default=100, metadata={"help": "BM25 depth for hard negatives"})
     epochs: float = 2.0
     batch_size: int = 32
-    lr: float = 2e-4
+    lr: float = 1e-4
     max_seq_length: int = 64
     batching: str = field(default="pairs", metadata={
         "help": "pairs: both views of a pair in one batch, same-query candidates masked; shuffle: the same "
                 "loss on random batches; no_duplicates: the old recipe (plain MNRL, twins kept apart)"})
     doc_to_query: bool = field(default=True, metadata={
         "help": "also train positive -> anchors (with pairs batching a twin's anchor is the hard competitor)"})
-    freeze_documents: bool = field(default=True, metadata={
+    freeze_documents: bool = field(default=False, metadata={
         "help": "train the query side only; documents keep the base encoder's embeddings (shared by all arms)"})
     twin_weight: float = field(default=0.0, metadata={
         "help": "weight of the polarity-reversal margin between a pair and its twin in one batch (pairs batching)"})
