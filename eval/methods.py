@@ -5,7 +5,9 @@ harness then executes all plans with one shared executor, so methods differ only
 - `raw`: one search with the base query alone (the instruction is ignored);
 - `concat`: one search with the query and the instruction text merged (what plain RAG would do);
 - `oracle`: the base query plus the variant's exact constraint as a filter, the ceiling of the search tool;
-- a planner (`ir_core.types.Planner`): a model writes the plan from the prompt of `rewards.prompts`.
+- a planner (`ir_core.types.Planner`): a model writes the plan from the prompt of `rewards.prompts`;
+- `plans:<per-query log>`: the plans a planner wrote in an earlier evaluation (the harness's
+  `per_query/<method>.jsonl`, e.g. a TAO round's `eval/test`), parsed again and executed as they are.
 """
 
 from __future__ import annotations
@@ -127,7 +129,41 @@ class PlannerMethod:
         return PlanOutput(text=resp.text, plan=plan, usage=usage)
 
 
+class RecordedPlans:
+    """Replays the `plan_text` a planner wrote for each query id in a harness per-query log.
+
+    The text goes through `rewards.parse.parse_plan` again, so validity is judged as it was when the
+    planner ran; a query the log lacks gets the error `missing_plan`. Named `plans:<log stem>`.
+    """
+
+    def __init__(self, path: str, schema: Any) -> None:
+        from pathlib import Path
+
+        from ir_core.io import read_jsonl
+
+        self.path, self.schema = Path(path), schema
+        self.name = f"plans:{self.path.stem}"
+        self.texts = {str(r["id"]): r.get("plan_text") for r in read_jsonl(self.path)}
+
+    def plans(self, rows: list[dict]) -> list[PlanOutput]:
+        out = []
+        for row in rows:
+            qid = str(row["id"])
+            text = self.texts.get(qid)
+            if qid not in self.texts:
+                out.append(PlanOutput(text=None, plan=None, error=f"missing_plan: {qid} not in {self.path}"))
+            elif text is None:
+                out.append(PlanOutput(text=None, plan=None, error="backend_error: no plan text was recorded"))
+            else:
+                try:
+                    out.append(PlanOutput(text=text, plan=parse_plan(text, self.schema)))
+                except PlanError as exc:
+                    out.append(PlanOutput(text=text, plan=None, error=f"{exc.code}: {exc.reason}"))
+        return out
+
+
 BASELINES: dict[str, type] = {"raw": RawMethod, "concat": ConcatMethod, "oracle": OracleMethod}
+RECORDED = "plans"  # spec prefix of RecordedPlans
 
 # spec prefix -> (module, class, how the class is constructed)
 _BACKENDS = {
@@ -169,7 +205,9 @@ def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequenc
     ones TAO training prompts use, so a model is evaluated on the prompt it was trained with.
     """
     methods: list[Method] = []
-    if examples is None and any(not isinstance(s, str) or s.strip() not in BASELINES for s in specs):
+    if examples is None and any(not isinstance(s, str) or (s.strip() not in BASELINES
+                                                           and not s.strip().startswith(RECORDED + ":"))
+                                for s in specs):
         examples = default_examples(bench.schema)
     examples = tuple(examples or ())
     for spec in specs:
@@ -184,6 +222,8 @@ def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequenc
         spec = spec.strip()
         if spec in BASELINES:
             methods.append(BASELINES[spec]())
+        elif spec.startswith(RECORDED + ":"):
+            methods.append(RecordedPlans(spec.partition(":")[2], bench.schema))
         elif ":" not in spec:
             raise ValueError(f"unknown method {spec!r}: use {', '.join(BASELINES)} or <backend>:<model> "
                              f"with a backend in {', '.join(_BACKENDS)}")

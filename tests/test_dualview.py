@@ -259,3 +259,50 @@ def test_query_side_training_leaves_documents_to_the_base_encoder(tiny_benchmark
     assert np.abs(load_encoder(info["model"], 32).encode(probe) - load_encoder(None, 32).encode(probe)).max() > 1e-4
     with pytest.raises(ValueError, match="group-masked"):
         train_encoder(triples, tmp_path / "x", batching="no_duplicates", freeze_documents=True, max_steps=1)
+
+
+def test_twin_margin_is_the_polarity_reversal_of_one_pair():
+    import torch
+
+    from pipelines.dualview.loss import GroupMaskedMNRL
+
+    torch.manual_seed(0)
+    q, p, n = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8)
+    p[1], n[1] = n[0], p[0]  # rows 0 and 1 are twins (unit 0); rows 2 and 3 have none
+    units = torch.tensor([[7, 0], [7, 0], [8, 1], [9, 2]])
+    loss = GroupMaskedMNRL(model=None, scale=20.0, doc_to_query=False, twin_weight=1.0)
+    cos = torch.nn.functional.cosine_similarity
+    d = cos(q, p) - cos(q, n)
+    want = torch.nn.functional.softplus(-20 * (d[0] + d[1]))
+    assert torch.allclose(loss.twin_loss(q, p, n, units[:, 1]), want)
+    # with fixed documents the margin is (A - A') . (p - n) on unit vectors: no plain-query term left
+    unit = torch.nn.functional.normalize
+    assert torch.allclose(d[0] + d[1], ((unit(q[0], dim=0) - unit(q[1], dim=0)) * (unit(p[0], dim=0) - unit(n[0], dim=0))).sum())
+    base = GroupMaskedMNRL(model=None, scale=20.0, doc_to_query=False)
+    assert torch.allclose(loss.compute_loss_from_embeddings([q, p, n], units),
+                          base.compute_loss_from_embeddings([q, p, n], units[:, 0]) + want)
+    assert loss.twin_loss(q, p, n, torch.arange(4)) == 0  # no twins in the batch: no term
+
+
+def test_plain_view_masks_the_base_answers_of_its_own_query():
+    import torch
+
+    from pipelines.dualview.loss import GroupMaskedMNRL
+
+    torch.manual_seed(1)
+    q, p, n, n2, og = (torch.randn(3, 8) for _ in range(5))
+    groups = torch.tensor([4, 4, 5])  # rows 0 and 1 share a base query
+    loss = GroupMaskedMNRL(model=None, scale=20.0, doc_to_query=False, og_weight=0.5)
+    cols = torch.cat([p, n2])
+    s = torch.nn.functional.cosine_similarity(og[:, None], cols[None], dim=-1) * 20
+    # row 0 competes with its own non-answer and row 2's documents, not with row 1's (same query)
+    row0 = -torch.log_softmax(s[0, [0, 2, 3, 5]], 0)[0]
+    row1 = -torch.log_softmax(s[1, [1, 2, 4, 5]], 0)[0]
+    row2 = -torch.log_softmax(s[2], 0)[2]
+    want = (row0 + row1 + row2) / 3
+    assert torch.allclose(loss.plain_view_loss(og, p, n2, groups), want)
+    base = GroupMaskedMNRL(model=None, scale=20.0, doc_to_query=False)
+    assert torch.allclose(loss.compute_loss_from_embeddings([q, p, n, n2, og], groups),
+                          base.compute_loss_from_embeddings([q, p, n, n2], groups) + 0.5 * want)
+    with pytest.raises(ValueError):
+        loss.compute_loss_from_embeddings([q, p, og], groups)

@@ -238,3 +238,17 @@ def test_cli_prints_table_and_merges(tiny_benchmark, tmp_path, capsys):
     assert "not comparable" in capsys.readouterr().err
     assert main(["--bench", str(tmp_path / "missing")]) == 2
     assert main([*args, "--methods", "nope:x"]) == 2
+
+
+def test_recorded_plans_replay_a_per_query_log(tmp_path):
+    """`plans:<log>` executes the recorded plan texts again: same recall as the run that wrote them."""
+    first = evaluate(FakeBench(), "test", ["concat"], executor=FakeExecutor(), n_resamples=100, out_dir=tmp_path / "a")
+    log = tmp_path / "a" / "per_query" / "concat.jsonl"
+    rows = [r for r in read_per_query(tmp_path / "a", "concat") if r["id"] != "d"]  # one query missing
+    rows[0]["plan_text"] = "not json"  # and one invalid
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = evaluate(FakeBench(), "test", [f"plans:{log}"], executor=FakeExecutor(), n_resamples=100)
+    got = {r["id"]: r for r in res["per_query"]["plans:concat"]}
+    want = {r["id"]: r for r in first["per_query"]["concat"]}
+    assert got["b"]["metrics"] == want["b"]["metrics"] and got["c"]["metrics"] == want["c"]["metrics"]
+    assert got["d"]["error"].startswith("missing_plan") and not got["a"]["valid"]

@@ -43,10 +43,11 @@ def unit_batches(rows: Sequence[dict], batch_size: int, seed: int = 0) -> list[l
     return done + [b for b, _ in filling]
 
 
-def group_ids(rows: Sequence[dict]) -> list[int]:
-    """One integer per base query, in order of first appearance (the `label` column the loss reads)."""
+def group_ids(rows: Sequence[dict], key: str = "base_id") -> list[int]:
+    """One integer per base query (or per `key`, e.g. "pair_id": a pair and its twin), in order of first
+    appearance; rows without the key are groups of their own."""
     ids: dict[str, int] = {}
-    return [ids.setdefault(str(r.get("base_id", f"#{i}")), len(ids)) for i, r in enumerate(rows)]
+    return [ids.setdefault(str(r.get(key, f"#{i}")), len(ids)) for i, r in enumerate(rows)]
 
 
 class UnitBatchSampler(DefaultBatchSampler):

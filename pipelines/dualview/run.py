@@ -52,15 +52,19 @@ class DualViewConfig:
     depth: int = field(default=100, metadata={"help": "BM25 depth for hard negatives"})
     epochs: float = 2.0
     batch_size: int = 32
-    lr: float = 2e-4
+    lr: float = 1e-4
     max_seq_length: int = 64
     batching: str = field(default="pairs", metadata={
         "help": "pairs: both views of a pair in one batch, same-query candidates masked; shuffle: the same "
                 "loss on random batches; no_duplicates: the old recipe (plain MNRL, twins kept apart)"})
     doc_to_query: bool = field(default=True, metadata={
         "help": "also train positive -> anchors (with pairs batching a twin's anchor is the hard competitor)"})
-    freeze_documents: bool = field(default=True, metadata={
+    freeze_documents: bool = field(default=False, metadata={
         "help": "train the query side only; documents keep the base encoder's embeddings (shared by all arms)"})
+    twin_weight: float = field(default=0.0, metadata={
+        "help": "weight of the polarity-reversal margin between a pair and its twin in one batch (pairs batching)"})
+    og_weight: float = field(default=0.0, metadata={
+        "help": "weight of each row's plain view (base query -> positive vs negative_2; needs --hard_negatives 2)"})
     hard_negatives: int = field(default=1, metadata={
         "help": "1: the instruction's hard negative; 2: plus a BM25 non-answer of the base query"})
     split: str = field(default="test", metadata={"help": "held-out split for evaluation"})
@@ -88,6 +92,8 @@ class DualViewConfig:
                 raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
         if self.hard_negatives not in (1, 2):
             raise ValueError(f"--hard_negatives: 1 or 2, got {self.hard_negatives}")
+        if self.og_weight and self.hard_negatives != 2:
+            raise ValueError("--og_weight needs --hard_negatives 2 (the plain view's negative is negative_2)")
         if self.batching not in BATCHINGS:
             raise ValueError(f"--batching: one of {', '.join(BATCHINGS)}, got {self.batching!r}")
         self.rerank_models = [m for m in self.rerank_models if m != "none"]
@@ -154,7 +160,8 @@ def run(cfg: dict) -> dict:
             read_jsonl(rd / f"arms/{arm}.jsonl"), rd / f"models/{arm}", base_model, epochs=cfg["epochs"],
             batch_size=cfg["batch_size"], learning_rate=cfg["lr"], max_seq_length=cfg["max_seq_length"],
             seed=cfg["seed"], batching=cfg["batching"], hard_negatives=cfg["hard_negatives"],
-            doc_to_query=cfg["doc_to_query"], freeze_documents=cfg["freeze_documents"]))
+            doc_to_query=cfg["doc_to_query"], freeze_documents=cfg["freeze_documents"],
+            twin_weight=cfg.get("twin_weight", 0.0), og_weight=cfg.get("og_weight", 0.0)))
 
     # 3. FollowIR-format evaluation on the held-out split
     from eval.followir import (
@@ -241,15 +248,25 @@ def run(cfg: dict) -> dict:
 
 def rerank_gains(plain_dir: Path, rerank_dir: Path, methods: Sequence[str] = ("raw", "oracle")) -> dict[str, dict]:
     """Recall@20 of method+rerank minus method, paired over queries, with a bootstrap 95% CI per kind."""
+    from eval.report import ReportError, read_per_query
     from eval.stats import vs_baseline
-    from ir_core.io import read_jsonl
 
     out = {}
-    for method in methods:
-        a, b = rerank_dir / f"per_query/{method}+rerank.jsonl", plain_dir / f"per_query/{method}.jsonl"
-        if a.exists() and b.exists():
-            out[method] = vs_baseline(read_jsonl(a), read_jsonl(b), "recall@20")
+    for method in (method_name(m) for m in methods):
+        try:
+            out[method] = vs_baseline(read_per_query(rerank_dir, f"{method}+rerank"),
+                                      read_per_query(plain_dir, method), "recall@20")
+        except ReportError:
+            continue
     return out
+
+
+def method_name(spec: str) -> str:
+    """The harness's name for a method spec (a recorded-plans log is named after its file)."""
+    from eval.methods import RECORDED
+
+    prefix, _, path = spec.partition(":")
+    return f"{RECORDED}:{Path(path).stem}" if prefix == RECORDED else spec
 
 
 def paired_cis(evals: dict, key: str, pairs: Sequence[tuple[str, str]]) -> dict[str, dict]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.dualview.pairs import SECOND_NEGATIVE, TRAIN_COLUMNS
+from pipelines.dualview.pairs import SECOND_NEGATIVE, TRAIN_COLUMNS, anchor_text
 from rewards.rerank import DOCUMENT_ENCODER_FILE, default_base_model, load_encoder
 
 BATCHINGS = ("pairs", "shuffle", "no_duplicates")  # shuffle: the masked loss on random batches (an ablation)
@@ -46,7 +46,8 @@ def configure_threads(n: int | None = None) -> int:
     return n
 
 
-def _as_dataset(rows: Any, with_groups: bool, hard_negatives: int = 1) -> tuple[Any, list[dict]]:
+def _as_dataset(rows: Any, with_groups: bool, hard_negatives: int = 1,
+                plain_view: bool = False) -> tuple[Any, list[dict]]:
     from datasets import Dataset
 
     from pipelines.dualview.batching import group_ids
@@ -57,8 +58,10 @@ def _as_dataset(rows: Any, with_groups: bool, hard_negatives: int = 1) -> tuple[
     if missing:
         raise ValueError(f"training rows lack column(s) {missing} (re-synthesise the pairs)")
     cols = {c: [r[c] for r in rows] for c in columns}
-    if with_groups:
-        cols["label"] = group_ids(rows)
+    if plain_view:  # the base query without its instruction, as the last input column
+        cols["plain_query"] = [anchor_text(r["query"]) for r in rows]
+    if with_groups:  # (base query, unit): the loss masks same-query candidates and pairs twins by unit
+        cols["label"] = [list(gu) for gu in zip(group_ids(rows), group_ids(rows, "pair_id"), strict=True)]
     # The trainer feeds every non-label column to the model, in order: exactly the triple (+ label).
     return Dataset.from_dict(cols), rows
 
@@ -67,7 +70,8 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
                   batch_size: int = 32, learning_rate: float = 3e-5, warmup_ratio: float = 0.1,
                   max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, scale: float = 20.0, seed: int = 0,
                   max_steps: int = -1, logging_steps: int = 10, batching: str = "pairs",
-                  hard_negatives: int = 1, doc_to_query: bool = True, freeze_documents: bool = False) -> dict:
+                  hard_negatives: int = 1, doc_to_query: bool = True, freeze_documents: bool = False,
+                  twin_weight: float = 0.0, og_weight: float = 0.0) -> dict:
     """Train on (anchor, positive, negative) rows and save the model to `out_dir/model`.
 
     Returns a summary (steps, seconds, final loss); `rows` is a list of dicts or a `datasets.Dataset`
@@ -76,6 +80,8 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
     positive -> anchors softmax (batching="pairs" only), where a twin's anchor is the hard competitor.
     `freeze_documents` trains the query side only: documents are embedded by the frozen base model,
     recorded in `model/document_encoder.json` so evaluation and reranking embed them the same way.
+    `twin_weight` weighs `GroupMaskedMNRL`'s polarity-reversal margin between a pair and its twin;
+    `og_weight` its plain view (base query -> positive against `negative_2`; needs `hard_negatives=2`).
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -86,7 +92,10 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
     out_dir = Path(out_dir)
     if hard_negatives not in (1, 2):
         raise ValueError(f"hard_negatives must be 1 or 2, got {hard_negatives}")
-    ds, row_list = _as_dataset(rows, with_groups=batching != "no_duplicates", hard_negatives=hard_negatives)
+    if og_weight and (hard_negatives != 2 or batching == "no_duplicates"):
+        raise ValueError("og_weight needs hard_negatives=2 and the group-masked loss")
+    ds, row_list = _as_dataset(rows, with_groups=batching != "no_duplicates", hard_negatives=hard_negatives,
+                               plain_view=og_weight > 0)
     if len(ds) == 0:
         raise ValueError("no training triples")
     model = load_encoder(base_model, max_seq_length)
@@ -95,7 +104,8 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
         from pipelines.dualview.loss import GroupMaskedMNRL
 
         doc_model = load_encoder(base_model, max_seq_length) if freeze_documents else None
-        loss = GroupMaskedMNRL(model, scale=scale, doc_to_query=doc_to_query, document_model=doc_model)
+        loss = GroupMaskedMNRL(model, scale=scale, doc_to_query=doc_to_query, document_model=doc_model,
+                               twin_weight=twin_weight, og_weight=og_weight)
         sampler: Any = functools.partial(UnitBatchSampler, rows=row_list) if batching == "pairs" \
             else BatchSamplers.BATCH_SAMPLER
     else:
@@ -135,7 +145,7 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
             "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
             "max_seq_length": max_seq_length, "seed": seed, "batching": batching,
             "hard_negatives": hard_negatives, "doc_to_query": doc_to_query and batching != "no_duplicates",
-            "freeze_documents": freeze_documents}
+            "freeze_documents": freeze_documents, "twin_weight": twin_weight, "og_weight": og_weight}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
