@@ -11,7 +11,7 @@ SERVE_MODEL ?=
 MCP_TRANSPORT ?= stdio
 SERVE_ARGS = --bench $(BENCH) --backend $(SERVE_BACKEND) $(if $(SERVE_MODEL),--model $(SERVE_MODEL))
 # transformers is ~10x slower per request here, so it gets fewer requests (same queries, in order)
-BENCH_SERVE_VLLM ?= --requests 48 --requests-c1 16
+BENCH_SERVE_VLLM ?= --requests 128 --requests-c1 32
 BENCH_SERVE_HF ?= --requests 16 --requests-c1 4
 
 .PHONY: serve serve-mcp serve-screenshot bench-serve test-serve
