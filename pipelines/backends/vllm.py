@@ -12,6 +12,8 @@ Choices that matter (docs/model.md, "vLLM backend"):
   HF backend uses, with compact JSON (`disable_any_whitespace`, the HF default): the same grammar.
   vLLM reads `disable_any_whitespace` from the engine's config only (the per-request field of
   `StructuredOutputsParams` is ignored by its backends), so it is an engine argument here.
+- A schema that forces a plan's tail (`rewards.plan.forced_tail`: one search, the request's own query)
+  stops decoding where the tail starts; `_responses` appends it.
 - Seeds are per request (a mix of (seed, request index)): samples do not depend on batching,
   scheduling or data-parallel sharding. On CPU, vLLM rewinds a seeded request's generator with
   `Generator.set_offset` when it discards the token sampled after a partial (chunked) prefill, and CPU
