@@ -57,9 +57,10 @@ def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
         model, adapter = policy.get("model_path"), policy.get("adapter_path")
         if not isinstance(best.get("round"), int) or best["round"] < 1 or not isinstance(model, str):
             continue
-        if not Path(model).is_dir() or (adapter is not None and not Path(adapter).is_dir()):
-            continue
         run = best_path.parent
+        model, adapter = _located(model, run), _located(adapter, run) if adapter is not None else None
+        if model is None or (policy.get("adapter_path") is not None and adapter is None):
+            continue
         config = _read_json(run / "config.json") or {}
         config = config.get("tao", config)  # the loop's own settings (config.json is {tao, training, model})
         return PolicyChoice(
@@ -70,6 +71,16 @@ def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
             source=f"tuned ({run}, round {best['round']}, dev recall "
                    f"{(best.get('dev') or {}).get('all', {}).get('recall', float('nan')):.3f})",
         )
+    return None
+
+
+def _located(path: str, run: Path) -> str | None:
+    """A checkpoint path as the TAO run recorded it: as given (absolute, or relative to where the run
+    was started, usually the repo root), else relative to one of the run directory's ancestors, so a run
+    served from another directory still finds its own checkpoints; None if none exists."""
+    for base in (Path(), *run.resolve().parents):
+        if (base / path).is_dir():
+            return str(base / path)
     return None
 
 

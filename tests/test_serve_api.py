@@ -191,6 +191,10 @@ def test_find_tuned_policy_takes_the_newest_trained_best(tmp_path):
     assert choice.max_new_tokens == 99 and "round 1" in choice.source
     run("new", 3, model, 2000)
     assert find_tuned_policy(tmp_path).plan_schema == {"title": "new"}
+    # a checkpoint path recorded relative to where the run was started (the repo root) still resolves
+    run("relative", 1, "relative/ckpt", 5000)
+    (tmp_path / "relative" / "ckpt").mkdir()
+    assert Path(find_tuned_policy(tmp_path).model_path).resolve() == (tmp_path / "relative" / "ckpt").resolve()
 
 
 def test_build_planner_and_cli_refuse_bad_settings(tiny_benchmark):
