@@ -3,7 +3,7 @@
 #   make bench-scoring   scoring throughput (plans/s, plans per CPU-second) at 20k and 1M products: the
 #                        project's scorer vs tantivy direct, bm25s and rank-bm25 on the same TAO-like sampled
 #                        and synthetic plans, 1 and 2 processes, load average recorded; builds
-#                        data/bench/synthetic-<size> once (1M: ~10 min) and bm25s's index once beside it
+#                        data/bench/synthetic-<size> once (1M: ~4 min) and bm25s's index once beside it
 SCORING_SIZES ?= 20000 1000000
 SCORING_PLANS ?= 4000
 SCORING_OUT ?= runs/bench/scoring.json

@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import multiprocessing as mp
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from rewards.parse import PlanError, parse_plan
 from rewards.plan import Search, SearchPlan
 from stark_instruct.filters import Node
 from stark_instruct.schema import IndexSchema
+from stark_instruct.text import query_terms
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +220,16 @@ def _distinct(payload: list[tuple[str | None, list[int], int]]) -> tuple[list, l
     return unique, slots
 
 
+_FIRST_QUERY = re.compile(r'"query"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _routing_key(text: str | None) -> tuple[str, ...]:
+    """The sorted terms of a completion's first "query" string: a cheap guess that only orders work
+    between workers (never what is scored), so it need not parse the plan."""
+    m = _FIRST_QUERY.search(text or "")
+    return tuple(sorted(query_terms(m.group(1)))) if m else ()
+
+
 def _spread(scored: list[RewardResult], slots: list[int]) -> list[RewardResult]:
     """One result per input item; a repeated item gets its own copy, so callers may mutate results."""
     out, used = [], [False] * len(scored)
@@ -267,10 +279,14 @@ class BatchScorer:
             groups: dict[tuple, list[int]] = {}
             for i, (_, relevant, k) in enumerate(unique):
                 groups.setdefault((tuple(relevant), k), []).append(i)
-            tasks = [[unique[i] for i in members] for members in groups.values()]
+            # Prompts whose first search has the same terms (the instructed variants of one base query) go
+            # next to each other, so pool.map's contiguous chunks hand them to one worker: the index's
+            # unfiltered windows are cached per terms, and that cache lives in the worker.
+            members_list = sorted(groups.values(), key=lambda m: _routing_key(unique[m[0]][0]))
+            tasks = [[unique[i] for i in members] for members in members_list]
             chunksize = max(1, len(tasks) // (self.processes * 8))
             scored = [None] * len(unique)
-            for members, results in zip(groups.values(), self._pool.map(_score_group_in_worker, tasks, chunksize),
+            for members, results in zip(members_list, self._pool.map(_score_group_in_worker, tasks, chunksize),
                                         strict=True):
                 for i, r in zip(members, results, strict=True):
                     scored[i] = r

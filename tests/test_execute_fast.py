@@ -1,13 +1,14 @@
-"""The executor's shortcuts (one-search plans, the fused-plan cache, batch dedupe) change no result."""
+"""The executor's shortcuts (one-search plans, the fused-plan cache, batch dedupe, worker routing) change no result."""
 
 from __future__ import annotations
 
+import json
 import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards.execute import Executor, _distinct, _spread, score_plan
+from rewards.execute import Executor, _distinct, _routing_key, _spread, score_plan
 from rewards.plan import Search, SearchPlan
 
 
@@ -56,3 +57,9 @@ def test_repeated_items_are_scored_once_and_results_are_independent_copies():
     assert out[0] == out[2] and out[0] is not out[2]
     out[2].ranking.append(-1)
     assert out[0].ranking == scored[0].ranking != out[2].ranking
+
+
+def test_routing_key_is_the_sorted_terms_of_the_first_query():
+    text = json.dumps({"searches": [{"query": 'Red "trail" shoes for me', "filter": None}, {"query": "other"}]})
+    assert _routing_key(text) == ("red", "shoes", "trail")
+    assert _routing_key("no plan here") == _routing_key(None) == ()
