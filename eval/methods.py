@@ -115,18 +115,20 @@ class PlannerMethod:
             if len(got) != len(batch):
                 raise RuntimeError(f"planner {self.name!r} returned {len(got)} responses for {len(batch)} requests")
             responses.extend(got)
-        return [self._parse(resp) for resp in responses]
+        return [plan_output(resp, self.schema) for resp in responses]
 
-    def _parse(self, resp: PlanResponse) -> PlanOutput:
-        usage = dict(resp.usage or {})
-        if resp.text is None:
-            return PlanOutput(text=None, plan=None, error=f"backend_error: {resp.error or 'no text returned'}",
-                              usage=usage)
-        try:
-            plan = parse_plan(resp.text, self.schema)
-        except PlanError as exc:
-            return PlanOutput(text=resp.text, plan=None, error=f"{exc.code}: {exc.reason}", usage=usage)
-        return PlanOutput(text=resp.text, plan=plan, usage=usage)
+
+def plan_output(resp: PlanResponse, schema: Any) -> PlanOutput:
+    """A planner's response as the harness scores it: parsed, or with the typed error of why not."""
+    usage = dict(resp.usage or {})
+    if resp.text is None:
+        return PlanOutput(text=None, plan=None, error=f"backend_error: {resp.error or 'no text returned'}",
+                          usage=usage)
+    try:
+        plan = parse_plan(resp.text, schema)
+    except PlanError as exc:
+        return PlanOutput(text=resp.text, plan=None, error=f"{exc.code}: {exc.reason}", usage=usage)
+    return PlanOutput(text=resp.text, plan=plan, usage=usage)
 
 
 class RecordedPlans:
@@ -142,24 +144,27 @@ class RecordedPlans:
         from ir_core.io import read_jsonl
 
         self.path, self.schema = Path(path), schema
-        self.name = f"plans:{self.path.stem}"
+        self.name = recorded_plans_name(path)
         self.texts = {str(r["id"]): r.get("plan_text") for r in read_jsonl(self.path)}
 
     def plans(self, rows: list[dict]) -> list[PlanOutput]:
         out = []
         for row in rows:
             qid = str(row["id"])
-            text = self.texts.get(qid)
             if qid not in self.texts:
                 out.append(PlanOutput(text=None, plan=None, error=f"missing_plan: {qid} not in {self.path}"))
-            elif text is None:
-                out.append(PlanOutput(text=None, plan=None, error="backend_error: no plan text was recorded"))
             else:
-                try:
-                    out.append(PlanOutput(text=text, plan=parse_plan(text, self.schema)))
-                except PlanError as exc:
-                    out.append(PlanOutput(text=text, plan=None, error=f"{exc.code}: {exc.reason}"))
+                text = self.texts[qid]
+                out.append(plan_output(PlanResponse(text, None if text is not None else "no plan text was recorded"),
+                                       self.schema))
         return out
+
+
+def recorded_plans_name(path: str) -> str:
+    """The method name of a recorded-plans log: `plans:<file stem>`."""
+    from pathlib import Path
+
+    return f"{RECORDED}:{Path(path).stem}"
 
 
 BASELINES: dict[str, type] = {"raw": RawMethod, "concat": ConcatMethod, "oracle": OracleMethod}

@@ -58,13 +58,13 @@ def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
         if not isinstance(best.get("round"), int) or best["round"] < 1 or not isinstance(model, str):
             continue
         run = best_path.parent
-        model, adapter = _located(model, run), _located(adapter, run) if adapter is not None else None
-        if model is None or (policy.get("adapter_path") is not None and adapter is None):
+        model_dir, adapter_dir = _located(model, run), _located(adapter, run) if adapter is not None else None
+        if model_dir is None or (adapter is not None and adapter_dir is None):
             continue
         config = _read_json(run / "config.json") or {}
         config = config.get("tao", config)  # the loop's own settings (config.json is {tao, training, model})
         return PolicyChoice(
-            model_path=model, adapter_path=adapter, plan_schema=_read_json(run / "plan_schema.json"),
+            model_path=model_dir, adapter_path=adapter_dir, plan_schema=_read_json(run / "plan_schema.json"),
             mode=config.get("mode", "separate"), examples=config.get("examples", "default"),
             max_new_tokens=int(config.get("max_new_tokens", 160)),
             request_bounds=schema_bounds(config) if config.get("link_request") else None,

