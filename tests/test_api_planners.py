@@ -493,3 +493,25 @@ def test_no_server_at_the_url_stops_the_run(tmp_path):
     with pytest.raises(APIRunError, match="first 3 request.*connection_error"):
         planner.plan([req("ok", str(i)) for i in range(3)])
     assert len(ResponseCache(tmp_path)) == 0
+
+
+def test_eval_cli_link_request_sends_each_query_its_own_schema(stub, tmp_path, monkeypatch, capsys, tiny_benchmark):
+    from eval.report import read_metrics
+    from eval.run import main
+    from rewards.prompts import query_schema
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.openai_url)  # a local URL: json_schema mode
+    monkeypatch.setenv("IR_API_CACHE", str(tmp_path / "cache"))
+    argv = ["--bench", str(tiny_benchmark.path), "--methods", "raw,openai:served", "--limit", "3", "--out",
+            str(tmp_path / "eval"), "--resamples", "10", "--mode", "compact", "--examples", "none"]
+    assert main([*argv, "--link-request", "--max-searches", "1", "--max-filter-depth", "1"]) == 0
+    rows = tiny_benchmark.queries("test")[:3]
+    expected = [query_schema(tiny_benchmark.schema, r, "compact", max_searches=1, max_depth=1) for r in rows]
+    sent = [r.body["response_format"]["json_schema"]["schema"] for r in stub.state.requests]
+    assert sorted(map(json.dumps, sent)) == sorted(map(json.dumps, expected))
+    assert len({json.dumps(s) for s in sent}) == 3  # one schema per query, not the run's
+    run = read_metrics(tmp_path / "eval")["methods"]["openai:served"]["run"]
+    assert run["planner"]["output"] == "json_schema" and run["request_schema"] is True and run["mode"] == "compact"
+    with pytest.raises(SystemExit):
+        main([*argv, "--max-searches", "1"])  # a bound with no request schema to bound
+    assert "--link-request" in capsys.readouterr().err
