@@ -1,25 +1,31 @@
-"""GPT and Claude query planners: the hosted-model baselines of the evaluation.
+"""API query planners: GPT and Claude, and any OpenAI-compatible server (vLLM, llama.cpp, Ollama).
 
-Both send the prompt from `rewards.prompts` unchanged and ask for the plan through tool calling (one
-tool, `search_plan`, whose parameters are the plan JSON schema, forced with `tool_choice`), so the
-harness parses the tool call's arguments with the same parser as every local model. Every response is
-cached on disk before it is returned (`eval.response_cache`), requests run with bounded concurrency,
-and transient failures (429, 5xx, timeouts, connection errors) are retried here with exponential
-backoff and jitter, honouring `retry-after(-ms)`; the SDKs' own retries are switched off so the policy
-is the same for both providers and testable. One bad response becomes a `PlanResponse` with an error,
-never an exception; only a rejected key (401/403) stops the run, because every later request would
-fail the same way.
+Every planner sends the prompt from `rewards.prompts` unchanged, and the harness parses what comes back
+with the same parser as every local model. How the plan is asked for depends on the endpoint
+(`OpenAIPlanner.output`):
+- `tools` (the hosted APIs): one tool, `search_plan`, whose parameters are the plan JSON schema, forced
+  with `tool_choice`; the plan is the tool call's arguments.
+- `json_schema` (OpenAI-compatible servers): structured outputs, `response_format` `json_schema` with
+  the request's own plan schema (`PlanRequest.json_schema`, else the planner's), which those servers
+  enforce with their grammar engines; greedy, like the local backends. The plan is the message text.
+  Servers that do not enforce it still answer, and the parser judges the text.
+
+Every answer is cached on disk before it is returned (`eval.response_cache`); requests run with
+bounded concurrency. Retries (429, 408, 409, 5xx, timeouts, dropped connections, with `retry-after`
+and jittered backoff) and timeouts are the SDKs' own (`max_retries`, `timeout` on the client). One bad
+response becomes a `PlanResponse` with an error, never an exception. What stops the run instead is a
+failure every later request would repeat: a rejected key (401/403), an unknown model (404), or the first
+requests all failing the same way with no answer at all (a server that refuses the request's shape,
+one that is not running).
 
 API keys are read from the environment only and scrubbed from every error text this module produces.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -27,6 +33,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from eval.response_cache import ResponseCache, cache_key
 from ir_core.types import PlanRequest, PlanResponse
@@ -44,9 +51,15 @@ ENV_CACHE_DIR = "IR_API_CACHE"
 ENV_CONCURRENCY = "IR_API_CONCURRENCY"
 ENV_TIMEOUT = "IR_API_TIMEOUT"
 ENV_MAX_RETRIES = "IR_API_MAX_RETRIES"
+ENV_OUTPUT = "IR_API_OUTPUT"  # tools | json_schema | auto (the default)
 ENV_PRICES = "IR_API_PRICES"  # JSON: {"model": [usd_per_1m_input, usd_per_1m_output], ...}
+OUTPUTS = ("tools", "json_schema")
+HOSTED_OPENAI = "api.openai.com"
 _USE_DEFAULT: Any = object()
 INSTALL_HINT = "pip install 'instructed-retriever[api]'"
+# This many failures in a row with one and the same error, before any answer, stop the run (fewer when
+# the run sends fewer requests): a per-query problem (one prompt too long) does not repeat word for word.
+SAME_FAILURE_LIMIT = 5
 
 # List prices in USD per 1M tokens (input, output) at the time of writing; pass `prices=` to override.
 # Estimates ignore provider-side prompt-cache discounts, so they are an upper bound.
@@ -67,7 +80,6 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "claude-3-5-haiku": (0.80, 4.0),
 }
 
-RETRYABLE_STATUS = frozenset({408, 409, 429})
 AUTH_STATUS = frozenset({401, 403})
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
 _KEY_PATTERN = re.compile(r"\b(sk-(?:ant-)?[A-Za-z0-9_\-]{8,})")
@@ -83,7 +95,8 @@ class MissingSDKError(ImportError):
 
 
 class APIRunError(RuntimeError):
-    """A failure that every further request would repeat (unknown model), so the run stops."""
+    """A failure that every further request would repeat (unknown model, a refused request shape), so
+    the run stops."""
 
 
 class APIAuthError(APIRunError):
@@ -127,19 +140,6 @@ class _Outcome:
         return self
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class _Final(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 def _quiet_http_logs() -> None:
     """The HTTP layer logs every request at INFO (hundreds of lines per run); keep its warnings only,
     unless the user configured those loggers themselves."""
@@ -170,36 +170,14 @@ def _env_prices() -> dict[str, tuple[float, float]]:
         raise ValueError(f'{ENV_PRICES} must be JSON like {{"gpt-5-nano": [0.05, 0.4]}}') from None
 
 
-def _retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds the server asked us to wait: `retry-after-ms`, then `retry-after` (seconds or HTTP date)."""
-    if not headers:
-        return None
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class _APIPlanner:
-    """Shared machinery: cache, concurrency, retries, key handling. Subclasses speak one provider's API."""
+    """Shared machinery: cache, concurrency, failure handling, key handling. Subclasses speak one API."""
 
     provider: str = ""
     key_env: str = ""
     sdk_package: str = ""
+    client_class = ""  # the SDK's client class name, e.g. "OpenAI"
+    output = "tools"
 
     def __init__(
         self,
@@ -213,8 +191,6 @@ class _APIPlanner:
         base_url: str | None = None,
         prices: Mapping[str, tuple[float, float]] | None = None,
         params: Mapping[str, Any] | None = None,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
     ):
         if cache_dir is _USE_DEFAULT:
             cache_dir = os.environ.get(ENV_CACHE_DIR) or DEFAULT_CACHE_DIR
@@ -237,22 +213,25 @@ class _APIPlanner:
         self.base_url = base_url
         self.prices: dict[str, tuple[float, float]] = {**DEFAULT_PRICES, **_env_prices(), **(prices or {})}
         self.params: dict[str, Any] = {**self.default_params(), **(params or {})}
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
         self._sdk = self._import_sdk()
         _quiet_http_logs()
         key = os.environ.get(self.key_env, "").strip()
         if not key:
             raise MissingAPIKeyError(
                 f"{self.key_env} is not set: export {self.key_env}=... to run the {self.name} planner "
-                "(keys are read from the environment only)"
+                "(keys are read from the environment only; a local server without --api-key takes any value)"
             )
         self._secrets = (key,)
-        self._client = self._make_client(key)
+        # the SDK retries transient failures itself (status codes, retry-after, jittered backoff)
+        opts: dict[str, Any] = {"api_key": key, "timeout": self.timeout, "max_retries": self.max_retries}
+        if self.base_url is not None:
+            opts["base_url"] = self.base_url
+        self._client = getattr(self._sdk, self.client_class)(**opts)
         self._fatal: APIRunError | None = None
         self._stopping = False
         self._lock = threading.Lock()
-        self.requests_sent = 0  # HTTP attempts made by this planner (retries included), for reports/tests
+        self._answered = False  # any request answered yet (then a repeated failure is not a setup error)
+        self._same_failures: tuple[str, int] | None = None  # (error, how many in a row) before any answer
 
     # ---- provider hooks -------------------------------------------------------------------------
     def default_params(self) -> dict[str, Any]:
@@ -266,27 +245,9 @@ class _APIPlanner:
                 f"the {self.name} planner needs the `{self.sdk_package}` package: {INSTALL_HINT}"
             ) from exc
 
-    client_class = ""  # the SDK's client class name, e.g. "OpenAI"
-
-    def _make_client(self, key: str) -> Any:
-        # SDK retries off: the planner retries itself, honouring retry-after, so behaviour is uniform.
-        opts: dict[str, Any] = {"api_key": key, "timeout": self.timeout, "max_retries": 0}
-        if self.base_url is not None:
-            opts["base_url"] = self.base_url
-        return getattr(self._sdk, self.client_class)(**opts)
-
-    def _send(self, messages: list[dict]) -> Any:
+    def _send(self, req: PlanRequest) -> Any:
+        """The SDK's raw response (`with_raw_response`: it carries `retries_taken`)."""
         raise NotImplementedError
-
-    def _send_classified(self, messages: list[dict]) -> Any:
-        """`_send`, with SDK errors mapped to `_Retryable` / `_Final` (unknown ones propagate as they are)."""
-        try:
-            return self._send(messages)
-        except Exception as exc:
-            mapped = self._classify(exc)
-            if mapped is exc:
-                raise
-            raise mapped from None
 
     def _extract(self, response: Any) -> _Outcome:
         raise NotImplementedError
@@ -296,13 +257,21 @@ class _APIPlanner:
         definitions do not need, so it is left out rather than risk a provider rejecting it."""
         return {k: v for k, v in self.tool_schema.items() if k != "$schema"}
 
+    def _request_key(self, req: PlanRequest) -> str:
+        return cache_key(self.provider, self.model, req.messages, self.tool_schema, self.params)
+
+    def _setup_hint(self) -> str:
+        """What to check when every request fails the same way."""
+        return "check the model name, the endpoint and the request parameters"
+
     # ---- public API -----------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """What a manifest may record about this planner (never the key)."""
         return {
             "provider": self.provider,
             "model": self.model,
-            "tool": TOOL_NAME,
+            "output": self.output,
+            "tool": TOOL_NAME if self.output == "tools" else None,
             "params": self.params,
             "concurrency": self.concurrency,
             "timeout": self.timeout,
@@ -312,13 +281,13 @@ class _APIPlanner:
         }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
+        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, output={self.output!r})"
 
     def plan(self, requests: list[PlanRequest]) -> list[PlanResponse]:
         """One response per request, in order. Cached answers cost nothing; identical requests in one
-        batch are sent once; a rejected key (`APIAuthError`) or an unknown model (`APIRunError`) stops
-        sending and raises once in-flight requests have finished."""
-        keys = [cache_key(self.provider, self.model, r.messages, self.tool_schema, self.params) for r in requests]
+        batch are sent once; a failure every request would repeat (`APIRunError`, `APIAuthError` for a
+        rejected key) stops sending and raises once in-flight requests have finished."""
+        keys = [self._request_key(r) for r in requests]
         results: dict[str, PlanResponse] = {}
         todo: dict[str, PlanRequest] = {}
         for req, key in zip(requests, keys, strict=True):
@@ -332,9 +301,11 @@ class _APIPlanner:
         if todo:
             log.info("%s: %d request(s) to send, %d answered from cache", self.name, len(todo), len(results))
             self._stopping = False
+            self._answered = self._answered or bool(results)  # this setup has answered before
+            limit = min(SAME_FAILURE_LIMIT, len(todo))
             pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)))
             try:
-                futures = {key: pool.submit(self._request_one, key, req) for key, req in todo.items()}
+                futures = {key: pool.submit(self._request_one, key, req, limit) for key, req in todo.items()}
                 for key, fut in futures.items():
                     results[key] = fut.result()
             except BaseException:
@@ -376,15 +347,25 @@ class _APIPlanner:
         out = _Outcome(entry.get("text"), entry.get("error"), entry.get("input_tokens"), entry.get("output_tokens"))
         return PlanResponse(text=out.text, error=out.error, usage=self._usage(out, cached=True, latency=0.0))
 
-    def _request_one(self, key: str, req: PlanRequest) -> PlanResponse:
+    def _request_one(self, key: str, req: PlanRequest, same_failure_limit: int) -> PlanResponse:
         start = time.monotonic()
-        try:
-            out = self._attempt_loop(req)
-        except Exception as exc:  # a bug or an SDK surprise must not sink the whole run
-            out = _Outcome(None, f"client_error: {type(exc).__name__}: {exc}", cacheable=False)
-        except BaseException:  # interrupt / exit inside a worker: stop the run like Ctrl-C would
-            self._stopping = True
-            raise
+        if self._fatal is not None:
+            out = _Outcome(None, f"skipped: {self._fatal}", cacheable=False)
+        elif self._stopping:
+            out = _Outcome(None, "cancelled: the run is stopping", cacheable=False)
+        else:
+            try:
+                raw = self._send(req)
+                out = self._extract(raw.parse())
+                out.attempts = raw.retries_taken + 1
+            except self._sdk.APIError as exc:
+                out = self._failure(exc)
+            except Exception as exc:  # a bug or an SDK surprise must not sink the whole run
+                out = _Outcome(None, f"client_error: {type(exc).__name__}: {exc}", cacheable=False)
+            except BaseException:  # interrupt / exit inside a worker: stop the run like Ctrl-C would
+                self._stopping = True
+                raise
+            self._tally(out, same_failure_limit)
         latency = time.monotonic() - start
         out.settle()
         out.text, out.error, out.raw = self._redact(out.text, loose=False), self._redact(out.error), self._redact(out.raw)
@@ -412,67 +393,53 @@ class _APIPlanner:
         except OSError as exc:
             log.error("%s: could not cache the answer to %s: %s", self.name, req.id, exc)
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.backoff_max)
-        return min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
-
-    def _attempt_loop(self, req: PlanRequest) -> _Outcome:
-        attempt = 0
-        while True:
-            if self._fatal is not None:
-                return _Outcome(None, f"skipped: {self._fatal}", cacheable=False, attempts=attempt)
-            if self._stopping:
-                return _Outcome(None, "cancelled: the run is stopping", cacheable=False, attempts=attempt)
-            with self._lock:
-                self.requests_sent += 1
-            try:
-                response = self._send_classified(req.messages)
-            except _Retryable as exc:
-                reason = self._redact(exc.reason) or ""
-                if attempt >= self.max_retries:
-                    return _Outcome(None, f"{reason} (gave up after {attempt + 1} attempt(s))",
-                                    cacheable=False, attempts=attempt + 1)
-                delay = self._backoff(attempt, exc.retry_after)
-                log.info("%s: request %s: %s; retry %d/%d in %.2fs", self.name, req.id, reason,
-                         attempt + 1, self.max_retries, delay)
-                time.sleep(delay)
-                attempt += 1
-                continue
-            except _Final as exc:
-                return _Outcome(None, self._redact(exc.reason), cacheable=False, attempts=attempt + 1)
-            out = self._extract(response)
-            out.attempts = attempt + 1
-            return out
-
-    def _classify(self, exc: BaseException) -> BaseException:
-        """Map an SDK exception to `_Retryable` / `_Final` (or return it unchanged when unknown)."""
-        sdk = self._sdk
+    def _failure(self, exc: Exception) -> _Outcome:
+        """An SDK error (after the SDK's own retries) as an outcome; a rejected key or an unknown model
+        also stops the run. The SDK retries timeouts, connection errors, 408/409/429 and 5xx, so those
+        took `max_retries + 1` attempts."""
+        sdk, gave_up = self._sdk, f" (gave up after {self.max_retries + 1} attempt(s))"
+        retried = self.max_retries + 1
         if isinstance(exc, sdk.APITimeoutError):
-            return _Retryable(f"timeout: no response within {self.timeout:g}s", None)
+            return _Outcome(None, f"timeout: no response within {self.timeout:g}s{gave_up}", cacheable=False,
+                            attempts=retried)
         if isinstance(exc, sdk.APIConnectionError):
-            return _Retryable(f"connection_error: {exc.message}", None)
-        if isinstance(exc, sdk.APIStatusError):
-            status = exc.status_code
-            detail = f"http_{status}: {_short(exc.message)}"
+            return _Outcome(None, f"connection_error: {exc.message}{gave_up}", cacheable=False, attempts=retried)
+        if not isinstance(exc, sdk.APIStatusError):
+            return _Outcome(None, f"api_error: {_short(str(exc))}", cacheable=False, attempts=1)
+        status = exc.status_code
+        detail = f"http_{status}: {_short(exc.message)}"
+        with self._lock:
             if status in AUTH_STATUS:
-                with self._lock:
-                    self._fatal = APIAuthError(
-                        f"{self.name}: the key in {self.key_env} was rejected (HTTP {status}); "
-                        "check the variable and the account's access to the model")
-                return _Final(detail)
-            if status == 404:
-                with self._lock:
-                    self._fatal = APIRunError(
-                        f"{self.name}: HTTP 404 ({self._redact(_short(exc.message, 200))}); check the model "
-                        "name and, with a custom base URL, the endpoint")
-                return _Final(detail)
-            if status in RETRYABLE_STATUS or status >= 500:
-                return _Retryable(detail, _retry_after_seconds(exc.response.headers))
-            return _Final(detail)
-        if isinstance(exc, sdk.APIError):
-            return _Final(f"api_error: {_short(str(exc))}")
-        return exc
+                self._fatal = APIAuthError(
+                    f"{self.name}: the key in {self.key_env} was rejected (HTTP {status}); "
+                    "check the variable and the account's access to the model")
+            elif status == 404:
+                self._fatal = APIRunError(
+                    f"{self.name}: HTTP 404 ({self._redact(_short(exc.message, 200))}); check the model "
+                    "name and, with a custom base URL, the endpoint")
+        if status in (408, 409, 429) or status >= 500:
+            return _Outcome(None, detail + gave_up, cacheable=False, attempts=retried)
+        return _Outcome(None, detail, cacheable=False, attempts=1)
+
+    def _tally(self, out: _Outcome, limit: int) -> None:
+        """Stop the run when its first `limit` requests all failed with one and the same error (HTTP
+        400 for a request shape the server refuses, no server at the URL): every query would."""
+        with self._lock:
+            if self._answered or self._fatal is not None:
+                return
+            if out.cacheable:  # the model answered (usable or not): the setup works
+                self._answered = True
+                return
+            error = out.error or ""
+            seen, n = self._same_failures or (error, 0)
+            if seen != error:
+                self._answered = True  # failures that differ are per-query problems
+                return
+            self._same_failures = (error, n + 1)
+            if n + 1 >= limit:
+                self._fatal = APIRunError(
+                    f"{self.name}: the first {n + 1} request(s) all failed with {self._redact(error)}; "
+                    f"{self._setup_hint()}")
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -501,21 +468,65 @@ def _arguments_outcome(raw: Any) -> tuple[str | None, str | None]:
     return json.dumps(decoded, ensure_ascii=False), None
 
 
+def detect_output(base_url: str | None) -> str:
+    """`tools` for OpenAI's own API (no base URL, or api.openai.com), `json_schema` for any other
+    endpoint: OpenAI-compatible servers enforce a `response_format` schema with their grammar engines,
+    while their tool calls need server-side parser flags and are not held to the schema."""
+    if not base_url:
+        return "tools"
+    host = urlparse(base_url).hostname or ""
+    return "tools" if host == HOSTED_OPENAI or host.endswith("." + HOSTED_OPENAI) else "json_schema"
+
+
 class OpenAIPlanner(_APIPlanner):
-    """GPT models through the OpenAI Chat Completions API with a forced `search_plan` function call."""
+    """GPT models through the Chat Completions API (a forced `search_plan` function call), or any
+    OpenAI-compatible server through structured outputs (`output`; module doc)."""
 
     provider = "openai"
     key_env = "OPENAI_API_KEY"
     sdk_package = "openai"
     client_class = "OpenAI"
 
-    def __init__(self, model: str = "gpt-5-nano", **kwargs: Any):
+    def __init__(self, model: str = "gpt-5-nano", *, output: str | None = None, **kwargs: Any):
+        base_url = kwargs.get("base_url") or os.environ.get("OPENAI_BASE_URL")  # the SDK reads it too
+        output = output or os.environ.get(ENV_OUTPUT, "").strip() or "auto"
+        if output == "auto":
+            output = detect_output(base_url)
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)} or auto, got {output!r} ({ENV_OUTPUT})")
+        self.output = output
         super().__init__(model, **kwargs)
+        self.base_url = base_url
 
-    def _send(self, messages: list[dict]) -> Any:
-        return self._client.chat.completions.create(
+    def default_params(self) -> dict[str, Any]:
+        # a served open model is evaluated as the local backends run it: greedy, a bounded plan length
+        return {"temperature": 0.0, "max_tokens": 512} if self.output == "json_schema" else {}
+
+    def _schema(self, req: PlanRequest) -> dict:
+        return req.json_schema if req.json_schema is not None else self.tool_schema
+
+    def _request_key(self, req: PlanRequest) -> str:
+        if self.output == "tools":
+            return super()._request_key(req)
+        # a served name says little about the weights behind it: the endpoint is part of the key here
+        return cache_key(self.provider, self.model, req.messages, self._schema(req),
+                         {**self.params, "output": self.output, "base_url": self.base_url})
+
+    def _setup_hint(self) -> str:
+        if self.output == "tools" and self.base_url:
+            return (f"an OpenAI-compatible server? {ENV_OUTPUT}=json_schema asks for the plan through "
+                    "response_format instead of tool calling")
+        return super()._setup_hint()
+
+    def _send(self, req: PlanRequest) -> Any:
+        create = self._client.chat.completions.with_raw_response.create
+        if self.output == "json_schema":
+            return create(model=self.model, messages=req.messages, response_format={
+                "type": "json_schema", "json_schema": {"name": TOOL_NAME, "schema": self._schema(req)}},
+                **self.params)
+        return create(
             model=self.model,
-            messages=messages,
+            messages=req.messages,
             tools=[{"type": "function", "function": {
                 "name": TOOL_NAME, "description": TOOL_DESCRIPTION, "parameters": self._tool_parameters()}}],
             tool_choice={"type": "function", "function": {"name": TOOL_NAME}},
@@ -537,6 +548,12 @@ class OpenAIPlanner(_APIPlanner):
         message = choice.message
         if getattr(message, "refusal", None):
             return done(message.refusal, f"refusal: {_short(message.refusal)}")
+        if self.output == "json_schema":  # the text is the plan; the harness's parser judges it
+            if choice.finish_reason == "length":
+                return done(message.content, "truncated: finish_reason=length before the plan was complete")
+            if not (message.content or "").strip():
+                return done(None, "empty_output: the answer has no text")
+            return done(message.content, None)
         calls = [c for c in (message.tool_calls or []) if getattr(c, "type", None) == "function"]
         call = next((c for c in calls if c.function.name == TOOL_NAME), None)
         if call is None:
@@ -565,7 +582,8 @@ class AnthropicPlanner(_APIPlanner):
     def default_params(self) -> dict[str, Any]:
         return {"max_tokens": 2048}  # required by the Messages API; a plan is a few hundred tokens
 
-    def _send(self, messages: list[dict]) -> Any:
+    def _send(self, req: PlanRequest) -> Any:
+        messages = req.messages
         system_parts = [m["content"] for m in messages if m.get("role") == "system"]
         chat = [{"role": m["role"], "content": m["content"]} for m in messages if m.get("role") != "system"]
         extra: dict[str, Any] = {}
@@ -574,7 +592,7 @@ class AnthropicPlanner(_APIPlanner):
         elif system_parts:  # content blocks: pass them on as text blocks
             extra["system"] = [b for c in system_parts
                                for b in ([{"type": "text", "text": c}] if isinstance(c, str) else c)]
-        return self._client.messages.create(
+        return self._client.messages.with_raw_response.create(
             model=self.model,
             messages=chat,
             tools=[{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": self._tool_parameters()}],
@@ -622,5 +640,5 @@ def make_api_planner(spec: str, tool_schema: dict, **kwargs: Any) -> _APIPlanner
 
 __all__: list[str] = [
     "AnthropicPlanner", "APIAuthError", "APIRunError", "DEFAULT_PRICES", "MissingAPIKeyError", "MissingSDKError",
-    "OpenAIPlanner", "TOOL_NAME", "estimate_cost", "make_api_planner",
+    "OpenAIPlanner", "TOOL_NAME", "detect_output", "estimate_cost", "make_api_planner",
 ]

@@ -143,7 +143,7 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
              rerank: Any = None, out_dir: str | Path | None = None, *, limit: int | None = None,
              compare_pairs: Sequence[tuple[str, str]] = (), n_resamples: int = DEFAULT_RESAMPLES,
              seed: int = DEFAULT_SEED, examples: Sequence | None = None, mode: str = "separate",
-             executor: Any = None, depth: int = 100) -> dict:
+             executor: Any = None, depth: int = 100, request_schema: Any = None) -> dict:
     """Evaluate methods on one split; writes a (merged) report into out_dir when given (also the methods
     that finished when a later one fails).
 
@@ -161,7 +161,7 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
         raise ValueError(f"split {split!r} of {getattr(bench, 'path', 'the benchmark')} has no queries")
     if limit is not None:
         rows = rows[:limit]
-    resolved = resolve_methods(methods, bench, examples=examples, mode=mode)
+    resolved = resolve_methods(methods, bench, examples=examples, mode=mode, request_schema=request_schema)
     if executor is None:
         executor = Executor(bench.index(engine=engine), depth=max(depth, k), reranker=rerank)
     elif rerank is not None and getattr(executor, "reranker", None) is not rerank:
@@ -189,7 +189,10 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
             raise
         per_query[name] = records
         if hasattr(method, "planner"):  # prompt settings matter only to planners
-            run_info_m = {**run_info, "mode": method.mode, "n_examples": len(method.examples)}
+            run_info_m = {**run_info, "mode": method.mode, "n_examples": len(method.examples),
+                          "request_schema": method.request_schema is not None}
+            if callable(getattr(method.planner, "config", None)):  # e.g. an API planner's output mode
+                run_info_m["planner"] = method.planner.config()
         else:
             run_info_m = dict(run_info)
         results[name] = {"by_kind": aggregate(records), **info, "run": run_info_m}

@@ -203,11 +203,12 @@ def resolve_planner(spec: str, bench: Any, **kwargs: Any) -> Planner:
 
 
 def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequence | None = None,
-                    mode: str = "separate") -> list[Method]:
+                    mode: str = "separate", request_schema: Callable[[dict], dict] | None = None) -> list[Method]:
     """Turn CLI specs ("raw", "concat", "oracle", "hf:models/x", ...), planners or Methods into methods.
 
     Planners get `examples` as few-shot examples; None means `rewards.prompts.default_examples`, the
     ones TAO training prompts use, so a model is evaluated on the prompt it was trained with.
+    `request_schema` gives each planner request its own decoding schema (`PlannerMethod`).
     """
     methods: list[Method] = []
     if examples is None and any(not isinstance(s, str) or (s.strip() not in BASELINES
@@ -220,7 +221,7 @@ def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequenc
             if hasattr(spec, "plans"):
                 methods.append(spec)
             elif hasattr(spec, "plan"):
-                methods.append(PlannerMethod(spec, bench.schema, examples, mode))
+                methods.append(PlannerMethod(spec, bench.schema, examples, mode, request_schema=request_schema))
             else:
                 raise TypeError(f"not a method or planner: {spec!r}")
             continue
@@ -234,7 +235,8 @@ def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequenc
                              f"with a backend in {', '.join(_BACKENDS)}")
         else:
             planner = resolve_planner(spec, bench)
-            methods.append(PlannerMethod(planner, bench.schema, examples, mode, name=spec))
+            methods.append(PlannerMethod(planner, bench.schema, examples, mode, name=spec,
+                                         request_schema=request_schema))
     names = [m.name for m in methods]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 from eval.harness import evaluate
 from eval.report import METRICS_MD, PLOT, ReportError, markdown
 from ir_core.config import ConfigError, check, check_range, help_field, parse_or_exit
+from rewards.prompts import query_schema
 from rewards.rerank import EncoderReranker
 from stark_instruct.benchmark import Benchmark
 
@@ -40,6 +42,13 @@ class EvalArgs:
         "answered examples", default="separate")
     examples: Literal["default", "none"] = help_field(
         "few-shot examples in planner prompts: the ones TAO trains with, or zero-shot", default="default")
+    link_request: bool = help_field(
+        "each planner request decodes under its own plan schema (rewards.prompts.query_schema: the request's "
+        "own query, filter values its instructions name), as TAO runs with link_request do; sent as "
+        "response_format by API planners in json_schema mode, used by local planners that constrain decoding",
+        default=False)
+    max_searches: int | None = help_field("with --link-request: at most this many searches per plan", default=None)
+    max_filter_depth: int | None = help_field("with --link-request: filter nesting depth bound", default=None)
     rerank: str | None = help_field("rerank every method's ranking with this sentence-transformers encoder (folder or "
                                "local id) reading query + instruction; method names get a '+rerank' suffix",
                                default=None)
@@ -54,6 +63,9 @@ class EvalArgs:
         for name in ("k", "rerank_top_n", "resamples"):
             check_range(self, name, 1)
         check_range(self, "limit", 1, optional=True)
+        for name in ("max_searches", "max_filter_depth"):
+            check_range(self, name, 1, optional=True)
+            check(getattr(self, name) is None or self.link_request, name, "bounds a request schema: add --link-request")
         check(bool(self.method_list()), "methods", "is empty")
         try:
             _pairs(self.compare)
@@ -62,6 +74,14 @@ class EvalArgs:
 
     def method_list(self) -> list[str]:
         return [m.strip() for m in self.methods.split(",") if m.strip()]
+
+    def request_schema(self, bench: Benchmark) -> Callable[[dict], dict] | None:
+        """Query row -> its own decoding schema (--link-request), or None: every request uses the planner's."""
+        if not self.link_request:
+            return None
+        bounds = {kw: v for kw, v in (("max_searches", self.max_searches), ("max_depth", self.max_filter_depth))
+                  if v is not None}
+        return partial(query_schema, bench.schema, mode=self.mode, **bounds)
 
 
 def _pairs(values: Sequence[str]) -> list[tuple[str, str]]:
@@ -92,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rerank = EncoderReranker(args.rerank, bench, top_n=args.rerank_top_n)
         result = evaluate(bench, args.split, methods, engine=args.engine, k=args.k, rerank=rerank, out_dir=out,
                           limit=args.limit, compare_pairs=_pairs(args.compare), n_resamples=args.resamples,
-                          seed=args.seed, examples=[] if args.examples == "none" else None, mode=args.mode)
+                          seed=args.seed, examples=[] if args.examples == "none" else None, mode=args.mode,
+                          request_schema=args.request_schema(bench))
     except (ReportError, ValueError, ImportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

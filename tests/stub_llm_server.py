@@ -1,6 +1,7 @@
 """A scripted stand-in for the OpenAI and Anthropic HTTP APIs, for testing the real SDK clients offline.
 
-It serves `POST /v1/chat/completions` (OpenAI format) and `POST /v1/messages` (Anthropic format) on
+It serves `POST /v1/chat/completions` (OpenAI format: a tool call, or the plan as text when the request
+sets `response_format`) and `POST /v1/messages` (Anthropic format) on
 127.0.0.1 with an ephemeral port. The scenario comes from the request itself: the last user message
 contains `scenario=<name>`; each scenario is a script of actions, one per attempt (the last repeats),
 so retries of the same request walk through the script. Every request is recorded (provider, scenario,
@@ -34,8 +35,9 @@ SCRIPTS: dict[str, list[tuple[str, Any]]] = {
     "truncated": [("truncated", None)],
     "wrongtool": [("wrongtool", None)],
     "ratelimit": [("status", (429, {"retry-after": "0"})), ("ok", None)],
-    "ratelimit_ms": [("status", (429, {"retry-after-ms": "300"})), ("ok", None)],
-    "ratelimit_s": [("status", (429, {"retry-after": "0.3"})), ("ok", None)],
+    # waits longer than the SDKs' first backoff (at most 0.5 s), so a test can tell they were honoured
+    "ratelimit_ms": [("status", (429, {"retry-after-ms": "1200"})), ("ok", None)],
+    "ratelimit_s": [("status", (429, {"retry-after": "1.2"})), ("ok", None)],
     "server_error": [("status", (500, {})), ("ok", None)],
     "overloaded": [("status", (529, {})), ("status", (503, {})), ("ok", None)],
     "always_500": [("status", (500, {}))],
@@ -79,10 +81,15 @@ def _scenario(provider: str, body: dict) -> str:
     return match.group(1) if match else "ok"
 
 
-def _openai_body(model: str, kind: str, key: str) -> dict:
+def _openai_body(model: str, kind: str, key: str, structured: bool = False) -> dict:
+    """A chat completion; `structured` (the request set `response_format`): the plan is the message text."""
     message: dict[str, Any] = {"role": "assistant", "content": None}
     finish = "tool_calls"
-    if kind in ("ok", "malformed", "empty", "wrongtool", "truncated"):
+    if structured and kind in ("ok", "malformed", "empty", "truncated"):
+        message["content"] = {"ok": json.dumps(VALID_PLAN), "malformed": '{"searches": [{"query": "jack',
+                              "empty": "", "truncated": '{"searches": ['}[kind]
+        finish = "length" if kind == "truncated" else "stop"
+    elif kind in ("ok", "malformed", "empty", "wrongtool", "truncated"):
         args = {"ok": json.dumps(VALID_PLAN), "malformed": '{"searches": [{"query": "jack',
                 "empty": "", "wrongtool": json.dumps(VALID_PLAN), "truncated": '{"searches": ['}[kind]
         name = "lookup" if kind == "wrongtool" else "search_plan"
@@ -212,7 +219,6 @@ class StubLLMServer:
 
             def _act(self, provider: str, body: dict, kind: str, arg: Any, credential: str) -> None:
                 model = body.get("model", "stub")
-                make = _openai_body if provider == "openai" else _anthropic_body
                 if kind == "hang":
                     time.sleep(arg)
                     kind = "ok"
@@ -233,6 +239,9 @@ class StubLLMServer:
                     self._send_json(arg, {"error": {"type": "stub_error",
                                                     "message": f"Incorrect API key provided: {credential}"}})
                     return
-                self._send_json(200, make(model, kind, credential))
+                if provider == "openai":
+                    self._send_json(200, _openai_body(model, kind, credential, "response_format" in body))
+                else:
+                    self._send_json(200, _anthropic_body(model, kind, credential))
 
         return Handler

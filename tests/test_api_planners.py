@@ -1,9 +1,12 @@
 """GPT/Claude planners against a local stub of both HTTP APIs, through the real OpenAI and Anthropic SDKs.
 
-Covers: forced tool calling and the request shape each provider gets, every way a response can be
-unusable (each ends as a PlanResponse with a reason, never an exception), retries with backoff that
-honour retry-after(-ms), timeouts, bounded concurrency, the on-disk cache (a rerun sends nothing; a
-transport failure is not cached), token/cost accounting, and that the API key never leaves the process.
+Covers: forced tool calling and the request shape each provider gets, structured outputs for
+OpenAI-compatible servers (request shape, mode detection), every way a response can be unusable (each
+ends as a PlanResponse with a reason, never an exception), that the SDKs retry transient failures (and
+honour retry-after) while fatal ones stop the run, timeouts, bounded concurrency, the on-disk cache (a
+rerun sends nothing; a transport failure is not cached), token/cost accounting, and that the API key
+never leaves the process. tests/test_openai_compatible.py runs the OpenAI planner against a real vLLM
+server.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from eval.api_planners import (  # noqa: E402
     MissingAPIKeyError,
     MissingSDKError,
     OpenAIPlanner,
-    _retry_after_seconds,
+    detect_output,
     estimate_cost,
     make_api_planner,
 )
@@ -49,7 +52,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:Depre
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "OPENAI_LOG", "ANTHROPIC_LOG",
-                "IR_API_CACHE", "IR_API_CONCURRENCY", "IR_API_TIMEOUT", "IR_API_MAX_RETRIES"):
+                "IR_API_CACHE", "IR_API_CONCURRENCY", "IR_API_TIMEOUT", "IR_API_MAX_RETRIES", "IR_API_OUTPUT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
@@ -62,9 +65,10 @@ def stub():
 
 
 def make(provider: str, stub: StubLLMServer, cache_dir: Path | None, **kw):
-    opts = {"tool_schema": TOOL_SCHEMA, "cache_dir": cache_dir, "timeout": 5.0, "max_retries": 2,
-            "backoff_base": 0.001, "concurrency": 4,
+    opts = {"tool_schema": TOOL_SCHEMA, "cache_dir": cache_dir, "timeout": 5.0, "max_retries": 2, "concurrency": 4,
             "base_url": stub.openai_url if provider == "openai" else stub.anthropic_url}
+    if provider == "openai":  # the stub stands for the hosted API: tool calling (a local URL detects json_schema)
+        opts["output"] = "tools"
     return PROVIDERS[provider](**{**opts, **kw})
 
 
@@ -113,7 +117,7 @@ def test_every_scenario_ends_as_documented_and_rerun_uses_cache(provider, stub, 
         else:
             assert resp.text is None, name  # the harness parses any text, so errors carry none
             assert resp.error.startswith(code + ":"), (name, resp.error)
-    assert planner.requests_sent == stub.count(provider)
+    assert sum(r.usage["attempts"] for r in responses) == stub.count(provider)  # attempts as the server saw them
 
     # rerun with the same cache: model answers cost nothing; transport failures are retried
     first = stub.count(provider)
@@ -179,44 +183,23 @@ def test_request_shape_anthropic(stub, tmp_path):
     assert body["max_tokens"] == 2048
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("scenario", ["ratelimit_ms", "ratelimit_s"])
-def test_retry_after_headers_set_the_wait(provider, scenario, stub):
+@pytest.mark.parametrize("provider,scenario", [("openai", "ratelimit_ms"), ("anthropic", "ratelimit_s")])
+def test_the_sdk_waits_as_long_as_retry_after_asks(provider, scenario, stub):
     t0 = time.monotonic()
-    (resp,) = make(provider, stub, None, backoff_base=0.001).plan([req(scenario)])
-    assert resp.error is None and stub.count(provider, scenario) == 2
-    assert time.monotonic() - t0 >= 0.28  # the server asked for 0.3 s; backoff alone would be ~1 ms
-
-
-def test_retry_after_zero_overrides_exponential_backoff(stub):
-    t0 = time.monotonic()
-    (resp,) = make("openai", stub, None, backoff_base=10.0).plan([req("ratelimit")])
-    assert resp.error is None
-    assert time.monotonic() - t0 < 3.0  # without the header the first backoff would sleep 5-10 s
-
-
-def test_retry_after_parsing_and_backoff_growth(stub):
-    assert _retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert _retry_after_seconds({"retry-after": "2"}) == 2.0
-    assert _retry_after_seconds({"retry-after": "soon"}) is None
-    assert _retry_after_seconds({}) is None
-    in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
-    assert 50 <= _retry_after_seconds({"retry-after": in_a_minute}) <= 61
-    planner = make("openai", stub, None, backoff_base=1.0, backoff_max=5.0)
-    for attempt, cap in [(0, 1.0), (1, 2.0), (2, 4.0), (5, 5.0)]:
-        delays = [planner._backoff(attempt, None) for _ in range(50)]
-        assert all(cap * 0.5 <= d <= cap for d in delays)  # exponential, capped, with jitter
-        assert len(set(delays)) > 1
-    assert planner._backoff(3, 120.0) == 5.0  # a server's wait is honoured up to the cap
+    (resp,) = make(provider, stub, None).plan([req(scenario)])
+    assert resp.error is None and stub.count(provider, scenario) == 2 and resp.usage["attempts"] == 2
+    assert time.monotonic() - t0 >= 1.15  # the server asked for 1.2 s; the SDK's own first backoff is <= 0.5 s
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_sdk_retries_are_off_and_ours_are_bounded(provider, stub):
-    planner = make(provider, stub, None, max_retries=0)
-    assert planner._client.max_retries == 0
-    (resp,) = planner.plan([req("always_500")])
-    assert stub.count(provider, "always_500") == 1  # the SDKs would retry twice by default
-    assert resp.text is None and resp.error.startswith("http_500:")
+@pytest.mark.parametrize("max_retries", [0, 1])
+def test_retries_are_the_sdks_bounded_by_max_retries(provider, max_retries, stub):
+    planner = make(provider, stub, None, max_retries=max_retries)
+    assert planner._client.max_retries == max_retries  # the SDK client does the retrying
+    (lost, fatal) = planner.plan([req("always_500"), req("bad_request")])
+    assert stub.count(provider, "always_500") == max_retries + 1 and lost.usage["attempts"] == max_retries + 1
+    assert lost.text is None and lost.error.startswith("http_500:") and f"{max_retries + 1} attempt" in lost.error
+    assert stub.count(provider, "bad_request") == 1 and fatal.error.startswith("http_400:")  # never retried
 
 
 def test_concurrency_is_bounded_and_duplicates_sent_once(stub):
@@ -330,9 +313,17 @@ def test_env_knobs_and_spec_helper(monkeypatch, stub, tmp_path):
     monkeypatch.setenv("OPENAI_BASE_URL", stub.openai_url)
     planner = make_api_planner("openai:gpt-5-mini", TOOL_SCHEMA)
     assert (planner.name, planner.concurrency, planner.max_retries) == ("openai:gpt-5-mini", 7, 1)
-    planner.plan([req("ok")])
+    assert planner.output == "json_schema" and planner.config()["output"] == "json_schema"  # a local URL
+    (resp,) = planner.plan([req("ok")])
+    assert json.loads(resp.text) == VALID_PLAN and "response_format" in stub.state.requests[-1].body
     assert len(ResponseCache(tmp_path / "envcache")) == 1 and stub.count("openai") == 1
     assert SECRET not in json.dumps(planner.config()) + repr(planner)
+    monkeypatch.setenv("IR_API_OUTPUT", "tools")
+    assert make_api_planner("openai:gpt-5-mini", TOOL_SCHEMA).output == "tools"
+    monkeypatch.setenv("IR_API_OUTPUT", "grammar")
+    with pytest.raises(ValueError, match="IR_API_OUTPUT"):
+        make_api_planner("openai:gpt-5-mini", TOOL_SCHEMA)
+    monkeypatch.setenv("IR_API_OUTPUT", "tools")
     monkeypatch.setenv("IR_API_PRICES", '{"gpt-5-mini": [2, 4]}')
     (resp,) = make_api_planner("openai:gpt-5-mini", TOOL_SCHEMA, cache_dir=None).plan([req("ok")])
     assert resp.usage["cost_usd"] == pytest.approx((1000 * 2 + 200 * 4) / 1e6)
@@ -396,6 +387,7 @@ def test_harness_end_to_end_with_both_providers(stub, tmp_path, monkeypatch, tin
     monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.anthropic_url)
     monkeypatch.setenv("IR_API_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("IR_API_MAX_RETRIES", "1")
+    monkeypatch.setenv("IR_API_OUTPUT", "tools")  # the stub stands for the hosted API
     bench = _ScenarioBench(tiny_benchmark, ["ok", "malformed", "bad_request", "ratelimit"])
     ids = [r["id"] for r in bench.queries("test")]
     methods = ["raw", "openai:gpt-5-nano", "anthropic:claude-sonnet-4-5"]
@@ -439,3 +431,87 @@ def test_unwritable_cache_does_not_lose_the_answer(stub, tmp_path, caplog):
     (resp,) = make("openai", stub, blocker).plan([req("ok")])
     assert resp.error is None and json.loads(resp.text) == VALID_PLAN
     assert "could not cache" in caplog.text
+
+
+# ---- OpenAI-compatible servers: structured outputs, and failures every request repeats ------------------
+
+
+def test_output_mode_detected_from_the_base_url():
+    assert detect_output(None) == "tools" and detect_output("https://api.openai.com/v1") == "tools"
+    assert detect_output("http://127.0.0.1:8000/v1") == "json_schema"
+    assert detect_output("http://ollama.local:11434/v1") == "json_schema"
+
+
+def test_request_shape_openai_compatible(stub):
+    own = {"type": "object", "properties": {"searches": {"type": "array", "maxItems": 1}}}
+    planner = make("openai", stub, None, output="json_schema", model="smollm2", concurrency=1)
+    plain, linked = planner.plan([req("ok"), PlanRequest("q2", req("ok", "2").messages, json_schema=own)])
+    bodies = [r.body for r in stub.state.requests]
+    assert [b["response_format"]["json_schema"]["schema"] for b in bodies] == [TOOL_SCHEMA, own]
+    for body in bodies:  # no tools: the server's grammar engine holds the text to the schema
+        assert body["response_format"]["type"] == "json_schema" and "tools" not in body and "tool_choice" not in body
+        assert body["temperature"] == 0.0 and body["max_tokens"] == 512  # greedy, like the local backends
+    assert json.loads(plain.text) == VALID_PLAN and plain.usage["input_tokens"] == 1000
+    assert planner.config()["output"] == "json_schema" and planner.config()["tool"] is None
+
+
+@pytest.mark.parametrize("scenario,code", [("ok", None), ("malformed", None), ("empty", "empty_output"),
+                                           ("truncated", "truncated"), ("refusal", "refusal")])
+def test_structured_output_outcomes(scenario, code, stub, tmp_path):
+    (resp,) = make("openai", stub, tmp_path, output="json_schema").plan([req(scenario)])
+    if code is None:  # the text goes to the harness's parser as it is, like a local model's
+        assert resp.error is None and resp.text == stub_text(scenario)
+    else:
+        assert resp.text is None and resp.error.startswith(code + ":")
+    make("openai", stub, tmp_path, output="json_schema").plan([req(scenario)])
+    assert stub.count("openai", scenario) == 1  # model answers are cached
+
+
+def stub_text(scenario: str) -> str:
+    return {"ok": json.dumps(VALID_PLAN), "malformed": '{"searches": [{"query": "jack'}[scenario]
+
+
+@pytest.mark.parametrize("output", ["tools", "json_schema"])
+def test_the_same_failure_for_every_request_stops_the_run(output, stub):
+    planner = make("openai", stub, None, concurrency=1, output=output)
+    with pytest.raises(APIRunError, match="first 5 request.*http_400") as info:
+        planner.plan([req("bad_request", str(i)) for i in range(8)])
+    assert stub.count() == 5  # nothing more is sent once the setup is known to be wrong
+    assert ("IR_API_OUTPUT=json_schema" in str(info.value)) == (output == "tools")  # a server without a tool parser
+    # a failure that is not the first answer's fate stays a per-query error
+    responses = make("openai", stub, None, concurrency=1).plan([req("ok")] + [req("bad_request", str(i)) for i in range(6)])
+    assert responses[0].error is None and all(r.error.startswith("http_400") for r in responses[1:])
+
+
+def test_no_server_at_the_url_stops_the_run(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    planner = OpenAIPlanner("smollm2", tool_schema=TOOL_SCHEMA, base_url=url, cache_dir=tmp_path, max_retries=0)
+    with pytest.raises(APIRunError, match="first 3 request.*connection_error"):
+        planner.plan([req("ok", str(i)) for i in range(3)])
+    assert len(ResponseCache(tmp_path)) == 0
+
+
+def test_eval_cli_link_request_sends_each_query_its_own_schema(stub, tmp_path, monkeypatch, capsys, tiny_benchmark):
+    from eval.report import read_metrics
+    from eval.run import main
+    from rewards.prompts import query_schema
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.openai_url)  # a local URL: json_schema mode
+    monkeypatch.setenv("IR_API_CACHE", str(tmp_path / "cache"))
+    argv = ["--bench", str(tiny_benchmark.path), "--methods", "raw,openai:served", "--limit", "3", "--out",
+            str(tmp_path / "eval"), "--resamples", "10", "--mode", "compact", "--examples", "none"]
+    assert main([*argv, "--link-request", "--max-searches", "1", "--max-filter-depth", "1"]) == 0
+    rows = tiny_benchmark.queries("test")[:3]
+    expected = [query_schema(tiny_benchmark.schema, r, "compact", max_searches=1, max_depth=1) for r in rows]
+    sent = [r.body["response_format"]["json_schema"]["schema"] for r in stub.state.requests]
+    assert sorted(map(json.dumps, sent)) == sorted(map(json.dumps, expected))
+    assert len({json.dumps(s) for s in sent}) == 3  # one schema per query, not the run's
+    run = read_metrics(tmp_path / "eval")["methods"]["openai:served"]["run"]
+    assert run["planner"]["output"] == "json_schema" and run["request_schema"] is True and run["mode"] == "compact"
+    with pytest.raises(SystemExit):
+        main([*argv, "--max-searches", "1"])  # a bound with no request schema to bound
+    assert "--link-request" in capsys.readouterr().err
