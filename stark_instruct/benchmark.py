@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 HASHED_FILES = ("corpus.parquet", "meta.parquet", "schema.json")  # hashed by the build, checked on load
 MAX_DOC_ID = 2**63 - 1
-_FIELD_TYPES = product_schema(dt.date(2000, 1, 1))  # types and ops of the filter fields (the date is unused)
+FILTER_FIELDS = product_schema(dt.date(2000, 1, 1))  # types and ops of the filter fields (the date is unused)
 
 
 class Benchmark:
@@ -211,7 +211,7 @@ def oracle_filter(row: dict, full: bool = False) -> Node | None:
     leaves = [constraint_filter(row["constraint"])] if row.get("constraint") else []
     implied = row.get("query_constraint") if full else None
     if implied:
-        node = parse_filter(implied, _FIELD_TYPES)
+        node = parse_filter(implied, FILTER_FIELDS)
         leaves += list(node.children) if isinstance(node, All) else [node]
     if not leaves:
         return None
