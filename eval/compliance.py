@@ -26,8 +26,9 @@ VERDICTS = ("right", "opposite", "other", "none", "invalid")
 # What an op asks of a field: keywords have it / lack it; numbers and dates have an upper or a lower bound.
 _DIRECTION = {"eq": "has", "contains": "has", "in": "has", "ne": "lacks", "nin": "lacks",
               "lt": "upper", "lte": "upper", "gt": "lower", "gte": "lower"}
-_OPPOSITE = {"has": "lacks", "lacks": "has", "upper": "lower", "lower": "upper"}
-_NUMERIC_POINT = {"eq": "point", "ne": "not point"}  # on numbers and dates, eq/ne bound nothing
+_POINT = {"eq": "point", "ne": "not point"}  # on numbers and dates, eq/ne bound nothing
+_OPPOSITE = {"has": "lacks", "lacks": "has", "upper": "lower", "lower": "upper", "point": "not point",
+             "not point": "point"}
 
 
 def violations(ranking: list[int], constraint: dict | None, meta: Callable[[int], dict], k: int) -> dict | None:
@@ -45,12 +46,9 @@ def violation_rate(v: dict | None) -> float | None:
 
 
 def _direction(leaf: Leaf, negated: bool) -> str:
-    number = not isinstance(leaf.value, str) and not (isinstance(leaf.value, tuple) and leaf.value
-                                                       and isinstance(leaf.value[0], str))
-    d = _NUMERIC_POINT[leaf.op] if number and leaf.op in _NUMERIC_POINT else _DIRECTION[leaf.op]
-    if negated:
-        d = _OPPOSITE.get(d, {"point": "not point", "not point": "point"}.get(d, d))
-    return d
+    ordered = FILTER_FIELDS.field(leaf.field).type in ("number", "date")
+    d = _POINT[leaf.op] if ordered and leaf.op in _POINT else _DIRECTION[leaf.op]
+    return _OPPOSITE[d] if negated else d
 
 
 def _canonical(leaf: Leaf) -> tuple:
@@ -98,7 +96,7 @@ def op_verdict(filters: list[Node] | None, want: Leaf) -> tuple[str, bool]:
     verdicts = []
     for leaf, neg in found:
         d = _direction(leaf, neg)
-        verdict = "right" if d == wanted else "opposite" if d == _OPPOSITE.get(wanted) else "other"
+        verdict = "right" if d == wanted else "opposite" if d == _OPPOSITE[wanted] else "other"
         verdicts.append((VERDICTS.index(verdict), not (verdict == "right" and not neg
                                                        and _canonical(leaf) == _canonical(want))))
     best, inexact = min(verdicts)
