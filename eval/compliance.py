@@ -84,7 +84,8 @@ def plan_filters(plan: dict | None) -> list[Node] | None:
 def op_verdict(filters: list[Node] | None, want: Leaf) -> tuple[str, bool]:
     """(verdict, exact) of a plan's filters on `want`'s field: `right` when some leaf asks the same
     direction (eq/contains/in ≡ has the value, ne/nin ≡ lacks it, lt/lte ≡ upper bound, gt/gte ≡ lower
-    bound; a `not` flips it), `opposite` for the reverse, `other` for any other op on the field, `none`
+    bound; a `not` flips it), `opposite` for the reverse, `other` for any other op on the field (or, on a
+    keyword field, a leaf that does not name the value: `color ne blue` says nothing of red), `none`
     without one; `invalid` without a plan. `exact`: the same canonical op and value, not negated.
     Several leaves on the field: the best of right > opposite > other."""
     if filters is None:
@@ -96,7 +97,10 @@ def op_verdict(filters: list[Node] | None, want: Leaf) -> tuple[str, bool]:
     verdicts = []
     for leaf, neg in found:
         d = _direction(leaf, neg)
-        verdict = "right" if d == wanted else "opposite" if d == _OPPOSITE[wanted] else "other"
+        named = not isinstance(want.value, str) or want.value in (
+            leaf.value if isinstance(leaf.value, tuple) else (leaf.value,))
+        verdict = "other" if not named else "right" if d == wanted else "opposite" if d == _OPPOSITE[wanted] \
+            else "other"
         verdicts.append((VERDICTS.index(verdict), not (verdict == "right" and not neg
                                                        and _canonical(leaf) == _canonical(want))))
     best, inexact = min(verdicts)

@@ -46,7 +46,9 @@ def _leaf(field: str, op: str, value) -> dict:
     (RED, _plan(_leaf("color", "eq", "Red")), "right", True),  # eq on a multi-valued field: has the value
     (RED, _plan(_leaf("color", "in", ["red"])), "right", True),
     (RED, _plan(_leaf("color", "in", ["red", "blue"])), "right", False),
-    (RED, _plan(_leaf("color", "eq", "blue")), "right", False),  # right op, another value
+    (RED, _plan(_leaf("color", "eq", "blue")), "other", False),  # another value says nothing of red
+    (RED, _plan(_leaf("color", "ne", "blue")), "other", False),
+    (NOT_ACME, _plan(_leaf("brand", "nin", ["zed", "acme"])), "right", False),
     (RED, _plan(_leaf("color", "ne", "red")), "opposite", False),  # the inversion issue 20 measured
     (RED, _plan({"not": _leaf("color", "contains", "red")}), "opposite", False),
     (RED, _plan(_leaf("brand", "eq", "acme")), "none", False),  # a filter, but not on the field
