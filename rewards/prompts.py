@@ -42,14 +42,16 @@ Reply with ONLY one JSON object, no prose and no code fences:
 # spec, which is what sampling and training on a CPU pay for.
 COMPACT_FORMAT = """\
 Reply with ONLY one JSON object: {"searches": [{"filter": <filter or null>, "query": <the request>}]}
-filter := {"field": <field>, "op": <op>, "value": <value>}; null when the user gives no instructions.
+filter := {"field": <field>, "op": <op>, "value": <value>}, or {"all": [2 or 3 of those]} when several apply;
+null when no index value applies. The values you may use are the index values the request names.
 Ops: eq = must be / must have the value; ne = must not be / must not have it (to exclude);
 gt, gte, lt, lte = greater than, at least, less than, at most (numbers and dates).
-Instructions and their filters, for example:
+Requests and their filters, for example:
 "Only Acme products." -> brand eq "acme"; "Nothing from Acme." -> brand ne "acme";
 "It must come in blue." -> color eq "blue"; "Skip the red ones." -> color ne "red";
 "Under $40." -> price lte 40; "Rated 4.5 or more." -> rating gte 4.5;
-"Reviewed in the last 2 years." -> last_review_date gte (the date 2 years ago)."""
+"Reviewed in the last 2 years." -> last_review_date gte (the date 2 years ago);
+"a crimson tent" -> all of category eq "tents", color eq "red"."""
 
 
 def compact_schema(schema: IndexSchema) -> str:
@@ -98,18 +100,27 @@ def system_prompt(schema: IndexSchema, instruction: str | None = None, examples:
     return "\n\n".join(parts)
 
 
+def _linked(schema: IndexSchema, text: str, what: str) -> str:
+    """A line naming the index values `text` mentions (schema linking), or "" when it names none."""
+    found = schema.mentioned_values(text) if text.strip() else []
+    return (f"\nIndex values named in the {what}: "
+            + ", ".join(f"{name} {json.dumps(value)}" for name, value in found) + ".") if found else ""
+
+
 def _instructions(schema: IndexSchema, instruction: str | None) -> str:
-    """The instructions as every prompt shows them: the text (or "(none)") and a line naming the index
-    values it mentions (schema linking), when there are any."""
+    """The instructions as the system spec shows them: the text (or "(none)") and a line naming the
+    index values it mentions (schema linking), when there are any."""
     text = instruction.strip() if instruction and instruction.strip() else ""
-    found = schema.mentioned_values(text) if text else []
-    linked = ("\nIndex values named in the instructions: "
-              + ", ".join(f"{name} {json.dumps(value)}" for name, value in found) + ".") if found else ""
-    return (text or "(none)") + linked
+    return (text or "(none)") + _linked(schema, text, "instructions")
 
 
 def _request_turn(schema: IndexSchema, query: str, instruction: str | None) -> str:
-    return f"Request: {query.strip()}\nUser instructions: {_instructions(schema, instruction)}"
+    """The request as a user turn: query, instructions, and the index values the whole request names
+    (its query's product type and colour as well as what the instructions require or exclude): the
+    values the request's decoding schema (`rewards.plan.request_plan_schema`) lets a filter use."""
+    text = instruction.strip() if instruction and instruction.strip() else ""
+    return (f"Request: {query.strip()}\nUser instructions: {text or '(none)'}"
+            + _linked(schema, f"{query}\n{text}", "request"))
 
 
 def build_messages(schema: IndexSchema, query: str, instruction: str | None = None,
