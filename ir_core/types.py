@@ -108,7 +108,8 @@ class Candidate(_Row):
 
 @dataclass
 class ScoredCandidate(Candidate):
-    """A candidate with its reward (scored.jsonl); ``error`` becomes the reward's reason for an invalid plan."""
+    """A candidate with its reward (scored.jsonl), built by `pipelines.stages.score_stage` and read by
+    `pipelines.select`; ``error`` becomes the reward's reason for an invalid plan."""
 
     reward: float = 0.0
     valid: bool = False
@@ -118,6 +119,7 @@ class ScoredCandidate(Candidate):
     metrics: dict[str, float] = field(default_factory=dict)
     baseline_reward: float | None = None  # the prompt's raw-query plan's reward
     right_filter: bool | None = None  # the plan filters with the instruction's constraint (None: no instruction)
+    decision: list[str] = field(default_factory=list)  # "field op" of each filter leaf (pipelines.strategies.decision)
 
 
 @dataclass

@@ -120,7 +120,8 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 # --- select: best-of-N rows, DPO pairs or KTO labels ------------------------------------
                 sel = rd.stage("select", partial(select_to_files, read_jsonl(rd / SCORED), prompts,
                                                  rd / "train.jsonl", cfg.strategy, cfg.threshold, cfg.min_gap,
-                                                 cfg.drop_ties, margin=cfg.margin))
+                                                 cfg.drop_ties, margin=cfg.margin, balance=cfg.balance,
+                                                 max_repeat=cfg.max_repeat))
 
                 # --- train: TRL on the selected rows, from the round's starting policy -------------------
                 new_policy = policy

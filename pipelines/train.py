@@ -33,9 +33,9 @@ from ir_core.io import atomic_write_json, read_json
 from ir_core.types import Policy
 from pipelines.model import resolve_dtype
 from pipelines.rundir import redact
+from pipelines.strategies import REGISTRY, strategy
 
-OBJECTIVES = ("sft", "dpo", "kto")
-STRATEGY_TO_OBJECTIVE = {"best-of-n": "sft", "sft": "sft", "dpo": "dpo", "kto": "kto"}
+OBJECTIVES = tuple(s.objective for s in REGISTRY.values())
 
 # Where this project's training defaults differ from TRL's.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -67,14 +67,13 @@ class TrainArgs:
 
 
 def trainer_config_class(objective: str, field_name: str = "objective") -> type:
-    """TRL's config class for an objective or selection strategy name."""
-    import trl
-
-    classes = {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig}
-    if objective not in STRATEGY_TO_OBJECTIVE:
-        names = ", ".join(STRATEGY_TO_OBJECTIVE) if field_name == "objective" else "best-of-n, dpo, kto"
-        raise ConfigError(field_name, f"invalid choice: {objective!r} (choose from {names})")
-    return classes[STRATEGY_TO_OBJECTIVE[objective]]
+    """TRL's config class for an objective or selection strategy name (`pipelines.strategies`)."""
+    try:
+        return strategy(objective).config_class()
+    except ValueError:
+        names = ", ".join(dict.fromkeys(n for s in REGISTRY.values() for n in (s.name, s.objective))
+                          if field_name == "objective" else REGISTRY)
+        raise ConfigError(field_name, f"invalid choice: {objective!r} (choose from {names})") from None
 
 
 def _device_defaults() -> dict[str, Any]:
@@ -124,12 +123,6 @@ def weights_digest(model: Any, trainable_only: bool = True) -> str:
     return h.hexdigest()
 
 
-def _trainer_cls(objective: str) -> Any:
-    import trl
-
-    return {"sft": trl.SFTTrainer, "dpo": trl.DPOTrainer, "kto": trl.KTOTrainer}[objective]
-
-
 def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | None = None) -> dict:
     """Train on ``args.data_path`` (JSONL from pipelines.select) and save to ``training.output_dir``.
 
@@ -144,9 +137,7 @@ def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | Non
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import get_peft_config
 
-    objective = STRATEGY_TO_OBJECTIVE.get(args.objective, args.objective)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {args.objective!r}")
+    objective = strategy(args.objective).objective  # ValueError for an unknown one
     if not isinstance(training, trainer_config_class(objective)):
         raise ValueError(f"objective {objective} trains with {trainer_config_class(objective).__name__}, "
                          f"got {type(training).__name__}")
@@ -174,7 +165,7 @@ def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | Non
     elif lora:
         peft_config = get_peft_config(model_args)
 
-    trainer = _trainer_cls(objective)(
+    trainer = strategy(objective).trainer_class()(
         model=model,
         args=training,
         train_dataset=dataset,
