@@ -96,8 +96,8 @@ class Candidate(_Row):
 
     prompt_id: str
     sample_idx: int
-    seed: int  # the batch seed it was sampled with
-    text: str | None
+    seed: int | None = None  # the batch seed it was sampled with (None: a plan from elsewhere, e.g. a test's)
+    text: str | None = None  # None: the backend gave no text (see error)
     error: str | None = None  # the backend's reason when text is None
     usage: dict = field(default_factory=dict)
 

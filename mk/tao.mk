@@ -3,7 +3,7 @@ TAO_CONFIG ?= configs/tao/smollm2-cpu.yaml
 TAO_RUN ?= runs/tao
 TAO_ARGS ?=
 
-.PHONY: tao tao-dpo bench-train bench-sampling bench-levers
+.PHONY: tao tao-dpo tao-seeds bench-train bench-sampling bench-levers
 
 # best-of-N rejection-sampling fine-tuning (SFT) for the rounds in $(TAO_CONFIG); resumes if interrupted.
 tao: model benchmark
@@ -13,6 +13,16 @@ tao: model benchmark
 tao-dpo: model benchmark
 	$(PY) -m pipelines.tao --config $(TAO_CONFIG) --benchmark $(BENCH) --run-dir $(TAO_RUN)-dpo \
 		--strategy dpo $(TAO_ARGS)
+
+# The demo recipe ($(DEMO_CONFIG)) with TAO seeds 0, 1, 2 (prompts, samples and training all follow the
+# seed), each in its own run dir, then their mean, spread and worst seed on test: runs/tao-seeds/summary.md.
+TAO_SEEDS ?= 0 1 2
+tao-seeds: model benchmark
+	for s in $(TAO_SEEDS); do \
+		$(PY) -m pipelines.tao --config $(DEMO_CONFIG) --benchmark $(BENCH) --run-dir $(DEMO_RUN)-seed$$s \
+			--seed $$s --no-progress $(TAO_ARGS) || exit 1; \
+	done
+	$(PY) scripts/tao_seeds.py $(foreach s,$(TAO_SEEDS),$(DEMO_RUN)-seed$(s)) --out runs/tao-seeds
 
 # SFT training tokens/s with SmolLM2-135M + LoRA on this machine: float32 1 thread (the CPU default) vs
 # bf16 autocast with 1 and 2 threads, 16 rows (~18k tokens) each, side by side. docs/model.md.
