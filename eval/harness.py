@@ -16,12 +16,13 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from eval.compliance import annotate, op_table, violations_by_kind
 from eval.methods import Method, PlanOutput, resolve_methods
 from eval.report import write_report
 from eval.stats import (
@@ -88,11 +89,12 @@ def sum_usage(outputs: Sequence[PlanOutput]) -> dict:
 
 
 def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: bool = False,
-               log_depth: int | None = None) -> tuple[list[dict], dict]:
+               log_depth: int | None = None, meta: Callable[[int], dict] | None = None) -> tuple[list[dict], dict]:
     """Plan, execute and score every row with one method; returns per-query records and run info.
 
     With `rerank`, the executor's reranker reorders each fused ranking by the merged query (query plus
-    instruction), the text an instruction-aware encoder is trained to read.
+    instruction), the text an instruction-aware encoder is trained to read. With `meta` (doc id -> index
+    metadata), each record also gets its compliance (`eval.compliance`: violations@k and op checks).
     """
     t0 = time.perf_counter()
     outputs = method.plans(rows)
@@ -125,6 +127,8 @@ def run_method(method: Method, rows: list[dict], executor: Any, k: int, rerank: 
             "valid": error is None, "metrics": metrics,
             "retrieved": ranking[: log_depth or max(k, 20)], "relevant": relevant, "usage": out.usage,
         })
+        if meta is not None:
+            annotate(records[-1], row, meta, k, ranking)
     names = metric_names or list(query_metrics([], [0], k))
     for r in records:  # invalid plans score 0 on every metric
         if not r["valid"]:
@@ -181,7 +185,8 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
     for method in resolved:
         name = method.name + suffix
         try:
-            records, info = run_method(method, rows, executor, k, rerank=rerank is not None)
+            records, info = run_method(method, rows, executor, k, rerank=rerank is not None,
+                                       meta=getattr(bench, "meta", None))
         except Exception:
             if out_dir is not None and results:  # keep what finished: the methods before this one
                 write_report({"config": config, "methods": results, "comparisons": [], "compare_pairs": [],
@@ -193,6 +198,8 @@ def evaluate(bench: Any, split: str, methods: Sequence[str | Method], engine: st
         else:
             run_info_m = dict(run_info)
         results[name] = {"by_kind": aggregate(records), **info, "run": run_info_m}
+        if any("checks" in r for r in records):
+            results[name].update(violations=violations_by_kind(records), ops=op_table(records))
     result = {"config": config, "methods": results, "comparisons": [],
               "compare_pairs": [list(p) for p in compare_pairs], "per_query": per_query}
     if out_dir is not None:  # the report derives gains and CIs over the merged folder (earlier runs too)

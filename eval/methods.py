@@ -4,7 +4,9 @@ Every method turns benchmark query rows into search plans (or a recorded reason 
 harness then executes all plans with one shared executor, so methods differ only in the plan they write:
 - `raw`: one search with the base query alone (the instruction is ignored);
 - `concat`: one search with the query and the instruction text merged (what plain RAG would do);
-- `oracle`: the base query plus the variant's exact constraint as a filter, the ceiling of the search tool;
+- `oracle`: the base query plus the variant's exact constraint as a filter;
+- `oracle_full`: also the metadata the base query implies (`query_constraint`, where the benchmark records
+  it) in one `all` filter: the ceiling of a one-search plan;
 - a planner (`ir_core.types.Planner`): a model writes the plan from the prompt of `rewards.prompts`;
 - `plans:<per-query log>`: the plans a planner wrote in an earlier evaluation (the harness's
   `per_query/<method>.jsonl`, e.g. a TAO round's `eval/test`), parsed again and executed as they are.
@@ -22,6 +24,7 @@ from ir_core.types import Planner, PlanRequest, PlanResponse
 from rewards.parse import PlanError, parse_plan
 from rewards.plan import Search, SearchPlan, plan_json_schema, plan_to_json
 from rewards.prompts import default_examples, messages_for_query
+from stark_instruct.benchmark import oracle_filter
 from stark_instruct.instructions import constraint_filter
 
 
@@ -83,6 +86,17 @@ class OracleMethod:
             node = constraint_filter(constraint) if constraint else None
             out.append(_plan_output(_single_search(row["query"], node)))
         return out
+
+
+class OracleFullMethod:
+    """Base query plus the instruction's constraint and the query's own recorded metadata as one `all`
+    filter (`stark_instruct.benchmark.oracle_filter`); the same as `oracle` where no metadata is recorded
+    (STaRK-Amazon, or a benchmark built before the field existed)."""
+
+    name = "oracle_full"
+
+    def plans(self, rows: list[dict]) -> list[PlanOutput]:
+        return [_plan_output(_single_search(row["query"], oracle_filter(row, full=True))) for row in rows]
 
 
 class PlannerMethod:
@@ -167,7 +181,8 @@ def recorded_plans_name(path: str) -> str:
     return f"{RECORDED}:{Path(path).stem}"
 
 
-BASELINES: dict[str, type] = {"raw": RawMethod, "concat": ConcatMethod, "oracle": OracleMethod}
+BASELINES: dict[str, type] = {"raw": RawMethod, "concat": ConcatMethod, "oracle": OracleMethod,
+                              "oracle_full": OracleFullMethod}
 RECORDED = "plans"  # spec prefix of RecordedPlans
 
 # spec prefix -> (module, class, how the class is constructed)

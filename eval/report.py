@@ -1,5 +1,8 @@
 """Write an evaluation into a run folder: metrics.json, metrics.md, recall_by_kind.png, per_query/*.jsonl.
 
+Beside recall the tables and the chart's second panel show violations@k per kind, and planner methods get
+the op table (`eval.compliance`), where the harness computed them.
+
 A folder accumulates methods: a later run (say, API models evaluated on another day) merges into the
 existing metrics.json, and the tables, the chart and the bootstrap CIs are rebuilt over all methods, so one
 folder holds one comparable table. Runs with a different benchmark, split, engine, k or query limit are
@@ -13,7 +16,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from eval.stats import add_baseline_stats, vs_baseline
+from eval.compliance import INSTRUCTED_GROUPS, violations_key
+from eval.methods import BASELINES
+from eval.stats import RERANK_SUFFIX, add_baseline_stats, vs_baseline
 from ir_core.io import atomic_write_text
 from ir_core.types import GROUPS, KINDS
 
@@ -181,6 +186,7 @@ def markdown(report: dict) -> str:
                  fmt(per_q.get("input_tokens"), 0), fmt(per_q.get("output_tokens"), 0),
                  fmt(total.get("cost_usd"), 4), errors or "–"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += compliance_markdown(report)
     if report.get("comparisons"):
         lines += ["", f"**Pairwise comparisons** ({label}, a minus b, 95% CI).", "",
                   "| a | b | group | Δ [95% CI] |", "|---|---|---|---|"]
@@ -188,6 +194,43 @@ def markdown(report: dict) -> str:
             for g, ci in c["by_kind"].items():
                 lines.append(f"| {c['a']} | {c['b']} | {g} | {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] |")
     return "\n".join(lines) + "\n"
+
+
+def _violation_groups(methods: dict) -> list[str]:
+    return [g for g in INSTRUCTED_GROUPS if any(g in (m.get("violations") or {}) for m in methods.values())]
+
+
+def is_planner(name: str) -> bool:
+    """Methods that write their own plans (not the fixed baselines), whose op table is worth printing."""
+    return name.removesuffix(RERANK_SUFFIX) not in BASELINES
+
+
+def compliance_markdown(report: dict) -> list[str]:
+    """violations@k per instructed kind for every method, and the op table of the planner methods."""
+    methods = report["methods"]
+    groups = _violation_groups(methods)
+    if not groups:
+        return []
+    key = violations_key(report["config"]["k"])
+    lines = ["", f"**{key}** (share of the top {report['config']['k']} results that break the instruction's "
+             "constraint, by the index metadata; mean over queries that showed results; lower is better).", "",
+             "| method | " + " | ".join(groups) + " |", "|" + "---|" * (len(groups) + 1)]
+    for name, res in methods.items():
+        v = res.get("violations") or {}
+        lines.append(f"| {name} | " + " | ".join(fmt(v.get(g, {}).get(key)) for g in groups) + " |")
+    planners = [(name, res["ops"]) for name, res in methods.items() if is_planner(name) and res.get("ops")]
+    if planners:
+        lines += ["", "**Plan ops per constraint** (right: the constraint's direction, e.g. eq/contains/in for an "
+                  "inclusion, ne/nin for an exclusion, lte/lt for a price ceiling, gte/gt for a minimum rating "
+                  "or a recency window; exact: right op and value; query rows: the metadata the base query "
+                  "implies).", "",
+                  "| method | kind | constraint | n | right (exact) | opposite | other op | no filter | invalid |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, rows in planners:
+            for r in rows:
+                lines.append(f"| {name} | {r['kind']} | {r['attribute']} | {r['n']} | {r['right']} ({r['exact']}) | "
+                             f"{r['opposite']} | {r['other']} | {r['none']} | {r['invalid']} |")
+    return lines
 
 
 def plot_recall_by_kind(report: dict, path: str | Path) -> Path:
@@ -200,21 +243,31 @@ def plot_recall_by_kind(report: dict, path: str | Path) -> Path:
     cfg, methods = report["config"], report["methods"]
     key = cfg["headline"]
     groups = [g for g in (*KINDS, "all") if any(g in m["by_kind"] for m in methods.values())]
+    vgroups = _violation_groups(methods)
     names = list(methods)
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 0.35 * len(groups) * len(names)), 4.2))
+    panels = [(groups, key, _metric_label(key), lambda res, g: res["by_kind"].get(g, {}).get(key))]
+    if vgroups:  # compliance beside recall: a second panel
+        vkey = violations_key(cfg["k"])
+        panels.append((vgroups, vkey, f"{vkey} (lower is better)",
+                       lambda res, g: (res.get("violations") or {}).get(g, {}).get(vkey)))
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=(
+        max(6.0, 1.2 * len(groups) + 0.35 * len(groups) * len(names)), 4.2 * len(panels)))
     cmap = plt.get_cmap("tab10")
-    for i, name in enumerate(names):
-        values = [methods[name]["by_kind"].get(g, {}).get(key, 0.0) for g in groups]
-        xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
-        bars = ax.bar(xs, values, width, label=name, color=cmap(i % 10))
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=1)
-    ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylabel(_metric_label(key))
-    ax.set_ylim(0, 1.2)
-    ax.set_title(f"{_metric_label(key)} by instruction kind ({cfg['split']}, {cfg['n_queries']} queries)")
-    ax.legend(fontsize=8, ncols=min(len(names), 5), loc="upper center", frameon=False)
-    ax.grid(axis="y", alpha=0.3)
+    for ax, (pgroups, _, ylabel, value) in zip(axes[:, 0], panels, strict=True):
+        for i, name in enumerate(names):
+            values = [value(methods[name], g) for g in pgroups]
+            xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(pgroups))]
+            bars = ax.bar(xs, [v or 0.0 for v in values], width, label=name, color=cmap(i % 10))
+            ax.bar_label(bars, labels=["–" if v is None else f"{v:.2f}" for v in values], fontsize=7, padding=1)
+        ax.set_xticks(range(len(pgroups)), pgroups)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 1.2)
+        ax.legend(fontsize=8, ncols=min(len(names), 5), loc="upper center", frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_title(f"{_metric_label(key)} by instruction kind ({cfg['split']}, {cfg['n_queries']} queries)")
+    if vgroups:
+        axes[1, 0].set_title(f"{violations_key(cfg['k'])} by instruction kind")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

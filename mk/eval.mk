@@ -1,15 +1,15 @@
 # Evaluation harness (eval/): baselines and planners on StaRK-Instruct; reports under $(EVAL_OUT).
 EVAL_OUT ?= runs/eval
 EVAL_SPLIT ?= test
-EVAL_METHODS ?= raw,concat,oracle
+EVAL_METHODS ?= raw,concat,oracle,oracle_full
 EVAL_ENGINE ?= tantivy
 EVAL_ARGS ?=
 
 .PHONY: eval-baselines eval
 
-# raw, concat and oracle on the test split of the default benchmark (merged into $(EVAL_OUT)).
+# raw, concat, oracle and oracle_full on the test split of the default benchmark (merged into $(EVAL_OUT)).
 eval-baselines: benchmark
-	$(PY) -m eval.run --bench $(BENCH) --split $(EVAL_SPLIT) --methods raw,concat,oracle \
+	$(PY) -m eval.run --bench $(BENCH) --split $(EVAL_SPLIT) --methods raw,concat,oracle,oracle_full \
 		--engine $(EVAL_ENGINE) --out $(EVAL_OUT) $(EVAL_ARGS)
 
 # Any methods, merged into the existing report: make eval EVAL_METHODS=hf:models/smollm2

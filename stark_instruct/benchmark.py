@@ -18,15 +18,18 @@ import pyarrow.parquet as pq
 from ir_core.errors import DataError
 from ir_core.provenance import file_sha256
 from ir_core.types import KINDS
+from stark_instruct.filters import All, Node, parse_filter
 from stark_instruct.index import BM25Index, SearchIndex, TantivyIndex
+from stark_instruct.instructions import constraint_filter
 from stark_instruct.meta_columns import MetaColumns
 from stark_instruct.records import Product
-from stark_instruct.schema import IndexSchema
+from stark_instruct.schema import IndexSchema, product_schema
 
 log = logging.getLogger(__name__)
 
 HASHED_FILES = ("corpus.parquet", "meta.parquet", "schema.json")  # hashed by the build, checked on load
 MAX_DOC_ID = 2**63 - 1
+FILTER_FIELDS = product_schema(dt.date(2000, 1, 1))  # types and ops of the filter fields (the date is unused)
 
 
 class Benchmark:
@@ -191,13 +194,32 @@ def _query_row(raw: bytes, path: str, line: int, n_docs: int) -> dict:
             raise bad("relevant_ids", f"{repr(x)[:40]} is not an integer product id")
         if not 0 <= x < n_docs:
             raise bad("relevant_ids", f"product id {str(x)[:40]} is not in the corpus (ids are 0..{n_docs - 1})")
-    constraint = row.get("constraint")
-    if constraint:
-        try:
-            constraint = json.loads(constraint) if isinstance(constraint, str) else constraint
-        except ValueError:
-            raise bad("constraint", "not a JSON object (string)") from None
-        if not isinstance(constraint, dict):
-            raise bad("constraint", f"expected an object, got {type(constraint).__name__}")
-    row["constraint"] = constraint or None
+    for key in ("constraint", "query_constraint"):  # query_constraint: absent in older builds (unknown)
+        value = row.get(key)
+        if value:
+            try:
+                value = json.loads(value) if isinstance(value, str) else value
+            except ValueError:
+                raise bad(key, "not a JSON object (string)") from None
+            if not isinstance(value, dict):
+                raise bad(key, f"expected an object, got {type(value).__name__}")
+        row[key] = value or None
     return row
+
+
+def oracle_filter(row: dict, full: bool = False) -> Node | None:
+    """The filter of an oracle plan for a query row: its instruction's constraint leaf, and with `full` also
+    the metadata its base query implies (`query_constraint`), all in one `all` node; None when neither.
+
+    Reads the recorded constraints, so it serves oracles and reports only, never a planner.
+    """
+    if row.get("kind", "none") != "none" and not row.get("constraint"):
+        raise ValueError(f"query {row.get('id')!r} of kind {row.get('kind')!r} has no constraint")
+    leaves = [constraint_filter(row["constraint"])] if row.get("constraint") else []
+    implied = row.get("query_constraint") if full else None
+    if implied:
+        node = parse_filter(implied, FILTER_FIELDS)
+        leaves += list(node.children) if isinstance(node, All) else [node]
+    if not leaves:
+        return None
+    return leaves[0] if len(leaves) == 1 else All(tuple(leaves))

@@ -33,8 +33,9 @@ from ir_core.provenance import code_version, file_sha256, package_versions
 from ir_core.secrets import scrub
 from ir_core.types import KINDS
 from stark_instruct import synthetic
-from stark_instruct.benchmark import HASHED_FILES
+from stark_instruct.benchmark import HASHED_FILES, oracle_filter
 from stark_instruct.index import TantivyIndex
+from stark_instruct.meta_columns import MetaColumns
 from stark_instruct.records import Product, derive_meta
 from stark_instruct.schema import product_schema
 from stark_instruct.variants import make_variants
@@ -109,7 +110,8 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w") as f:
         for r in rows:
             row = dict(r)
-            row["constraint"] = json.dumps(row["constraint"]) if row["constraint"] is not None else None
+            for key in ("constraint", "query_constraint"):  # JSON strings: one column type for datasets/Arrow
+                row[key] = json.dumps(row[key]) if row.get(key) is not None else None
             f.write(json.dumps(row) + "\n")
 
 
@@ -134,6 +136,7 @@ def _synthetic_source(args: BuildConfig) -> tuple[Iterator[Product], int, dt.dat
         for i, b in enumerate(bases):
             b["id"] = f"q{i:05d}"
             b["split"] = "train" if i < cut1 else "dev" if i < cut2 else "test"
+            b["query_constraint"] = synthetic.query_constraint(b["attributes"])  # oracles/reports only
         return bases
 
     return products(), args.size, ref, {"base_queries": base_queries, "inputs": {}}
@@ -158,7 +161,8 @@ def _stark_source(args: BuildConfig) -> tuple[Iterator[Product], int | None, dt.
                 inputs[str(p)] = file_sha256(p)
         if args.query_set in ("human", "both"):
             for r in stark_amazon.read_query_csv(human, known):
-                bases.append({"id": f"h{r['id']}", "query": r["query"], "answer_ids": r["answer_ids"], "split": "test"})
+                bases.append({"id": f"h{r['id']}", "query": r["query"], "answer_ids": r["answer_ids"], "split": "test",
+                              "query_constraint": None})  # STaRK queries record no attributes
         if args.query_set in ("synthesized", "both"):
             rows = {r["id"]: r for r in stark_amazon.read_query_csv(synth, known)}
             split_names = {"train": "train", "val": "dev", "test": "test" if args.query_set == "synthesized" else None}
@@ -171,7 +175,8 @@ def _stark_source(args: BuildConfig) -> tuple[Iterator[Product], int | None, dt.
                 for qid in ids:
                     if qid in rows:
                         r = rows[qid]
-                        bases.append({"id": f"s{qid}", "query": r["query"], "answer_ids": r["answer_ids"], "split": split})
+                        bases.append({"id": f"s{qid}", "query": r["query"], "answer_ids": r["answer_ids"], "split": split,
+                                      "query_constraint": None})
         return bases
 
     return stark_amazon.load_products(root, stats), None, None, {"base_queries": base_queries, "stats": stats,
@@ -244,6 +249,8 @@ def _build_into(tmp: Path, args: BuildConfig, config: dict) -> None:
     (tmp / "schema.txt").write_text(schema.render() + "\n")
 
     stats = card_stats(rows, bases, len(metas))
+    index = TantivyIndex(tmp / "index" / "tantivy", meta=MetaColumns.from_parquet(tmp / "meta.parquet"))
+    stats["ceilings"] = oracle_ceilings(index, [r for r in rows if r["split"] == "test"])
     stats["build_seconds"] = round(time.time() - t0, 1)
     stats["index_seconds"] = round(t_index, 1)
     stats["normalised"] = dict(extra.get("stats") or {})
@@ -258,6 +265,25 @@ def _build_into(tmp: Path, args: BuildConfig, config: dict) -> None:
     (tmp / "manifest.json").write_text(json.dumps(scrub(manifest), indent=2))
     (tmp / BUILD_MARKER).write_text(json.dumps({"owner": OWNER, "created": manifest["created"]}) + "\n")
 
+
+
+def oracle_ceilings(index: TantivyIndex, rows: list[dict], k: int = 20, depth: int = 100) -> dict:
+    """Recall@k of one search per query with the raw query, + the instruction's constraint (`oracle`) and
+    + also the query's own metadata (`oracle_full`), for base and instructed rows: what a plan can reach.
+
+    A one-search plan's ranking is the engine's (eval's executor keeps it), so this matches `eval.run`'s
+    oracle rows without importing the layers above this one.
+    """
+    out: dict[str, dict] = {}
+    for name, node_of in (("raw", lambda r: None), ("oracle", oracle_filter),
+                          ("oracle_full", lambda r: oracle_filter(r, full=True))):
+        by: dict[str, list[float]] = {"none": [], "instructed": []}
+        for r in rows:
+            top = [d for d, _ in index.search(r["query"], node_of(r), depth)][:k]
+            rel = set(r["relevant_ids"])
+            by["none" if r["kind"] == "none" else "instructed"].append(len(rel.intersection(top)) / len(rel))
+        out[name] = {g: {"n": len(v), f"recall@{k}": round(float(np.mean(v)), 3)} for g, v in by.items() if v}
+    return out
 
 
 def card_stats(rows: list[dict], bases: list[dict], n_products: int) -> dict:
@@ -284,6 +310,8 @@ def card_stats(rows: list[dict], bases: list[dict], n_products: int) -> dict:
         },
         "constraints_by_attribute": dict(Counter(
             f"{r['kind']}:{r['constraint']['attribute']}" for r in instructed)),
+        "query_constraint_fields": dict(Counter(
+            leaf["field"] for b in bases if b.get("query_constraint") for leaf in b["query_constraint"]["all"])),
     }
 
 
@@ -302,6 +330,18 @@ def render_card(s: dict, source: str, ref: dt.date) -> str:
     lines += ["", "| kind | mean relevant |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["mean_relevant_by_kind"].items()]
     lines += ["", "Constraints: " + ", ".join(f"{k} {v}" for k, v in sorted(s["constraints_by_attribute"].items()))]
+    implied = s.get("query_constraint_fields") or {}
+    lines.append("Query metadata (`query_constraint`, for oracles and reports only): " + (
+        ", ".join(f"{f} on {n} of {s['base_queries']} base queries" for f, n in sorted(implied.items())) if implied
+        else "none recorded (this source's queries carry no machine-readable attributes)"))
+    if s.get("ceilings"):
+        lines += ["", "Test split, Recall@20 of one search (`oracle` adds the instruction's constraint, "
+                  "`oracle_full` also the query metadata):", "", "| plan | base queries | instructed |",
+                  "|---|---|---|"]
+        for name, by in s["ceilings"].items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{by[g]['recall@20']:.3f} (n={by[g]['n']})" if g in by else "–" for g in ("none", "instructed"))
+                + " |")
     if s.get("normalised"):
         lines.append("Normalised input: " + ", ".join(f"{k} {v}" for k, v in sorted(s["normalised"].items())))
     lines.append(f"Built in {s['build_seconds']} s (catalogue + index {s['index_seconds']} s).")

@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from stark_instruct.filters import normalize_keyword
 from stark_instruct.records import Product, format_review_time
 from stark_instruct.vocab import (
     BRAND_HEADS,
@@ -310,3 +311,18 @@ def base_queries(attrs: dict[str, np.ndarray], n: int, seed: int, min_answers: i
         out.append({"query": text[0].upper() + text[1:], "answer_ids": [int(a) for a in answers],
                     "attributes": {"type": spec["noun"], **chosen}})
     return out
+
+
+def query_constraint(attributes: dict) -> dict:
+    """The metadata every answer of a base query has, as a plan-language filter node: `category contains`
+    the product type's most specific category, plus `color contains` when the query names a colour.
+
+    It is what a planner could filter on from the query's own words (the ceiling `oracle_full` runs). For
+    oracles and reports only: planner code must never read it, as it must never read these vocabularies.
+    """
+    spec = next(s for s in PRODUCT_TYPES if s["noun"] == attributes["type"])
+    # The same normalisation derive_meta applies to the product's title-cased category and colours.
+    leaves = [{"field": "category", "op": "contains", "value": normalize_keyword(spec["cat"][-1].title())}]
+    if "color" in attributes:
+        leaves.append({"field": "color", "op": "contains", "value": normalize_keyword(attributes["color"].title())})
+    return {"all": leaves}

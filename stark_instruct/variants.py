@@ -46,12 +46,17 @@ def _candidates(answers: list[int], metas: list[dict], display: dict[str, str],
 
 def make_variants(base: dict, metas: list[dict], reference_date: dt.date, rng: random.Random,
                   display: dict[str, str] | None = None) -> list[dict]:
-    """Rows for one base query: kind "none" (the base query itself) plus its instructed variants."""
+    """Rows for one base query: kind "none" (the base query itself) plus its instructed variants.
+
+    Every row carries the base's `query_constraint` (the metadata its query implies, None where the source
+    does not know it): for oracles and reports only, never for a planner.
+    """
     answers = list(base["answer_ids"])
+    implied = base.get("query_constraint")
     rows = [{
         "id": base["id"], "base_id": base["id"], "split": base["split"], "kind": "none",
         "query": base["query"], "instruction": "", "merged_query": base["query"], "constraint": None,
-        "relevant_ids": answers,
+        "relevant_ids": answers, "query_constraint": implied,
     }]
     for kind, cands in _candidates(answers, metas, display or {}, reference_date).items():
         valid = []
@@ -74,6 +79,6 @@ def make_variants(base: dict, metas: list[dict], reference_date: dt.date, rng: r
         rows.append({
             "id": f"{base['id']}-{kind}", "base_id": base["id"], "split": base["split"], "kind": kind,
             "query": base["query"], "instruction": instruction, "merged_query": merge(base["query"], instruction),
-            "constraint": c, "relevant_ids": qrels,
+            "constraint": c, "relevant_ids": qrels, "query_constraint": implied,
         })
     return rows

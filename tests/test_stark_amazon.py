@@ -131,6 +131,9 @@ def test_builder_runs_on_the_real_format(tmp_path):
     assert bench.schema.reference_date.isoformat() == "2018-10-02"
     assert bench.index().search("trail runner", None, 5)
     assert "missing_brand" in (out / "card.md").read_text()
+    # STaRK queries carry no machine-readable attributes: the query metadata is recorded as unknown.
+    assert all(r["query_constraint"] is None for r in bench.queries())
+    assert "none recorded" in (out / "card.md").read_text()
 
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
