@@ -251,8 +251,8 @@ def _request_leaf(spec, max_chars: int) -> dict:
 
 def request_plan_schema(schema: IndexSchema, query: str, instruction: str | None, **bounds: int) -> dict:
     """The plan schema for one request (`plan_json_schema` keywords in `bounds`): every search uses the
-    request's own text as its query, and its filter is null, one leaf or a conjunction (`all`) of up to
-    MAX_REQUEST_LEAVES leaves (fewer with `max_items`; one with `max_depth=1`) over the values the
+    request's own text as its query, and its filter is null or a conjunction `{"all": [...]}` of 1 to
+    MAX_REQUEST_LEAVES leaves (fewer with `max_items`; a bare leaf with `max_depth=1`) over the values the
     request names (`IndexSchema.linked_to`): the keyword values of its query and instructions (colours,
     categories, brands, by their own words or a corpus alias), and the numbers and date anchors of its
     instructions. A request that names no value gets no filter.
@@ -276,17 +276,19 @@ def request_plan_schema(schema: IndexSchema, query: str, instruction: str | None
     search["required"] = ["filter", "query"]
     if not linked.fields:
         return out
-    # the filter over linked values: a leaf, or {"all": [2..n leaves]} (no any/not: a request's values
-    # are each required or excluded, and `ne` already says "not")
+    # the filter over linked values: {"all": [1..n leaves]} (a leaf alone under max_depth=1). One shape
+    # for one leaf or three, so that how many values to filter on is decided leaf by leaf (close the list
+    # or add a leaf), which sampling explores, rather than up front; no any/not: a request's values are
+    # each required or excluded, and `ne` already says "not"
     max_query_chars = bounds.get("max_query_chars", MAX_QUERY_CHARS)
     leaves = [_request_leaf(spec, max_query_chars) for spec in linked.fields]
     depth = bounds.get("max_depth", MAX_DEPTH)
     n_leaves = min(MAX_REQUEST_LEAVES, bounds.get("max_items", MAX_REQUEST_LEAVES), MAX_CHILDREN)
     node: list[dict] = [{"$ref": "#/$defs/leaf"}]
-    if depth >= 2 and n_leaves >= 2:
-        node.append({"type": "object", "properties": {"all": {
-            "type": "array", "items": {"$ref": "#/$defs/leaf"}, "minItems": 2, "maxItems": n_leaves}},
-            "required": ["all"], "additionalProperties": False})
+    if depth >= 2:
+        node = [{"type": "object", "properties": {"all": {
+            "type": "array", "items": {"$ref": "#/$defs/leaf"}, "minItems": 1, "maxItems": n_leaves}},
+            "required": ["all"], "additionalProperties": False}]
     defs = {"leaf": {"anyOf": leaves}, "filter": {"anyOf": node}, "search": search}
     search["properties"]["filter"] = {"anyOf": [{"$ref": "#/$defs/filter"}, {"type": "null"}],
                                       "description": "metadata filter the results must satisfy"}

@@ -38,20 +38,20 @@ Reply with ONLY one JSON object, no prose and no code fences:
 
 # The "compact" system spec: for a planner decoding under per-request schemas
 # (rewards.plan.request_plan_schema), where the grammar already fixes the query, the single search and
-# which values exist, the prompt only has to say what the filter means. A third of the tokens of the full
+# which values exist (those the request names), the prompt only has to say what the filter means and
+# which of those values a shopper wants (the product and colour asked for, the instructions' values). A third of the tokens of the full
 # spec, which is what sampling and training on a CPU pay for.
 COMPACT_FORMAT = """\
 Reply with ONLY one JSON object: {"searches": [{"filter": <filter or null>, "query": <the request>}]}
-filter := {"field": <field>, "op": <op>, "value": <value>}, or {"all": [2 or 3 of those]} when several apply;
-null when no index value applies. The values you may use are the index values the request names.
-Ops: eq = must be / must have the value; ne = must not be / must not have it (to exclude);
-gt, gte, lt, lte = greater than, at least, less than, at most (numbers and dates).
-Requests and their filters, for example:
-"Only Acme products." -> brand eq "acme"; "Nothing from Acme." -> brand ne "acme";
-"It must come in blue." -> color eq "blue"; "Skip the red ones." -> color ne "red";
+filter := {"all": [1 to 3 of {"field": <field>, "op": <op>, "value": <value>}]}; null when the request names
+no index value. Ops: eq = must be / must have the value; ne = must not be / must not have it (to exclude);
+gt, gte, lt, lte = greater than, at least, less than, at most.
+The product and colour asked for: eq; what the instructions require: eq; what they exclude: ne. E.g.
+"a crimson tent" -> all of category eq "tents", color eq "red";
+"a tent. Nothing from Acme." -> all of category eq "tents", brand ne "acme";
+"Only Acme products." -> brand eq "acme"; "Skip the red ones." -> color ne "red";
 "Under $40." -> price lte 40; "Rated 4.5 or more." -> rating gte 4.5;
-"Reviewed in the last 2 years." -> last_review_date gte (the date 2 years ago);
-"a crimson tent" -> all of category eq "tents", color eq "red"."""
+"Reviewed in the last 2 years." -> last_review_date gte (the date 2 years ago)."""
 
 
 def compact_schema(schema: IndexSchema) -> str:

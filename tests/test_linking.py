@@ -106,13 +106,15 @@ def test_a_request_without_instructions_may_filter_on_what_its_query_names():
     both = {"all": [{"field": "category", "op": "eq", "value": "tents"}, {"field": "color", "op": "eq", "value": "red"}]}
     jsonschema.validate(_one("a crimson tent", both), js)
     jsonschema.validate(_one("a crimson tent", None), js)
-    jsonschema.validate(_one("a crimson tent", {"field": "color", "op": "ne", "value": "red"}), js)
-    for bad in ({"field": "color", "op": "eq", "value": "navy"},  # not named
-                {"field": "color", "op": "in", "value": ["red"]},  # a synonym of eq
-                {"field": "color", "op": "contains", "value": "red"},
-                {"any": both["all"]}, {"not": both["all"][0]},  # only conjunctions
-                {"all": both["all"] * 2},  # at most 3 leaves
-                {"all": both["all"][:1]}):  # a conjunction of one is a leaf
+    jsonschema.validate(_one("a crimson tent", {"all": [{"field": "color", "op": "ne", "value": "red"}]}), js)
+    for leaf in ({"field": "color", "op": "eq", "value": "navy"},  # not named
+                 {"field": "color", "op": "in", "value": ["red"]},  # a synonym of eq
+                 {"field": "color", "op": "contains", "value": "red"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(_one("a crimson tent", {"all": [leaf]}), js)
+    for bad in ({"any": both["all"]}, {"not": both["all"][0]},  # only conjunctions
+                both["all"][0],  # one shape: a list of leaves, however many
+                {"all": both["all"] * 2}, {"all": []}):  # 1 to 3 leaves
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(_one("a crimson tent", bad), js)
     # with instructions: three leaves over query and instruction values; numbers only from instructions
@@ -120,12 +122,13 @@ def test_a_request_without_instructions_may_filter_on_what_its_query_names():
     three = {"all": [{"field": "category", "op": "eq", "value": "tents"}, {"field": "color", "op": "eq", "value": "red"},
                      {"field": "brand", "op": "ne", "value": "lumia"}]}
     jsonschema.validate(_one("a crimson 2 person tent", three), js)
-    jsonschema.validate(_one("a crimson 2 person tent", {"field": "price", "op": "lte", "value": 40}), js)
+    jsonschema.validate(_one("a crimson 2 person tent", {"all": [{"field": "price", "op": "lte", "value": 40}]}), js)
     for bad in ({"field": "price", "op": "eq", "value": 40}, {"field": "rating", "op": "gte", "value": 2}):
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(_one("a crimson 2 person tent", bad), js)
-    # one leaf at most under max_depth=1; the forced tail still applies to one-search schemas
+            jsonschema.validate(_one("a crimson 2 person tent", {"all": [bad]}), js)
+    # a bare leaf under max_depth=1; the forced tail still applies to one-search schemas
     one = request_plan_schema(SCHEMA, "a crimson tent", None, max_searches=1, max_depth=1)
+    jsonschema.validate(_one("a crimson tent", both["all"][0]), one)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(_one("a crimson tent", both), one)
     tail = forced_tail(request_plan_schema(SCHEMA, "a crimson tent", None, max_searches=1))
