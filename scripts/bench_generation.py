@@ -43,6 +43,10 @@ VARIANTS: dict[str, tuple[str, dict, dict]] = {
     "vllm-seqs-512": ("vllm", {"max_num_seqs": 512}, {}),
     "vllm-kv-2g": ("vllm", {"kv_cache_gib": 2.0}, {}),  # the backend's CPU default is 1 GiB
     "vllm-autobind": ("vllm", {}, {"env": {"VLLM_CPU_OMP_THREADS_BIND": "auto"}}),  # vLLM's own CPU binding
+    # the engine core in this process (no scheduler process beside the model's OpenMP threads); vLLM may
+    # cache its environment after the first engine, so run this one first or alone
+    "vllm-inproc": ("vllm", {}, {"env": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}}),
+    "vllm-bind-0": ("vllm", {}, {"env": {"VLLM_CPU_OMP_THREADS_BIND": "0"}}),  # one model thread, one core spare
     "vllm-top-p-1": ("vllm", {}, {"top_p": 1.0}),  # no nucleus cut: vLLM-CPU sorts the vocabulary for top-p
     "vllm-request": ("vllm", {}, {"mode": "request"}),  # the distilled request-only prompt
     "vllm-request-xgrammar": ("vllm", {"structured_backend": "xgrammar"}, {"mode": "request"}),
