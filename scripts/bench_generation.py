@@ -35,6 +35,7 @@ from ir_core.types import PlanRequest, PlanResponse  # noqa: E402
 VARIANTS: dict[str, tuple[str, dict, dict]] = {
     "hf": ("hf", {}, {}),
     "vllm": ("vllm", {}, {}),  # compact JSON grammar (disable_any_whitespace), the default of both backends
+    "vllm-sorted-top-p": ("vllm", {"sparse_top_p": False}, {}),  # vLLM's own top-p (sorts the vocabulary)
     "vllm-ws": ("vllm", {"whitespace_flexible": True}, {}),  # the grammar allows free whitespace
     "vllm-fp32": ("vllm", {"dtype": "float32"}, {}),  # HF's CPU dtype: greedy plans comparable token for token
     "vllm-xgrammar": ("vllm", {"structured_backend": "xgrammar"}, {}),  # instead of llguidance
@@ -150,6 +151,7 @@ def run_variant(variant: str, s: Setup, args: argparse.Namespace, reqs: list[Pla
     startup = round(time.perf_counter() - t0, 1)
     rows: list[dict] = []
     greedy: list[str | None] = []
+    samples: dict[str, list[str | None]] = {}  # call -> sampled texts, to compare variants seed for seed
     with planner:
         planner.sample(reqs[:1], n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=99)  # warm-up
         jobs = [("sample", reqs, args.n), ("plan", reqs, 1)]
@@ -167,10 +169,13 @@ def run_variant(variant: str, s: Setup, args: argparse.Namespace, reqs: list[Pla
                 out = [[rs[0] for rs in flat[i * n:(i + 1) * n]] for i in range(len(batch))]
             else:
                 out = planner.sample(batch, n=n, temperature=cfg.temperature, top_p=top_p, seed=args.seed)
+                samples[f"{call} {len(batch)}x{n}"] = [r.text for rs in out for r in rs]
             row = {**summarise(variant, call, out, time.perf_counter() - t, s.bench.schema, load),
                    "n": n, "startup_s": startup}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    for row in rows:
+        row["texts"] = samples.get(f"{row['call']} {row['prompts']}x{row['n']}") if row["call"] == "sample" else None
     return rows, greedy
 
 
@@ -199,7 +204,8 @@ def _version(pkg: str) -> str | None:
 def print_summary(rows: list[dict], agree: dict[str, dict], reference: str) -> None:
     """The rows as a markdown table, greedy agreement, then one line per backend with its output tok/s."""
     cols = ["variant", "call", "prompts", "samples", "mean_prompt_tokens", "output_tokens", "wall_s",
-            "output_tokens_per_s", "plans_per_min", "truncated", "valid_plan", "startup_s", "load_1m_before", "load_1m_after"]
+            "output_tokens_per_s", "plans_per_min", "truncated", "valid_plan", "same_samples_as_first", "startup_s",
+            "load_1m_before", "load_1m_after"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
@@ -255,6 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(variant_rows)
     reference = variants[0]
     agree = {v: agreement(greedy[v], greedy[reference], s.bench.schema) for v in variants[1:]}
+    first = {(r["call"], r["prompts"], r["n"]): r["texts"] for r in rows if r["variant"] == reference}
+    for r in rows:  # same seeds, same prompts: a speed-up that keeps the distribution keeps the samples
+        ref = first.get((r["call"], r["prompts"], r["n"]))
+        texts = r.pop("texts")
+        r["same_samples_as_first"] = (sum(a == b for a, b in zip(texts, ref, strict=True))
+                                      if texts is not None and ref is not None and r["variant"] != reference
+                                      and VARIANTS[r["variant"]][2].get("mode") is None else None)
     result = {
         "model": s.model, "bench": s.cfg.benchmark, "config": args.config, "mode": s.cfg.mode,
         "examples": s.cfg.examples, "constrained": s.cfg.constrained, "link_request": s.cfg.link_request,
