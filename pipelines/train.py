@@ -46,10 +46,12 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 SFT_DEFAULTS: dict[str, Any] = {"completion_only_loss": True}
 # ...and where its model defaults differ from trl.ModelConfig's: LoRA on every linear layer, never the
-# eager O(L^2)-memory attention for ~1k-token prompts, dtype auto = float32 on CPU, bf16/fp16 on a GPU.
+# eager O(L^2)-memory attention for ~1k-token prompts, dtype auto = float32 on CPU, bf16/fp16 on a GPU;
+# no LoRA dropout: on a CPU its masks (a bernoulli draw and a multiply per adapted layer) were 15-20% of a
+# step (docs/model.md, "Throughput"), and a round trains a few dozen steps, too few to overfit.
 MODEL_DEFAULTS: dict[str, Any] = {
     "model_name_or_path": "models/smollm2-135m-instruct", "use_peft": True,
-    "lora_target_modules": ["all-linear"], "attn_implementation": "sdpa", "dtype": "auto",
+    "lora_target_modules": ["all-linear"], "attn_implementation": "sdpa", "dtype": "auto", "lora_dropout": 0.0,
 }
 
 
