@@ -128,6 +128,8 @@ class Policy(_Row):
 
     model_path: str
     adapter_path: str | None = None
+    # the prompt form (rewards.prompts mode) it was trained on; None: the run's configured mode
+    prompt_mode: str | None = None
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, int]:

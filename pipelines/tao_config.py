@@ -71,6 +71,9 @@ class TaoConfig:
         "prompt mode of rewards.prompts (sampling, training, eval): chat = examples as answered turns; "
         "compact = chat with a short system spec, for link_request",
         default="separate")
+    policy_mode: Literal["separate", "merged", "chat", "compact", "request"] | None = help_field(
+        "context distillation: the prompt mode training rows use, so the prompt a trained policy expects; "
+        "later rounds sample with it and evaluation and serving build it (None: mode)", default=None)
     examples: Literal["default", "basic", "none"] = help_field(
         "few-shot examples: default (every constraint type), basic (the earlier four) or none", default="default")
     # selection

@@ -46,10 +46,12 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 SFT_DEFAULTS: dict[str, Any] = {"completion_only_loss": True}
 # ...and where its model defaults differ from trl.ModelConfig's: LoRA on every linear layer, never the
-# eager O(L^2)-memory attention for ~1k-token prompts, dtype auto = float32 on CPU, bf16/fp16 on a GPU.
+# eager O(L^2)-memory attention for ~1k-token prompts, dtype auto = float32 on CPU, bf16/fp16 on a GPU;
+# no LoRA dropout: on a CPU its masks (a bernoulli draw and a multiply per adapted layer) were 15-20% of a
+# step (docs/model.md, "Throughput"), and a round trains a few dozen steps, too few to overfit.
 MODEL_DEFAULTS: dict[str, Any] = {
     "model_name_or_path": "models/smollm2-135m-instruct", "use_peft": True,
-    "lora_target_modules": ["all-linear"], "attn_implementation": "sdpa", "dtype": "auto",
+    "lora_target_modules": ["all-linear"], "attn_implementation": "sdpa", "dtype": "auto", "lora_dropout": 0.0,
 }
 
 
@@ -64,6 +66,24 @@ class TrainArgs:
         default=None, metadata={"help": "continue this LoRA adapter instead of starting a new one"})
     merge: bool = field(default=False, metadata={"help": "also save the adapter merged into the base model"})
     save_adapter: bool = field(default=True, metadata={"help": "save the trained adapter"})
+    score_all_positions: bool = field(
+        default=False, metadata={"help": "TRL's CPU behaviour: the LM head scores every position, prompt included "
+                                         "(slower; kept to benchmark against)"})
+
+
+def score_labelled_positions_only(on: bool = True) -> None:
+    """Make TRL's fused LM head project only the positions that have a label, on every device.
+
+    TRL (`trl.trainer.utils.add_fused_lm_head`) does this on CUDA/XPU only; elsewhere it scores all
+    positions and masks afterwards, to keep tile shapes fixed for graph compilers. With completion-only
+    loss on a CPU that is ~450 prompt positions x 49k vocabulary, fwd and bwd, for ~45 labelled ones: a
+    sixth of a demo step (docs/model.md, "Training throughput"). The result is the same loss; TRL exposes
+    no switch, so this swaps the module-level predicate its forward reads (the kernels keep their own).
+    """
+    import trl.trainer.utils as trl_utils
+    from trl.kernels.chunked_logprob import _use_triton
+
+    trl_utils._use_triton = (lambda device: True) if on else _use_triton
 
 
 def trainer_config_class(objective: str, field_name: str = "objective") -> type:
@@ -149,6 +169,7 @@ def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | Non
     out.mkdir(parents=True, exist_ok=True)
     dtype = resolve_dtype(model_args.dtype)
     torch.manual_seed(training.seed)
+    score_labelled_positions_only(not args.score_all_positions)
 
     dataset = load_dataset("json", data_files=str(args.data_path), split="train")
     if len(dataset) == 0:

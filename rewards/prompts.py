@@ -15,7 +15,7 @@ from rewards.plan import MAX_SEARCHES, request_plan_schema
 from stark_instruct.filters import MAX_DEPTH
 from stark_instruct.schema import IndexSchema, years_before
 
-MODES = ("separate", "merged", "chat", "compact")
+MODES = ("separate", "merged", "chat", "compact", "request")
 
 ROLE = (
     "You are a query planner for a product search engine. You turn a shopper's request into a search "
@@ -134,7 +134,8 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
     ... / User instructions: ...") answered by an assistant turn (its plan), and the request itself is the
     last user turn in the same form: a small model continues a pattern it has just seen answered far
     more faithfully than it follows a section of a long system prompt. mode "compact": "chat" with the
-    short system spec of COMPACT_FORMAT, for per-request decoding schemas.
+    short system spec of COMPACT_FORMAT, for per-request decoding schemas. mode "request": the request
+    turn alone (see `request_only_messages`), for a policy that has learned the spec.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -144,6 +145,8 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
         raise ValueError("mode 'merged' takes the merged query as `query` and no separate instruction")
     for i, ex in enumerate(examples):
         _check_example(ex, i)
+    if mode == "request":
+        return request_only_messages(schema, query, instruction, examples)
     if mode in ("chat", "compact"):
         turns = [{"role": "system", "content": system_prompt(schema, None, (), mode)}]
         for ex in examples:
@@ -154,6 +157,20 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
         {"role": "system", "content": system_prompt(schema, instruction, examples, mode)},
         {"role": "user", "content": query.strip()},
     ]
+
+
+def request_only_messages(schema: IndexSchema, query: str, instruction: str | None,
+                          examples: Sequence[dict] = ()) -> list[dict]:
+    """Context distillation: the request turn of "compact" mode without the system spec.
+
+    A policy trained on plans sampled under the spec learns to act as if the spec were there, so its
+    later rounds, training rows, evaluation and serving can drop the ~400 tokens every prompt repeats
+    (95% of what a compact row trains on and prefills). The model's chat template supplies its own default
+    system turn, if it has one. Examples are refused: a distilled prompt carries only the request.
+    """
+    if examples:
+        raise ValueError("mode 'request' carries no few-shot examples (use examples: none)")
+    return [{"role": "user", "content": _request_turn(schema, query, instruction)}]
 
 
 def messages_for_query(schema: IndexSchema, row: dict, examples: Sequence[dict] = (),

@@ -113,6 +113,16 @@ def test_compact_mode_is_chat_with_a_short_spec_of_what_filters_mean():
     assert all(f"- {f.name}: " in spec for f in SCHEMA.fields)
 
 
+def test_request_mode_is_the_compact_request_turn_without_the_spec():
+    compact = build_messages(SCHEMA, "a two person tent", "No Acme.", (), mode="compact")
+    request = build_messages(SCHEMA, "a two person tent", "No Acme.", (), mode="request")
+    assert request == compact[-1:]  # the same request turn, no system spec: the distilled policy's prompt
+    assert request[0]["role"] == "user" and request[0]["content"].startswith("Request: a two person tent\n")
+    ex = [{"query": "tent", "instruction": None, "plan": {"searches": [{"query": "tent", "filter": None}]}}]
+    with pytest.raises(ValueError, match="no few-shot examples"):
+        build_messages(SCHEMA, "a tent", None, ex, mode="request")
+
+
 def test_index_values_the_request_names_are_linked_in_the_prompt():
     schema = product_schema(dt.date(2024, 2, 29), ["trailforge"], ["red"], ["tents"],
                             {"brand": ["trailforge", "acme"], "color": ["red", "tan"]})
