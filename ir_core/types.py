@@ -96,8 +96,8 @@ class Candidate(_Row):
 
     prompt_id: str
     sample_idx: int
-    seed: int  # the batch seed it was sampled with
-    text: str | None
+    seed: int | None = None  # the batch seed it was sampled with (None: a plan from elsewhere, e.g. a test's)
+    text: str | None = None  # None: the backend gave no text (see error)
     error: str | None = None  # the backend's reason when text is None
     usage: dict = field(default_factory=dict)
 
@@ -108,7 +108,8 @@ class Candidate(_Row):
 
 @dataclass
 class ScoredCandidate(Candidate):
-    """A candidate with its reward (scored.jsonl); ``error`` becomes the reward's reason for an invalid plan."""
+    """A candidate with its reward (scored.jsonl), built by `pipelines.stages.score_stage` and read by
+    `pipelines.select`; ``error`` becomes the reward's reason for an invalid plan."""
 
     reward: float = 0.0
     valid: bool = False
@@ -118,6 +119,7 @@ class ScoredCandidate(Candidate):
     metrics: dict[str, float] = field(default_factory=dict)
     baseline_reward: float | None = None  # the prompt's raw-query plan's reward
     right_filter: bool | None = None  # the plan filters with the instruction's constraint (None: no instruction)
+    decision: list[str] = field(default_factory=list)  # "field op" of each filter leaf (pipelines.strategies.decision)
 
 
 @dataclass
@@ -126,6 +128,8 @@ class Policy(_Row):
 
     model_path: str
     adapter_path: str | None = None
+    # the prompt form (rewards.prompts mode) it was trained on; None: the run's configured mode
+    prompt_mode: str | None = None
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, int]:

@@ -3,7 +3,7 @@ TAO_CONFIG ?= configs/tao/smollm2-cpu.yaml
 TAO_RUN ?= runs/tao
 TAO_ARGS ?=
 
-.PHONY: tao tao-dpo bench-train bench-sampling bench-levers
+.PHONY: tao tao-dpo tao-seeds bench-train bench-eval bench-sampling bench-levers
 
 # best-of-N rejection-sampling fine-tuning (SFT) for the rounds in $(TAO_CONFIG); resumes if interrupted.
 tao: model benchmark
@@ -14,12 +14,27 @@ tao-dpo: model benchmark
 	$(PY) -m pipelines.tao --config $(TAO_CONFIG) --benchmark $(BENCH) --run-dir $(TAO_RUN)-dpo \
 		--strategy dpo $(TAO_ARGS)
 
-# SFT training tokens/s with SmolLM2-135M + LoRA on this machine: float32 1 thread (the CPU default) vs
-# bf16 autocast with 1 and 2 threads, 16 rows (~18k tokens) each, side by side. docs/model.md.
-BENCH_TRAIN_ARGS ?= --steps 4 --grad-accum 4 --setups float32:1,bfloat16:1,bfloat16:2
+# The demo recipe ($(DEMO_CONFIG)) with TAO seeds 0, 1, 2 (prompts, samples and training all follow the
+# seed), each in its own run dir, then their mean, spread and worst seed on test: runs/tao-seeds/summary.md.
+TAO_SEEDS ?= 0 1 2
+tao-seeds: model benchmark
+	for s in $(TAO_SEEDS); do \
+		$(PY) -m pipelines.tao --config $(DEMO_CONFIG) --benchmark $(BENCH) --run-dir $(DEMO_RUN)-seed$$s \
+			--seed $$s --no-progress $(TAO_ARGS) || exit 1; \
+	done
+	$(PY) scripts/tao_seeds.py $(foreach s,$(TAO_SEEDS),$(DEMO_RUN)-seed$(s)) --out runs/tao-seeds
+
+# SFT training throughput of SmolLM2-135M on the demo's rows, side by side: tokens/s and row-epochs/min of
+# the pre-issue-21 recipe ("today"), each change alone, the new defaults ("fast"), and the distilled
+# request-only rows. docs/model.md, "Throughput".
+BENCH_TRAIN_ARGS ?= --steps 3 --variants today,threads-1,full-ft,bf16-weights,no-dropout,label-head,batch-8,fast,fast-batch-8,request-today,request-fast
 bench-train: model benchmark
 	$(PY) scripts/bench_training.py --model $(MODEL_DIR) --benchmark $(BENCH) $(BENCH_TRAIN_ARGS) \
 		--out runs/bench/training.json
+
+# The greedy dev + test evaluation of the untrained model as a TAO round runs it (one engine, both splits).
+bench-eval: model benchmark
+	$(PY) scripts/bench_eval.py --config $(DEMO_CONFIG) --out runs/bench/eval.json
 
 # Greedy vs sampled plan rewards per temperature on training prompts (does best-of-n beat greedy?).
 bench-sampling: model benchmark

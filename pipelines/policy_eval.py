@@ -1,7 +1,8 @@
 """Evaluate a TAO policy with the eval harness: Recall@k and validity per kind group on dev and test.
 
-The harness runs the policy as a planner method next to the round-0 baselines, with the same prompts
-(mode and few-shot examples) the policy was sampled and trained with.
+The harness runs the policy as a planner method next to the round-0 baselines, with the prompt form the
+policy was trained on (`Policy.prompt_mode`: the run's mode and few-shot examples, or the distilled
+request-only prompt), so it is evaluated on exactly the prompts it was trained with.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from pipelines.tao_config import TaoConfig, request_schemas
 from rewards.prompts import default_examples
 
 
-def prompt_examples(cfg: TaoConfig, bench: Any) -> list[dict]:
-    """The few-shot examples every prompt of the run carries (none for zero-shot)."""
-    if cfg.examples == "none":
+def policy_mode(cfg: TaoConfig, policy: Policy) -> str:
+    """The prompt mode a policy expects: the one it was trained on, else the run's."""
+    return policy.prompt_mode or cfg.mode
+
+
+def train_mode(cfg: TaoConfig) -> str:
+    """The prompt mode of a round's training rows (context distillation when it differs from `mode`)."""
+    return cfg.policy_mode or cfg.mode
+
+
+def prompt_examples(cfg: TaoConfig, bench: Any, mode: str | None = None) -> list[dict]:
+    """The few-shot examples every prompt of the run in ``mode`` (default: the run's) carries: none for
+    zero-shot, and none in a distilled mode other than the run's own."""
+    if cfg.examples == "none" or (mode is not None and mode != cfg.mode):
         return []
     return default_examples(bench.schema, "basic" if cfg.examples == "basic" else "all-kinds")
 
@@ -37,13 +49,15 @@ def summarize(result: dict, method: str, k: int) -> dict:
 
 
 def evaluate_policy(cfg: TaoConfig, bench: Any, planner: Any, name: str, split: str, out_dir: Path,
-                    limit: int | None, baselines: list[str] = ()) -> dict:
-    """{name: summary, baseline: summary, ...} for one split; the harness report goes to ``out_dir``."""
-    examples = prompt_examples(cfg, bench)
-    method = PlannerMethod(planner, bench.schema, examples, cfg.mode, name=name, batch_size=cfg.eval_batch_size,
+                    limit: int | None, baselines: list[str] = (), mode: str | None = None) -> dict:
+    """{name: summary, baseline: summary, ...} for one split, the planner prompted in ``mode`` (default: the
+    run's); the harness report goes to ``out_dir``."""
+    mode = mode or cfg.mode
+    examples = prompt_examples(cfg, bench, mode)
+    method = PlannerMethod(planner, bench.schema, examples, mode, name=name, batch_size=cfg.eval_batch_size,
                            request_schema=request_schemas(cfg, bench))
     res = evaluate(bench, split, [*baselines, method], engine=cfg.engine, k=cfg.k, out_dir=out_dir,
-                   limit=limit, examples=examples, mode=cfg.mode)
+                   limit=limit, examples=examples, mode=mode)
     return {m: summarize(res, m, cfg.k) for m in (name, *baselines)}
 
 
@@ -54,7 +68,7 @@ def evaluate_split(cfg: TaoConfig, bench: Any, factory: PlannerFactory, plan_sch
     planner = factory(cfg, policy.model_path, policy.adapter_path, plan_schema)
     try:
         res = evaluate_policy(cfg, bench, planner, f"policy-r{r}", split, rd / "eval" / split, limit,
-                              baselines=cfg.baselines if r == 0 else [])
+                              baselines=cfg.baselines if r == 0 else [], mode=policy_mode(cfg, policy))
     finally:
         release(planner)
     return {"policy": res.pop(f"policy-r{r}"), "baselines": res}

@@ -30,9 +30,10 @@ from tqdm.auto import tqdm
 from ir_core.config import ConfigError, check_range, exit_with, parse_or_exit
 from ir_core.errors import run_main
 from ir_core.io import JsonlAppender, iter_jsonl, read_json, read_jsonl, write_jsonl
-from ir_core.types import Candidate, PlanRequest, Policy, PromptRow, Sampler, row_key
+from ir_core.types import Candidate, PlanRequest, Policy, PromptRow, Sampler, ScoredCandidate, row_key
 from pipelines.backends import PlannerFactory, make_planner, release
 from pipelines.rundir import RunDir
+from pipelines.strategies import decision
 from pipelines.tao_config import TaoSetup
 from rewards.execute import Executor, score_plan, score_text
 from rewards.parse import parse_plan
@@ -216,8 +217,9 @@ def make_scorer(bench: Any, engine: str = "tantivy", k: int = 20) -> Scorer:
 
     A scored row is the executor's `RewardResult` (without the ranking, which scored.jsonl does not keep)
     plus what selection needs to tell skill from luck: ``baseline_reward``, the reward of the prompt's
-    raw query as the only search (free to compute, and what a sample must beat), and ``right_filter``,
-    whether the plan filters with the instruction's own constraint (None without an instruction).
+    raw query as the only search (free to compute, and what a sample must beat), ``right_filter``,
+    whether the plan filters with the instruction's own constraint (None without an instruction), and
+    ``decision``, the "field op" of each filter leaf (what selection balances on).
     """
     executor = Executor(bench.index(engine))
     schema = bench.schema
@@ -238,6 +240,7 @@ def make_scorer(bench: Any, engine: str = "tantivy", k: int = 20) -> Scorer:
         constraint = prompt.get("constraint")
         row["right_filter"] = (None if not constraint
                                else bool(row["valid"]) and obeys_constraint(text, constraint, schema))
+        row["decision"] = list(decision(text)) if row["valid"] else []
         return row
 
     return score
@@ -267,7 +270,7 @@ def score_stage(
         todo = [c for c in candidates if row_key(c) not in out]
         for c in tqdm(todo, desc="score", unit="plan", disable=not progress):
             res = scorer(c.get("text"), by_id[c["prompt_id"]])
-            scored += out.append({**c, **res})
+            scored += out.append(ScoredCandidate.from_dict({**c, **res}).to_dict())
         total = len(out.keys)
     rows = read_jsonl(out_path)
     return {"rows": total, "scored": scored, **sample_stats(rows)}
@@ -289,9 +292,9 @@ def sample_stats(rows: Sequence[dict]) -> dict:
         "mean_reward": mean([r["reward"] for r in rows]) or 0.0,
         "valid_rate": mean([float(bool(r["valid"])) for r in rows]) or 0.0,
         "best_of_n_reward": mean([b["reward"] for b in best]),
-        "baseline_reward": mean([b["baseline_reward"] for b in best if "baseline_reward" in b]),
+        "baseline_reward": mean([b["baseline_reward"] for b in best if b.get("baseline_reward") is not None]),
         "best_beats_baseline": mean([float(b["reward"] > b["baseline_reward"]) for b in best
-                                     if "baseline_reward" in b]),
+                                     if b.get("baseline_reward") is not None]),
         "right_filter_any": mean([float(any(r.get("right_filter") for r in c)) for c in instructed]),
         "right_filter_samples": mean([float(bool(r.get("right_filter"))) for c in instructed for r in c]),
     }

@@ -16,6 +16,7 @@ Settings: pipelines/tao_config.py (the loop's own, TRL's trainer config and TRL'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from contextlib import closing
@@ -27,13 +28,14 @@ from ir_core.errors import run_main
 from ir_core.io import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from ir_core.types import Policy
 from pipelines.backends import PlannerFactory, ReusedPlanners, make_planner
-from pipelines.policy_eval import evaluate_split, prompt_examples
+from pipelines.policy_eval import evaluate_split, policy_mode, prompt_examples, train_mode
 from pipelines.rundir import RunDir
 from pipelines.select import select_to_files
 from pipelines.stages import (
     CANDIDATES,
     PROMPTS,
     SCORED,
+    build_prompts,
     make_scorer,
     sample_round,
     score_stage,
@@ -81,7 +83,6 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
     bench = Benchmark.load(cfg.benchmark)
     plan_schema = decoding_schema(cfg, bench)
     atomic_write_json(run / "plan_schema.json", plan_schema)
-    examples = prompt_examples(cfg, bench)
     logger = WandbLogger(config, run, "wandb" in (training.report_to or []), cfg.wandb_project)
     splits = ["dev", "test"] if cfg.eval_test else ["dev"]
     rounds_path = run / "rounds.jsonl"
@@ -102,10 +103,17 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                          "base": done[0]["policy_out"]}[cfg.continue_from]
                 policy = Policy.from_dict(rd.stage("policy", lambda start=start: start))
                 atomic_write_json(rd / "policy.json", policy.to_dict())
+                # the policy's own prompt form: the run's mode until a round trains on a distilled one
+                mode = policy_mode(cfg, policy)
                 rd.stage("prompts", partial(write_prompts, bench, rd / PROMPTS, cfg.max_train_prompts,
-                                            training.seed, cfg.mode, examples, window=r - 1,
+                                            training.seed, mode, prompt_examples(cfg, bench, mode), window=r - 1,
                                             request_schema=request_schemas(cfg, bench)))
                 prompts = read_jsonl(rd / PROMPTS)
+                # training rows carry the prompt the trained policy will be asked with (context distillation)
+                tmode = train_mode(cfg)
+                train_prompts = prompts if tmode == mode else build_prompts(
+                    bench, "train", cfg.max_train_prompts, training.seed, tmode, prompt_examples(cfg, bench, tmode),
+                    window=r - 1)
                 if stop_after == "prompts":
                     return {"stopped_after": stop_after, "round": r}
 
@@ -118,9 +126,10 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                                                   make_scorer(bench, cfg.engine, cfg.k), progress=progress))
 
                 # --- select: best-of-N rows, DPO pairs or KTO labels ------------------------------------
-                sel = rd.stage("select", partial(select_to_files, read_jsonl(rd / SCORED), prompts,
+                sel = rd.stage("select", partial(select_to_files, read_jsonl(rd / SCORED), train_prompts,
                                                  rd / "train.jsonl", cfg.strategy, cfg.threshold, cfg.min_gap,
-                                                 cfg.drop_ties, margin=cfg.margin))
+                                                 cfg.drop_ties, margin=cfg.margin, balance=cfg.balance,
+                                                 max_repeat=cfg.max_repeat))
 
                 # --- train: TRL on the selected rows, from the round's starting policy -------------------
                 new_policy = policy
@@ -135,10 +144,10 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                                                             report=bool(cfg.train_launcher))
                     train_info = rd.stage("train", partial(launch_training, args, round_training, round_model,
                                                            cfg.train_launcher))
-                    new_policy = next_policy(args, round_model, train_info)
+                    new_policy = dataclasses.replace(next_policy(args, round_model, train_info), prompt_mode=tmode)
                 row = {"round": r, "policy_in": policy.to_dict(), "policy_out": new_policy.to_dict(),
                        "sample": _strip(sample), "score": _strip(score), "select": _strip(sel),
-                       "train": _strip(train_info)}
+                       "train": _strip(train_info), "prompt_mode": {"sampled": mode, "trained": tmode}}
                 policy = new_policy
 
             # --- evaluate: the round's policy on dev (picks the best) and test (reported only) ----------

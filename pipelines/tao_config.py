@@ -4,7 +4,8 @@ Training settings are TRL's fields under TRL's names (``learning_rate``, ``num_t
 ``per_device_train_batch_size``, ``seed``, ``report_to``, ...) and the model and LoRA settings are
 `trl.ModelConfig`'s (``model_name_or_path``, ``use_peft``, ``lora_r``, ...), all in one flat YAML file or
 command line, parsed by `ir_core.config` the way TRL's scripts parse theirs. The strategy picks the trainer
-config class (best-of-n: `SFTConfig`, dpo: `DPOConfig`, kto: `KTOConfig`). `TRAINING_DEFAULTS` and
+config class from the registry (`pipelines.strategies`; best-of-n: `SFTConfig`, dpo: `DPOConfig`, kto:
+`KTOConfig`). `TRAINING_DEFAULTS` and
 `MODEL_DEFAULTS` (pipelines/train.py) are where this project's defaults differ from TRL's; a YAML file only
 says what differs from the defaults.
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ir_core.config import ConfigError, check_range, help_field, parse_config, parse_or_exit, peek
+from pipelines.strategies import REGISTRY
 from pipelines.train import (
     MODEL_DEFAULTS,
     check_training,
@@ -29,8 +31,6 @@ from pipelines.train import (
 )
 from rewards.plan import check_bound, plan_json_schema
 from rewards.prompts import query_schema
-
-Strategy = Literal["best-of-n", "dpo", "kto"]
 
 # TaoConfig's decoding-bound fields -> plan_json_schema keywords
 SCHEMA_BOUNDS = {"max_searches": "max_searches", "max_filter_depth": "max_depth",
@@ -71,13 +71,21 @@ class TaoConfig:
         "prompt mode of rewards.prompts (sampling, training, eval): chat = examples as answered turns; "
         "compact = chat with a short system spec, for link_request",
         default="separate")
+    policy_mode: Literal["separate", "merged", "chat", "compact", "request"] | None = help_field(
+        "context distillation: the prompt mode training rows use, so the prompt a trained policy expects; "
+        "later rounds sample with it and evaluation and serving build it (None: mode)", default=None)
     examples: Literal["default", "basic", "none"] = help_field(
         "few-shot examples: default (every constraint type), basic (the earlier four) or none", default="default")
     # selection
-    strategy: Strategy = help_field("best-of-n (SFT), dpo (pairs) or kto (labels)", default="best-of-n")
+    strategy: str = help_field("a registered strategy (pipelines.strategies): best-of-n (SFT), dpo (pairs) or "
+                               "kto (labels)", default="best-of-n")
     threshold: float = help_field("lowest reward a kept plan may have", default=0.1)
     min_gap: float = help_field("DPO: smallest reward gap of a pair", default=0.2)
     drop_ties: bool = help_field("drop prompts whose plans all have the same reward", default=True)
+    balance: Literal["none", "upsample"] = help_field(
+        "upsample: repeat each decision's rows (the field/op of each filter leaf, or none) up to the largest "
+        "decision's count, so no op wins by count", default="none")
+    max_repeat: int = help_field("balance: most copies of one row", default=3)
     margin: float = help_field("a selected plan must beat its prompt's raw-query plan by this much reward "
                                "(-1: no baseline; requests without instructions only need to match it)",
                                default=-1.0)
@@ -106,6 +114,9 @@ class TaoConfig:
         check_range(self, "threshold", 0, 1)
         check_range(self, "min_gap", 0, 1)
         check_range(self, "margin", -1, 1)
+        check_range(self, "max_repeat", 1)
+        if self.strategy not in REGISTRY:
+            raise ConfigError("strategy", f"invalid choice: {self.strategy!r} (choose from {', '.join(REGISTRY)})")
         for name in ("max_train_prompts", "eval_dev_limit", "eval_test_limit", "torch_threads"):
             check_range(self, name, 1, optional=True)
         if self.link_request and not self.constrained:

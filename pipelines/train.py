@@ -33,9 +33,9 @@ from ir_core.io import atomic_write_json, read_json
 from ir_core.types import Policy
 from pipelines.model import resolve_dtype
 from pipelines.rundir import redact
+from pipelines.strategies import REGISTRY, strategy
 
-OBJECTIVES = ("sft", "dpo", "kto")
-STRATEGY_TO_OBJECTIVE = {"best-of-n": "sft", "sft": "sft", "dpo": "dpo", "kto": "kto"}
+OBJECTIVES = tuple(s.objective for s in REGISTRY.values())
 
 # Where this project's training defaults differ from TRL's.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -46,10 +46,12 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 SFT_DEFAULTS: dict[str, Any] = {"completion_only_loss": True}
 # ...and where its model defaults differ from trl.ModelConfig's: LoRA on every linear layer, never the
-# eager O(L^2)-memory attention for ~1k-token prompts, dtype auto = float32 on CPU, bf16/fp16 on a GPU.
+# eager O(L^2)-memory attention for ~1k-token prompts, dtype auto = float32 on CPU, bf16/fp16 on a GPU;
+# no LoRA dropout: on a CPU its masks (a bernoulli draw and a multiply per adapted layer) were 15-20% of a
+# step (docs/model.md, "Throughput"), and a round trains a few dozen steps, too few to overfit.
 MODEL_DEFAULTS: dict[str, Any] = {
     "model_name_or_path": "models/smollm2-135m-instruct", "use_peft": True,
-    "lora_target_modules": ["all-linear"], "attn_implementation": "sdpa", "dtype": "auto",
+    "lora_target_modules": ["all-linear"], "attn_implementation": "sdpa", "dtype": "auto", "lora_dropout": 0.0,
 }
 
 
@@ -64,17 +66,34 @@ class TrainArgs:
         default=None, metadata={"help": "continue this LoRA adapter instead of starting a new one"})
     merge: bool = field(default=False, metadata={"help": "also save the adapter merged into the base model"})
     save_adapter: bool = field(default=True, metadata={"help": "save the trained adapter"})
+    score_all_positions: bool = field(
+        default=False, metadata={"help": "TRL's CPU behaviour: the LM head scores every position, prompt included "
+                                         "(slower; kept to benchmark against)"})
+
+
+def score_labelled_positions_only(on: bool = True) -> None:
+    """Make TRL's fused LM head project only the positions that have a label, on every device.
+
+    TRL (`trl.trainer.utils.add_fused_lm_head`) does this on CUDA/XPU only; elsewhere it scores all
+    positions and masks afterwards, to keep tile shapes fixed for graph compilers. With completion-only
+    loss on a CPU that is ~450 prompt positions x 49k vocabulary, fwd and bwd, for ~45 labelled ones: a
+    sixth of a demo step (docs/model.md, "Training throughput"). The result is the same loss; TRL exposes
+    no switch, so this swaps the module-level predicate its forward reads (the kernels keep their own).
+    """
+    import trl.trainer.utils as trl_utils
+    from trl.kernels.chunked_logprob import _use_triton
+
+    trl_utils._use_triton = (lambda device: True) if on else _use_triton
 
 
 def trainer_config_class(objective: str, field_name: str = "objective") -> type:
-    """TRL's config class for an objective or selection strategy name."""
-    import trl
-
-    classes = {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig}
-    if objective not in STRATEGY_TO_OBJECTIVE:
-        names = ", ".join(STRATEGY_TO_OBJECTIVE) if field_name == "objective" else "best-of-n, dpo, kto"
-        raise ConfigError(field_name, f"invalid choice: {objective!r} (choose from {names})")
-    return classes[STRATEGY_TO_OBJECTIVE[objective]]
+    """TRL's config class for an objective or selection strategy name (`pipelines.strategies`)."""
+    try:
+        return strategy(objective).config_class()
+    except ValueError:
+        names = ", ".join(dict.fromkeys(n for s in REGISTRY.values() for n in (s.name, s.objective))
+                          if field_name == "objective" else REGISTRY)
+        raise ConfigError(field_name, f"invalid choice: {objective!r} (choose from {names})") from None
 
 
 def _device_defaults() -> dict[str, Any]:
@@ -124,12 +143,6 @@ def weights_digest(model: Any, trainable_only: bool = True) -> str:
     return h.hexdigest()
 
 
-def _trainer_cls(objective: str) -> Any:
-    import trl
-
-    return {"sft": trl.SFTTrainer, "dpo": trl.DPOTrainer, "kto": trl.KTOTrainer}[objective]
-
-
 def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | None = None) -> dict:
     """Train on ``args.data_path`` (JSONL from pipelines.select) and save to ``training.output_dir``.
 
@@ -144,9 +157,7 @@ def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | Non
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import get_peft_config
 
-    objective = STRATEGY_TO_OBJECTIVE.get(args.objective, args.objective)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {args.objective!r}")
+    objective = strategy(args.objective).objective  # ValueError for an unknown one
     if not isinstance(training, trainer_config_class(objective)):
         raise ValueError(f"objective {objective} trains with {trainer_config_class(objective).__name__}, "
                          f"got {type(training).__name__}")
@@ -158,6 +169,7 @@ def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | Non
     out.mkdir(parents=True, exist_ok=True)
     dtype = resolve_dtype(model_args.dtype)
     torch.manual_seed(training.seed)
+    score_labelled_positions_only(not args.score_all_positions)
 
     dataset = load_dataset("json", data_files=str(args.data_path), split="train")
     if len(dataset) == 0:
@@ -174,7 +186,7 @@ def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | Non
     elif lora:
         peft_config = get_peft_config(model_args)
 
-    trainer = _trainer_cls(objective)(
+    trainer = strategy(objective).trainer_class()(
         model=model,
         args=training,
         train_dataset=dataset,

@@ -231,18 +231,40 @@ def _positive_leaves(node: Node | None) -> Iterator[Leaf]:
             yield from _positive_leaves(child)
 
 
+# The ops a per-request schema allows: a keyword value is required or excluded (`in [v]`, `nin [v]` and
+# `contains v` are synonyms that only split a small model's probability between spellings of one
+# decision); a number or date is a bound (an exact price or review date is never what a shopper asks for).
+REQUEST_OPS = {"keyword": ("eq", "ne"), "keywords": ("eq", "ne"), "number": ("gt", "gte", "lt", "lte"),
+               "date": ("gt", "gte", "lt", "lte")}
+MAX_REQUEST_LEAVES = 3  # a request's filter: one leaf or a conjunction of up to this many
+
+
+def _request_leaf(spec, max_chars: int) -> dict:
+    value = ({"type": "number", "enum": list(spec.values)} if spec.type == "number"
+             else {"type": "string", "enum": [v for v in spec.values if len(v) <= max_chars] or list(spec.values)})
+    return {"type": "object",
+            "properties": {"field": {"type": "string", "enum": [spec.name]},
+                           "op": {"type": "string", "enum": list(REQUEST_OPS[spec.type])},
+                           "value": value},
+            "required": ["field", "op", "value"], "additionalProperties": False}
+
+
 def request_plan_schema(schema: IndexSchema, query: str, instruction: str | None, **bounds: int) -> dict:
     """The plan schema for one request (`plan_json_schema` keywords in `bounds`): every search uses the
-    request's own text as its query, and filters only the values the instructions name (their brands,
-    colours and numbers, and the date anchors); a request without instructions gets no filter.
+    request's own text as its query, and its filter is null or a conjunction `{"all": [...]}` of 1 to
+    MAX_REQUEST_LEAVES leaves (fewer with `max_items`; a bare leaf with `max_depth=1`) over the values the
+    request names (`IndexSchema.linked_to`): the keyword values of its query and instructions (colours,
+    categories, brands, by their own words or a corpus alias), and the numbers and date anchors of its
+    instructions. A request that names no value gets no filter.
 
     This is the action space a small planner is trained in: it cannot drop or invent query words (a
     dropped word costs recall no filter wins back) nor filter on a value the user never named, so what
-    its samples differ in, and what the reward teaches, is which grounded filter the instruction asks for.
+    its samples differ in, and what the reward teaches, is which grounded values to filter on and with
+    which op: the product type and colour a query names (eq), what the instructions require or exclude.
     """
     if not isinstance(query, str) or not query.strip():
         raise ValueError("query must be a non-empty string")
-    linked = schema.linked_to(instruction.strip() if instruction else "")
+    linked = schema.linked_to(instruction.strip() if instruction else "", query)
     out = plan_json_schema(linked, link_values=True, queries=[query.strip()], **bounds)
     # The filter is the decision: always written (null when none applies), with no fusion weight to
     # write instead (a sampled small model otherwise fills that slot and omits the filter), and first,
@@ -252,6 +274,25 @@ def request_plan_schema(schema: IndexSchema, query: str, instruction: str | None
     search = out["$defs"]["search"]
     search["properties"] = {"filter": search["properties"]["filter"], "query": search["properties"]["query"]}
     search["required"] = ["filter", "query"]
+    if not linked.fields:
+        return out
+    # the filter over linked values: {"all": [1..n leaves]} (a leaf alone under max_depth=1). One shape
+    # for one leaf or three, so that how many values to filter on is decided leaf by leaf (close the list
+    # or add a leaf), which sampling explores, rather than up front; no any/not: a request's values are
+    # each required or excluded, and `ne` already says "not"
+    max_query_chars = bounds.get("max_query_chars", MAX_QUERY_CHARS)
+    leaves = [_request_leaf(spec, max_query_chars) for spec in linked.fields]
+    depth = bounds.get("max_depth", MAX_DEPTH)
+    n_leaves = min(MAX_REQUEST_LEAVES, bounds.get("max_items", MAX_REQUEST_LEAVES), MAX_CHILDREN)
+    node: list[dict] = [{"$ref": "#/$defs/leaf"}]
+    if depth >= 2:
+        node = [{"type": "object", "properties": {"all": {
+            "type": "array", "items": {"$ref": "#/$defs/leaf"}, "minItems": 1, "maxItems": n_leaves}},
+            "required": ["all"], "additionalProperties": False}]
+    defs = {"leaf": {"anyOf": leaves}, "filter": {"anyOf": node}, "search": search}
+    search["properties"]["filter"] = {"anyOf": [{"$ref": "#/$defs/filter"}, {"type": "null"}],
+                                      "description": "metadata filter the results must satisfy"}
+    out["$defs"] = defs
     return out
 
 

@@ -15,7 +15,7 @@ from rewards.plan import MAX_SEARCHES, request_plan_schema
 from stark_instruct.filters import MAX_DEPTH
 from stark_instruct.schema import IndexSchema, years_before
 
-MODES = ("separate", "merged", "chat", "compact")
+MODES = ("separate", "merged", "chat", "compact", "request")
 
 ROLE = (
     "You are a query planner for a product search engine. You turn a shopper's request into a search "
@@ -38,16 +38,18 @@ Reply with ONLY one JSON object, no prose and no code fences:
 
 # The "compact" system spec: for a planner decoding under per-request schemas
 # (rewards.plan.request_plan_schema), where the grammar already fixes the query, the single search and
-# which values exist, the prompt only has to say what the filter means. A third of the tokens of the full
+# which values exist (those the request names), the prompt only has to say what the filter means and
+# which of those values a shopper wants (the product and colour asked for, the instructions' values). A third of the tokens of the full
 # spec, which is what sampling and training on a CPU pay for.
 COMPACT_FORMAT = """\
 Reply with ONLY one JSON object: {"searches": [{"filter": <filter or null>, "query": <the request>}]}
-filter := {"field": <field>, "op": <op>, "value": <value>}; null when the user gives no instructions.
-Ops: eq = must be / must have the value; ne = must not be / must not have it (to exclude);
-gt, gte, lt, lte = greater than, at least, less than, at most (numbers and dates).
-Instructions and their filters, for example:
-"Only Acme products." -> brand eq "acme"; "Nothing from Acme." -> brand ne "acme";
-"It must come in blue." -> color eq "blue"; "Skip the red ones." -> color ne "red";
+filter := {"all": [1 to 3 of {"field": <field>, "op": <op>, "value": <value>}]}; null when the request names
+no index value. Ops: eq = must be / must have the value; ne = must not be / must not have it (to exclude);
+gt, gte, lt, lte = greater than, at least, less than, at most.
+The product and colour asked for: eq; what the instructions require: eq; what they exclude: ne. E.g.
+"a crimson tent" -> all of category eq "tents", color eq "red";
+"a tent. Nothing from Acme." -> all of category eq "tents", brand ne "acme";
+"Only Acme products." -> brand eq "acme"; "Skip the red ones." -> color ne "red";
 "Under $40." -> price lte 40; "Rated 4.5 or more." -> rating gte 4.5;
 "Reviewed in the last 2 years." -> last_review_date gte (the date 2 years ago)."""
 
@@ -98,18 +100,27 @@ def system_prompt(schema: IndexSchema, instruction: str | None = None, examples:
     return "\n\n".join(parts)
 
 
+def _linked(schema: IndexSchema, text: str, what: str) -> str:
+    """A line naming the index values `text` mentions (schema linking), or "" when it names none."""
+    found = schema.mentioned_values(text) if text.strip() else []
+    return (f"\nIndex values named in the {what}: "
+            + ", ".join(f"{name} {json.dumps(value)}" for name, value in found) + ".") if found else ""
+
+
 def _instructions(schema: IndexSchema, instruction: str | None) -> str:
-    """The instructions as every prompt shows them: the text (or "(none)") and a line naming the index
-    values it mentions (schema linking), when there are any."""
+    """The instructions as the system spec shows them: the text (or "(none)") and a line naming the
+    index values it mentions (schema linking), when there are any."""
     text = instruction.strip() if instruction and instruction.strip() else ""
-    found = schema.mentioned_values(text) if text else []
-    linked = ("\nIndex values named in the instructions: "
-              + ", ".join(f"{name} {json.dumps(value)}" for name, value in found) + ".") if found else ""
-    return (text or "(none)") + linked
+    return (text or "(none)") + _linked(schema, text, "instructions")
 
 
 def _request_turn(schema: IndexSchema, query: str, instruction: str | None) -> str:
-    return f"Request: {query.strip()}\nUser instructions: {_instructions(schema, instruction)}"
+    """The request as a user turn: query, instructions, and the index values the whole request names
+    (its query's product type and colour as well as what the instructions require or exclude): the
+    values the request's decoding schema (`rewards.plan.request_plan_schema`) lets a filter use."""
+    text = instruction.strip() if instruction and instruction.strip() else ""
+    return (f"Request: {query.strip()}\nUser instructions: {text or '(none)'}"
+            + _linked(schema, f"{query}\n{text}", "request"))
 
 
 def build_messages(schema: IndexSchema, query: str, instruction: str | None = None,
@@ -123,7 +134,8 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
     ... / User instructions: ...") answered by an assistant turn (its plan), and the request itself is the
     last user turn in the same form: a small model continues a pattern it has just seen answered far
     more faithfully than it follows a section of a long system prompt. mode "compact": "chat" with the
-    short system spec of COMPACT_FORMAT, for per-request decoding schemas.
+    short system spec of COMPACT_FORMAT, for per-request decoding schemas. mode "request": the request
+    turn alone (see `request_only_messages`), for a policy that has learned the spec.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -133,6 +145,8 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
         raise ValueError("mode 'merged' takes the merged query as `query` and no separate instruction")
     for i, ex in enumerate(examples):
         _check_example(ex, i)
+    if mode == "request":
+        return request_only_messages(schema, query, instruction, examples)
     if mode in ("chat", "compact"):
         turns = [{"role": "system", "content": system_prompt(schema, None, (), mode)}]
         for ex in examples:
@@ -143,6 +157,20 @@ def build_messages(schema: IndexSchema, query: str, instruction: str | None = No
         {"role": "system", "content": system_prompt(schema, instruction, examples, mode)},
         {"role": "user", "content": query.strip()},
     ]
+
+
+def request_only_messages(schema: IndexSchema, query: str, instruction: str | None,
+                          examples: Sequence[dict] = ()) -> list[dict]:
+    """Context distillation: the request turn of "compact" mode without the system spec.
+
+    A policy trained on plans sampled under the spec learns to act as if the spec were there, so its
+    later rounds, training rows, evaluation and serving can drop the ~400 tokens every prompt repeats
+    (95% of what a compact row trains on and prefills). The model's chat template supplies its own default
+    system turn, if it has one. Examples are refused: a distilled prompt carries only the request.
+    """
+    if examples:
+        raise ValueError("mode 'request' carries no few-shot examples (use examples: none)")
+    return [{"role": "user", "content": _request_turn(schema, query, instruction)}]
 
 
 def messages_for_query(schema: IndexSchema, row: dict, examples: Sequence[dict] = (),

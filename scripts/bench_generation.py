@@ -30,11 +30,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ir_core.types import PlanRequest, PlanResponse  # noqa: E402
 
-VARIANTS: dict[str, tuple[str, dict]] = {  # name -> (backend, HFPlanner/VLLMPlanner extra keywords)
-    "hf": ("hf", {}),
-    "vllm": ("vllm", {}),  # compact JSON grammar (disable_any_whitespace), the default of both backends
-    "vllm-ws": ("vllm", {"whitespace_flexible": True}),  # the grammar allows free whitespace
-    "vllm-fp32": ("vllm", {"dtype": "float32"}),  # HF's CPU dtype: greedy plans comparable token for token
+# name -> (backend, HFPlanner/VLLMPlanner extra keywords, how the bench drives it: "env" set while the engine
+# starts, "copies" = n single-sample requests instead of one n-way request, "mode" = prompt mode, "top_p")
+VARIANTS: dict[str, tuple[str, dict, dict]] = {
+    "hf": ("hf", {}, {}),
+    "vllm": ("vllm", {}, {}),  # compact JSON grammar (disable_any_whitespace), the default of both backends
+    "vllm-sorted-top-p": ("vllm", {"sparse_top_p": False}, {}),  # vLLM's own top-p (sorts the vocabulary)
+    "vllm-ws": ("vllm", {"whitespace_flexible": True}, {}),  # the grammar allows free whitespace
+    "vllm-fp32": ("vllm", {"dtype": "float32"}, {}),  # HF's CPU dtype: greedy plans comparable token for token
+    "vllm-xgrammar": ("vllm", {"structured_backend": "xgrammar"}, {}),  # instead of llguidance
+    "vllm-copies": ("vllm", {}, {"copies": True}),  # n copies of a request (no shared n-way sampling)
+    "vllm-seqs-128": ("vllm", {"max_num_seqs": 128}, {}),  # vLLM-CPU's default batch is 256 sequences
+    "vllm-seqs-512": ("vllm", {"max_num_seqs": 512}, {}),
+    "vllm-kv-2g": ("vllm", {"kv_cache_gib": 2.0}, {}),  # the backend's CPU default is 1 GiB
+    "vllm-autobind": ("vllm", {}, {"env": {"VLLM_CPU_OMP_THREADS_BIND": "auto"}}),  # vLLM's own CPU binding
+    # the engine core in this process (no scheduler process beside the model's OpenMP threads); vLLM may
+    # cache its environment after the first engine, so run this one first or alone
+    "vllm-inproc": ("vllm", {}, {"env": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}}),
+    "vllm-bind-0": ("vllm", {}, {"env": {"VLLM_CPU_OMP_THREADS_BIND": "0"}}),  # one model thread, one core spare
+    "vllm-top-p-1": ("vllm", {}, {"top_p": 1.0}),  # no nucleus cut: vLLM-CPU sorts the vocabulary for top-p
+    "vllm-request": ("vllm", {}, {"mode": "request"}),  # the distilled request-only prompt
+    "vllm-request-xgrammar": ("vllm", {"structured_backend": "xgrammar"}, {"mode": "request"}),
+    "hf-request": ("hf", {}, {"mode": "request"}),
 }
 
 
@@ -61,14 +78,16 @@ def load_setup(config: str, bench_path: str | None, model: str | None) -> Setup:
                  setup.training.seed)
 
 
-def load_requests(s: Setup, k: int) -> list[PlanRequest]:
-    """The first k of the prompts the config's first round samples, built as the TAO loop builds them."""
+def load_requests(s: Setup, k: int, mode: str | None = None) -> list[PlanRequest]:
+    """The first k of the prompts the config's first round samples, built as the TAO loop builds them
+    (in ``mode``, default the config's: "request" is what a distilled policy's rounds sample)."""
     from pipelines.policy_eval import prompt_examples
     from pipelines.stages import build_prompts
     from pipelines.tao_config import request_schemas
 
-    rows = build_prompts(s.bench, "train", s.cfg.max_train_prompts, seed=s.seed, mode=s.cfg.mode,
-                         examples=prompt_examples(s.cfg, s.bench), request_schema=request_schemas(s.cfg, s.bench))
+    mode = mode or s.cfg.mode
+    rows = build_prompts(s.bench, "train", s.cfg.max_train_prompts, seed=s.seed, mode=mode,
+                         examples=prompt_examples(s.cfg, s.bench, mode), request_schema=request_schemas(s.cfg, s.bench))
     if len(rows) < k:
         raise SystemExit(f"the config samples only {len(rows)} training prompts per round; asked for {k}")
     return [PlanRequest(p["prompt_id"], p["messages"], json_schema=p["json_schema"]) for p in rows[:k]]
@@ -76,7 +95,7 @@ def load_requests(s: Setup, k: int) -> list[PlanRequest]:
 
 def make(variant: str, s: Setup, batch_size: int | None) -> Any:
     """The variant's planner, built with the keywords `pipelines.backends.make_planner` gives TAO."""
-    backend, extra = VARIANTS[variant]
+    backend, extra, _ = VARIANTS[variant]
     kw = {"max_new_tokens": s.cfg.max_new_tokens, "constrained": s.cfg.constrained,
           "json_schema": s.json_schema, "batch_size": batch_size or s.cfg.sample_batch_size, **extra}
     if backend == "vllm":
@@ -109,6 +128,7 @@ def summarise(variant: str, call: str, out: list[list[PlanResponse]], wall: floa
         "mean_prompt_tokens": round(sum(rs[0].usage.get("input_tokens", 0) for rs in out) / max(1, len(out)), 1),
         "output_tokens": out_tokens, "wall_s": round(wall, 2),
         "output_tokens_per_s": round(out_tokens / wall, 1), "samples_per_s": round(len(flat) / wall, 2),
+        "plans_per_min": round(len(flat) / wall * 60),
         "truncated": sum(r.error == TRUNCATED for r in flat), "valid_plan": valid,
         "load_1m_before": round(load[0], 2), "load_1m_after": round(os.getloadavg()[0], 2),
     }
@@ -118,11 +138,20 @@ def run_variant(variant: str, s: Setup, args: argparse.Namespace, reqs: list[Pla
                 scale: list[PlanRequest]) -> tuple[list[dict], list[str | None]]:
     """The variant's rows (sample, greedy plan, TAO-scale sample for vLLM) and its greedy plan texts."""
     cfg = s.cfg
+    options = VARIANTS[variant][2]
+    top_p = options.get("top_p", cfg.top_p)
+    saved = {k: os.environ.get(k) for k in options.get("env", {})}
+    os.environ.update(options.get("env", {}))
     t0 = time.perf_counter()
-    planner = make(variant, s, args.batch_size)
+    try:
+        planner = make(variant, s, args.batch_size)
+    finally:  # the engine process has read its environment; the next variant starts from the original one
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     startup = round(time.perf_counter() - t0, 1)
     rows: list[dict] = []
     greedy: list[str | None] = []
+    samples: dict[str, list[str | None]] = {}  # call -> sampled texts, to compare variants seed for seed
     with planner:
         planner.sample(reqs[:1], n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=99)  # warm-up
         jobs = [("sample", reqs, args.n), ("plan", reqs, 1)]
@@ -134,12 +163,19 @@ def run_variant(variant: str, s: Setup, args: argparse.Namespace, reqs: list[Pla
             if call == "plan":
                 out = [[r] for r in planner.plan(batch)]
                 greedy = [rs[0].text for rs in out]
+            elif options.get("copies"):  # n requests of one sample each, regrouped per prompt
+                flat = planner.sample([r for r in batch for _ in range(n)], n=1, temperature=cfg.temperature,
+                                      top_p=top_p, seed=args.seed)
+                out = [[rs[0] for rs in flat[i * n:(i + 1) * n]] for i in range(len(batch))]
             else:
-                out = planner.sample(batch, n=n, temperature=cfg.temperature, top_p=cfg.top_p, seed=args.seed)
+                out = planner.sample(batch, n=n, temperature=cfg.temperature, top_p=top_p, seed=args.seed)
+                samples[f"{call} {len(batch)}x{n}"] = [r.text for rs in out for r in rs]
             row = {**summarise(variant, call, out, time.perf_counter() - t, s.bench.schema, load),
                    "n": n, "startup_s": startup}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    for row in rows:
+        row["texts"] = samples.get(f"{row['call']} {row['prompts']}x{row['n']}") if row["call"] == "sample" else None
     return rows, greedy
 
 
@@ -167,8 +203,9 @@ def _version(pkg: str) -> str | None:
 
 def print_summary(rows: list[dict], agree: dict[str, dict], reference: str) -> None:
     """The rows as a markdown table, greedy agreement, then one line per backend with its output tok/s."""
-    cols = ["variant", "call", "prompts", "samples", "output_tokens", "wall_s", "output_tokens_per_s",
-            "samples_per_s", "truncated", "valid_plan", "startup_s", "load_1m_before", "load_1m_after"]
+    cols = ["variant", "call", "prompts", "samples", "mean_prompt_tokens", "output_tokens", "wall_s",
+            "output_tokens_per_s", "plans_per_min", "truncated", "valid_plan", "same_samples_as_first", "startup_s",
+            "load_1m_before", "load_1m_after"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
@@ -177,7 +214,8 @@ def print_summary(rows: list[dict], agree: dict[str, dict], reference: str) -> N
         print(f"greedy plans of {v} vs {reference}: {a['same_text']}/{a['prompts']} identical text, "
               f"{a['same_plan']}/{a['prompts']} identical parsed plan")
     for v in dict.fromkeys(r["variant"] for r in rows):
-        parts = [f"{r['call']} {r['prompts']}x{r['n']}: {r['output_tokens_per_s']} output tok/s"
+        parts = [f"{r['call']} {r['prompts']}x{r['n']}: {r['output_tokens_per_s']} output tok/s, "
+                 f"{r['plans_per_min']} plans/min"
                  for r in rows if r["variant"] == v]
         print(f"{v}: " + ", ".join(parts))
 
@@ -213,15 +251,23 @@ def main(argv: list[str] | None = None) -> int:
     if threads:
         torch.set_num_threads(threads)
     load_start = os.getloadavg()
-    reqs = load_requests(s, max(args.prompts, args.scale_prompts))
-    scale, reqs = reqs[:args.scale_prompts], reqs[:args.prompts]
+    by_mode = {m: load_requests(s, max(args.prompts, args.scale_prompts), m)
+               for m in {VARIANTS[v][2].get("mode", s.cfg.mode) for v in variants}}
     rows: list[dict] = []
     greedy: dict[str, list[str | None]] = {}
     for variant in variants:
-        variant_rows, greedy[variant] = run_variant(variant, s, args, reqs, scale)
+        reqs = by_mode[VARIANTS[variant][2].get("mode", s.cfg.mode)]
+        variant_rows, greedy[variant] = run_variant(variant, s, args, reqs[:args.prompts], reqs[:args.scale_prompts])
         rows.extend(variant_rows)
     reference = variants[0]
     agree = {v: agreement(greedy[v], greedy[reference], s.bench.schema) for v in variants[1:]}
+    first = {(r["call"], r["prompts"], r["n"]): r["texts"] for r in rows if r["variant"] == reference}
+    for r in rows:  # same seeds, same prompts: a speed-up that keeps the distribution keeps the samples
+        ref = first.get((r["call"], r["prompts"], r["n"]))
+        texts = r.pop("texts")
+        r["same_samples_as_first"] = (sum(a == b for a, b in zip(texts, ref, strict=True))
+                                      if texts is not None and ref is not None and r["variant"] != reference
+                                      and VARIANTS[r["variant"]][2].get("mode") is None else None)
     result = {
         "model": s.model, "bench": s.cfg.benchmark, "config": args.config, "mode": s.cfg.mode,
         "examples": s.cfg.examples, "constrained": s.cfg.constrained, "link_request": s.cfg.link_request,

@@ -1,13 +1,19 @@
-"""Training throughput of the TAO SFT step: tokens/s for SmolLM2-135M + LoRA on real planner prompts.
+"""Training throughput of the TAO SFT step, side by side: tokens/s and row-epochs/min per training variant.
 
-Runs each `--setups` entry (dtype:torch threads; default float32 with 1 thread, what the demo trains
-with, against bf16 autocast with 2 threads) in one process, one after the other, and prints them side
-by side.
+Every variant trains the same rows for the same number of optimizer steps through `pipelines.train.train`
+(TRL SFTTrainer, completion-only loss) and differs from the baseline in one setting, so each row of the
+table is the effect of that one change. The baseline is what `make demo` trained with before issue 21
+(fp32 weights under bf16 autocast, LoRA r=16 on every linear layer with dropout 0.05, batch 4, 2 threads,
+TRL's CPU LM head over every position); `fast` is the combination that became the default, and the
+`request-*` rows train the distilled request-only prompt (`rewards.prompts` mode "request") instead of
+the demo's compact spec.
 
-Rows are real prompts from `rewards.prompts` (schema + examples + instruction) with a plan completion
-(the oracle plan of each query), so sequence lengths match a TAO round. Writes a JSON report.
+Rows are the demo's own prompts (configs/tao/demo.yaml: mode compact, no examples; or mode request) with
+the oracle plan of each query as the completion, so sequence lengths match a demo round. A row-epoch is one
+row trained once: row-epochs/min = rows x steps x batch / minutes. Prints the machine and load average
+and writes a JSON report.
 
-    .venv/bin/python scripts/bench_training.py --model models/smollm2-135m-instruct --out runs/bench/training.json
+    .venv/bin/python scripts/bench_training.py --variants today,fast,request-fast --steps 4
 """
 
 from __future__ import annotations
@@ -19,96 +25,99 @@ import platform
 import resource
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from transformers import TrainerCallback  # noqa: E402
 
 from ir_core.io import atomic_write_json, write_jsonl  # noqa: E402
 from pipelines.stages import build_prompts  # noqa: E402
 from pipelines.train import train, train_setup  # noqa: E402
 
+# What the demo trained with before issue 21 (the baseline every variant changes one thing of).
+TODAY: dict[str, Any] = {
+    "use_peft": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "dtype": "float32", "bf16": True,
+    "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "score_all_positions": True,
+}
+# The winners (pipelines.train defaults since issue 21): bf16 weights, no LoRA dropout, the LM head only
+# where there is a label.
+FAST: dict[str, Any] = {**TODAY, "lora_dropout": 0.0, "dtype": "bfloat16", "score_all_positions": False}
+# name -> (settings, torch threads, prompt mode)
+VARIANTS: dict[str, tuple[dict[str, Any], int, str]] = {
+    "today": (TODAY, 2, "compact"),
+    "threads-1": (TODAY, 1, "compact"),
+    "full-ft": ({**TODAY, "use_peft": False}, 2, "compact"),
+    "fp32": ({**TODAY, "bf16": False}, 2, "compact"),
+    "bf16-weights": ({**TODAY, "dtype": "bfloat16"}, 2, "compact"),
+    "no-dropout": ({**TODAY, "lora_dropout": 0.0}, 2, "compact"),
+    "label-head": ({**TODAY, "score_all_positions": False}, 2, "compact"),
+    "padding-free": ({**TODAY, "padding_free": True}, 2, "compact"),
+    "batch-8": ({**TODAY, "per_device_train_batch_size": 8}, 2, "compact"),
+    "batch-2x2": ({**TODAY, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}, 2, "compact"),
+    "compile": ({**TODAY, "torch_compile": True}, 2, "compact"),
+    "fast": (FAST, 2, "compact"),
+    "fast-full-ft": ({**FAST, "use_peft": False}, 2, "compact"),
+    "fast-batch-8": ({**FAST, "per_device_train_batch_size": 8}, 2, "compact"),
+    "request-today": (TODAY, 2, "request"),
+    "request-fast": (FAST, 2, "request"),
+    "request-fast-batch-8": ({**FAST, "per_device_train_batch_size": 8}, 2, "request"),
+}
+
 
 def oracle_plan(row: dict) -> str:
-    """The plan the benchmark's own constraint implies: the query, filtered by the exact constraint."""
+    """The plan the benchmark's own constraint implies, in the demo's shape (filter first, one search)."""
     c = row.get("constraint")
     flt = {"field": c["field"], "op": c["op"], "value": c["value"]} if c else None
-    return json.dumps({"searches": [{"query": row["query"], "filter": flt}]})
+    return json.dumps({"searches": [{"filter": flt, "query": row["query"]}]})
 
 
-def _machine() -> dict:
+def machine() -> dict:
     import torch
 
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "cuda": torch.cuda.is_available(),
-        "load_avg_1m": os.getloadavg()[0],
-        "torch": torch.__version__,
-    }
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "cuda": torch.cuda.is_available(), "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]}
 
 
-class _PartialReport(TrainerCallback):
-    """Write what is measured so far after every logged step, so a killed benchmark still leaves data."""
+def demo_rows(benchmark: str, n: int, mode: str) -> list[dict]:
+    """TRL conversational rows of the demo's prompts (compact spec or request-only), oracle plans."""
+    from stark_instruct.benchmark import Benchmark
 
-    def __init__(self, out: str, base: dict):
-        self.out, self.base, self.steps = out, base, []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self.steps.append({k: logs.get(k) for k in ("loss", "num_input_tokens_seen", "train_runtime")})
-            atomic_write_json(
-                self.out,
-                {
-                    **self.base,
-                    "partial": True,
-                    "steps_logged": self.steps,
-                    "load_avg_1m_now": os.getloadavg()[0],
-                },
-            )
+    bench = Benchmark.load(benchmark)
+    queries = {q["id"]: q for q in bench.queries("train")}
+    return [{"prompt": p["messages"],
+             "completion": [{"role": "assistant", "content": oracle_plan(queries[p["prompt_id"]])}]}
+            for p in build_prompts(bench, "train", n, seed=0, mode=mode, examples=[])]
 
 
-def parse_setups(text: str) -> list[tuple[str, int]]:
-    """`float32:1,bfloat16:2` -> [(dtype, torch threads), ...]."""
-    setups = []
-    for item in text.split(","):
-        dtype, _, threads = item.strip().partition(":")
-        if dtype not in ("float32", "bfloat16") or not threads.isdigit() or int(threads) < 1:
-            raise SystemExit(f"--setups: {item!r} is not DTYPE:THREADS (DTYPE float32 or bfloat16, THREADS >= 1)")
-        setups.append((dtype, int(threads)))
-    return setups
-
-
-def run_setup(dtype: str, threads: int, args: argparse.Namespace, rows: list[dict], out: str) -> dict:
-    """One timed SFT run. bfloat16 loads the frozen base in bf16 and trains under bf16 autocast; PEFT keeps
-    the LoRA weights (the only trained ones) in float32 (`autocast_adapter_dtype`), so updates are fp32."""
+def run_variant(name: str, args: argparse.Namespace, rows: list[dict]) -> dict:
+    """One timed SFT run of a variant: its settings on the shared rows, `args.steps` optimizer steps."""
     import torch
 
+    settings, threads, mode = VARIANTS[name]
     torch.set_num_threads(threads)
-    base = {
-        "what": "SFT (completion-only loss) with LoRA on all linear layers, real TAO prompts",
-        "model": args.model, "dtype": dtype, "torch_threads": threads, "rows": len(rows),
-        "batch_size": args.batch_size, "grad_accum": args.grad_accum,
-        "gradient_checkpointing": args.gradient_checkpointing, "lora_r": args.lora_r, "machine": _machine(),
-    }
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         data = write_jsonl(Path(tmp) / "sft.jsonl", rows)
         setup = train_setup({
             "model_name_or_path": args.model, "data_path": str(data), "output_dir": str(Path(tmp) / "out"),
-            "objective": "sft", "lora_r": args.lora_r, "lora_alpha": 2 * args.lora_r, "max_steps": args.steps,
-            "per_device_train_batch_size": args.batch_size, "gradient_accumulation_steps": args.grad_accum,
-            "gradient_checkpointing": args.gradient_checkpointing, "dtype": dtype, "bf16": dtype == "bfloat16",
-            "report_to": "none", "save_adapter": False, "logging_steps": 1,
+            "objective": "sft", "max_steps": args.steps, "report_to": "none", "save_adapter": False,
+            "logging_steps": 1, "learning_rate": 1e-3, "disable_tqdm": True, **settings,
         })
-        m = train(*setup, callbacks=[_PartialReport(f"{out}.{dtype}-{threads}.partial", base)])
+        t0 = time.perf_counter()
+        m = train(*setup)
+        wall = time.perf_counter() - t0
+    rows_trained = m["steps"] * settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"]
     return {
-        **base,
-        "steps": m["steps"], "tokens": m["tokens"], "runtime_s": m["runtime_s"], "tokens_per_s": m["tokens_per_s"],
-        "tokens_per_row": round(m["tokens"] / (m["steps"] * args.batch_size * args.grad_accum), 1),
-        "first_loss": m["first_loss"], "last_loss": m["last_loss"], "train_loss": m["train_loss"],
+        "variant": name, "prompt_mode": mode, "torch_threads": threads, "settings": settings,
+        "steps": m["steps"], "rows": rows_trained, "tokens": m["tokens"], "tokens_per_row": round(m["tokens"] / rows_trained),
+        "runtime_s": m["runtime_s"], "tokens_per_s": m["tokens_per_s"],
+        "row_epochs_per_min": round(rows_trained / m["runtime_s"] * 60, 1),
+        "wall_s_with_load": round(wall, 1), "first_loss": m["first_loss"], "last_loss": m["last_loss"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "load_avg_1m_end": os.getloadavg()[0],
+        "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0],
     }
 
 
@@ -116,41 +125,34 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/smollm2-135m-instruct")
     ap.add_argument("--benchmark", default="data/benchmark/synthetic")
-    ap.add_argument("--rows", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--grad-accum", type=int, default=4)
-    ap.add_argument("--gradient-checkpointing", action="store_true")
-    ap.add_argument("--lora-r", type=int, default=16)
-    ap.add_argument("--setups", default="float32:1,bfloat16:2",
-                    help="DTYPE:THREADS runs, side by side (float32 = what train.py does on CPU by default)")
+    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per variant (after TRL's set-up)")
+    ap.add_argument("--variants", default="today,fast,request-today,request-fast",
+                    help=f"comma-separated, from: {', '.join(VARIANTS)}")
     ap.add_argument("--out", default="runs/bench/training.json")
     args = ap.parse_args(argv)
-    setups = parse_setups(args.setups)
-
-    from stark_instruct.benchmark import Benchmark
-
-    bench = Benchmark.load(args.benchmark)
-    queries = {q["id"]: q for q in bench.queries("train")}
-    prompts = build_prompts(bench, "train", args.rows, seed=0)
-    rows = [
-        {
-            "prompt": p["messages"],
-            "completion": [{"role": "assistant", "content": oracle_plan(queries[p["prompt_id"]])}],
-        }
-        for p in prompts
-    ]
-    results = []
-    for dtype, threads in setups:
-        results.append(run_setup(dtype, threads, args, rows, args.out))
-        atomic_write_json(args.out, {"partial": True, "results": results})
-    atomic_write_json(args.out, {"results": results})
-    cols = ["dtype", "torch_threads", "steps", "tokens", "runtime_s", "tokens_per_s", "first_loss", "last_loss",
-            "peak_rss_mb", "load_avg_1m_end"]
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
+    most = max(VARIANTS[v][0]["per_device_train_batch_size"] * VARIANTS[v][0]["gradient_accumulation_steps"]
+               for v in names) * args.steps
+    rows = {mode: demo_rows(args.benchmark, most, mode) for mode in {VARIANTS[v][2] for v in names}}
+    report: dict[str, Any] = {"machine": machine(), "model": args.model, "benchmark": args.benchmark,
+                              "steps": args.steps, "results": []}
+    for name in names:
+        report["results"].append(run_variant(name, args, rows[VARIANTS[name][2]]))
+        atomic_write_json(args.out, {**report, "partial": True})
+        print(json.dumps({k: report["results"][-1][k] for k in ("variant", "tokens_per_s", "row_epochs_per_min")}),
+              flush=True)
+    atomic_write_json(args.out, report)
+    cols = ["variant", "prompt_mode", "torch_threads", "steps", "rows", "tokens_per_row", "runtime_s", "tokens_per_s",
+            "row_epochs_per_min", "first_loss", "last_loss", "peak_rss_mb", "load_avg_1m_before", "load_avg_1m_after"]
+    print(f"machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} CPUs, torch "
+          f"{report['machine']['torch']}; model {args.model}; load average at start {report['machine']['load_avg_1m']}")
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for r in results:
+    for r in report["results"]:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
-    print(f"load average at start {results[0]['machine']['load_avg_1m']}; wrote {args.out}")
+    print(f"wrote {args.out}")
     return 0
 
 

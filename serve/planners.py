@@ -65,7 +65,9 @@ def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
         config = config.get("tao", config)  # the loop's own settings (config.json is {tao, training, model})
         return PolicyChoice(
             model_path=model_dir, adapter_path=adapter_dir, plan_schema=_read_json(run / "plan_schema.json"),
-            mode=config.get("mode", "separate"), examples=config.get("examples", "default"),
+            # a distilled policy (issue 21) records the prompt it was trained on; it carries no examples
+            mode=policy.get("prompt_mode") or config.get("mode", "separate"),
+            examples="none" if policy.get("prompt_mode") else config.get("examples", "default"),
             max_new_tokens=int(config.get("max_new_tokens", 160)),
             request_bounds=schema_bounds(config) if config.get("link_request") else None,
             source=f"tuned ({run}, round {best['round']}, dev recall "

@@ -6,6 +6,7 @@ It is the single source for the filter semantics of both engines, for the plan l
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -58,6 +59,9 @@ class IndexSchema:
     name: str = "products"
     extra: dict = field(default_factory=dict)
     date_anchors: bool = True  # render() lists dates N years before today (see render)
+    # word -> (field, value, precision, coverage) it names, learnt from the corpus (stark_instruct.linking): "crimson"
+    # -> color "red", "tent" -> category "tents"; empty for a schema without a corpus
+    aliases: dict = field(default_factory=dict, compare=False, repr=False)
 
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -77,6 +81,7 @@ class IndexSchema:
             ],
             "extra": self.extra,
             "date_anchors": self.date_anchors,
+            **({"aliases": {w: [list(fv) for fv in fvs] for w, fvs in self.aliases.items()}} if self.aliases else {}),
         }
 
     @classmethod
@@ -92,30 +97,71 @@ class IndexSchema:
             name=data.get("name", "products"),
             extra=data.get("extra", {}),
             date_anchors=data.get("date_anchors", True),
+            aliases={w: tuple((f, v, float(p), float(c)) for f, v, p, c in fvs)
+                     for w, fvs in data.get("aliases", {}).items()},
         )
 
+    def with_aliases(self, aliases: dict) -> IndexSchema:
+        """This schema with corpus aliases (`stark_instruct.linking.corpus_aliases`) for its keyword fields."""
+        return dataclasses.replace(self, aliases=dict(aliases))
+
     def mentioned_values(self, text: str) -> list[tuple[str, str]]:
-        """(field, value) for every keyword-field value whose words appear in `text`, in field order.
+        """(field, value) for every keyword-field value that `text` names, in field order; within a field
+        the surest first (the corpus's precision of the word for the value, then its coverage, then the
+        rarer value; a value spelt out without corpus evidence counts as certain), at most
+        MAX_LINKED_PER_FIELD per field. Two adjacent words naming values of one field are one name: only
+        the surer word's values count ("midnight blue" is navy, "hiking socks" socks).
 
         Value retrieval as text-to-SQL systems do it: the planner is shown which index values a user's
-        words name ("Stick to Lumia" -> brand "lumia"), so it copies a value that exists instead of
-        guessing one. Matching is on whole tokens, so "tan" does not match "tank"."""
+        words name ("Stick to Lumia" -> brand "lumia"; with corpus aliases "crimson tent" -> color "red",
+        category "tents"), so it copies a value that exists instead of guessing one. Matching is on whole
+        tokens, so "tan" does not match "tank" nor "red" "knotred"."""
         words = tokenize(text)
-        hits = {(rank, spec_i, value) for i, word in enumerate(words)
-                for rank, spec_i, value, vt in self._values_by_token.get(word, ()) if words[i:i + len(vt)] == vt}
-        return [(self.fields[spec_i].name, value) for rank, spec_i, value in sorted(hits)]
+        per_word: list[dict[tuple[int, str], tuple[float, float]]] = []  # per word: (field, value) -> evidence
+        for i, word in enumerate(words):
+            named: dict[tuple[int, str], tuple[float, float]] = {}
+            for spec_i, value, vt in self._values_by_token.get(word, ()):
+                if words[i:i + len(vt)] == vt:  # spelt out: as sure as the corpus says (certain without one)
+                    named[(spec_i, value)] = next(
+                        ((p, c) for name, v, p, c in self.aliases.get(word, ()) if v == value and len(vt) == 1
+                         and self._field_index.get(name) == spec_i), (1.0, 1.0))
+            for name, value, p, c in self.aliases.get(word, ()):
+                spec_i = self._field_index.get(name)
+                if spec_i is not None and (spec_i, value) in self._value_rank:  # a value decoding allows
+                    named[(spec_i, value)] = max(named.get((spec_i, value), (0.0, 0.0)), (p, c))
+            per_word.append(named)
+        # two words in a row naming values of one field are one name, and it names what the surer word
+        # names: "midnight blue" and "navy blue" are navy, "hiking socks" socks, "fishing pole" rods
+        strength: dict[tuple[int, str], tuple[float, float]] = {}
+        for i, named in enumerate(per_word):
+            for key, x in named.items():
+                neighbours = [per_word[j] for j in (i - 1, i + 1) if 0 <= j < len(per_word)]
+                if any(y[0] > x[0] for other in neighbours for (f, _), y in other.items() if f == key[0]):
+                    continue
+                strength[key] = max(strength.get(key, (0.0, 0.0)), x)
+        rank = self._value_rank
+        ordered = sorted(strength, key=lambda key: (key[0], -strength[key][0], -strength[key][1], -rank.get(key, -1),
+                                                    key[1]))
+        out: list[tuple[str, str]] = []
+        per_field: dict[int, int] = {}
+        for spec_i, value in ordered:
+            per_field[spec_i] = per_field.get(spec_i, 0) + 1
+            if per_field[spec_i] <= MAX_LINKED_PER_FIELD:
+                out.append((self.fields[spec_i].name, value))
+        return out
 
-    def linked_to(self, text: str) -> IndexSchema:
-        """This schema with each field's values cut to those `text` names: the keyword values it
-        mentions, the numbers it contains (for number fields) and the date anchors (for date fields,
-        when `date_anchors` is on and the text is about time: those of the year counts it names, else
-        all); fields left without values are dropped.
+    def linked_to(self, text: str, query: str = "") -> IndexSchema:
+        """This schema with each field's values cut to those the request names: the keyword values
+        `query` or `text` (the instructions) mention, the numbers `text` contains (for number fields) and
+        the date anchors (for date fields, when `date_anchors` is on and `text` is about time: those of
+        the year counts it names, else all); fields left without values are dropped. Numbers and dates
+        come from the instructions alone: a query's "2 person tent" is not a rating.
 
         Per-request schema linking for decoding: a small planner then chooses among the few filters
         the user's words support instead of among every brand and every number, so its samples differ
         in *which* grounded filter they apply, which is what a reward can teach."""
         keyword = {}
-        for name, value in self.mentioned_values(text):
+        for name, value in self.mentioned_values(f"{query}\n{text}" if query else text):
             keyword.setdefault(name, []).append(value)
         # a year count ("the last 3 years") names a date, not a price or a rating; an amount of money
         # ("$40", "40 dollars") names a price, and a bare number anything but one
@@ -139,18 +185,25 @@ class IndexSchema:
                            self.date_anchors)
 
     @functools.cached_property
-    def _values_by_token(self) -> dict[str, list[tuple[int, int, str, list[str]]]]:
-        """Keyword values by their first token (tokenised once per schema, not once per prompt), each with
-        its position in field and value order, so `mentioned_values` keeps that order."""
-        index: dict[str, list[tuple[int, int, str, list[str]]]] = {}
-        rank = 0
+    def _values_by_token(self) -> dict[str, list[tuple[int, str, list[str]]]]:
+        """Keyword values by their first token (tokenised once per schema, not once per prompt)."""
+        index: dict[str, list[tuple[int, str, list[str]]]] = {}
         for spec_i, spec in enumerate(self.fields):
             for value in spec.values:
                 vt = tokenize(value)
                 if vt:
-                    index.setdefault(vt[0], []).append((rank, spec_i, value, vt))
-                rank += 1
+                    index.setdefault(vt[0], []).append((spec_i, value, vt))
         return index
+
+    @functools.cached_property
+    def _value_rank(self) -> dict[tuple[int, str], int]:
+        """(field index, value) -> its place in the field's values (most frequent first): a higher place is
+        a more specific value ("running shoes" after "footwear")."""
+        return {(spec_i, v): j for spec_i, spec in enumerate(self.fields) for j, v in enumerate(spec.values)}
+
+    @functools.cached_property
+    def _field_index(self) -> dict[str, int]:
+        return {f.name: i for i, f in enumerate(self.fields) if f.type in ("keyword", "keywords")}
 
     def render(self) -> str:
         """The text rendering that prompts embed: fields, types, ops, examples and today's date.
@@ -173,6 +226,9 @@ class IndexSchema:
 
 
 DATE_ANCHOR_YEARS = (1, 2, 3, 5, 10)
+# A request links at most this many values per keyword field (the first it names): a 10,000-character
+# request naming every brand must not turn into a decoding schema with every brand.
+MAX_LINKED_PER_FIELD = 4
 CURRENCY_FIELDS = ("price",)  # number fields an amount of money links to (and only money does)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 _MONEY = re.compile(r"[$€£]\s*(\d+(?:\.\d+)?)|(?<![\w.])(\d+(?:\.\d+)?)\s*(?:dollars?|usd|euros?)\b", re.I)

@@ -113,13 +113,27 @@ def test_compact_mode_is_chat_with_a_short_spec_of_what_filters_mean():
     assert all(f"- {f.name}: " in spec for f in SCHEMA.fields)
 
 
-def test_index_values_the_instruction_names_are_linked_in_the_prompt():
+def test_request_mode_is_the_compact_request_turn_without_the_spec():
+    compact = build_messages(SCHEMA, "a two person tent", "No Acme.", (), mode="compact")
+    request = build_messages(SCHEMA, "a two person tent", "No Acme.", (), mode="request")
+    assert request == compact[-1:]  # the same request turn, no system spec: the distilled policy's prompt
+    assert request[0]["role"] == "user" and request[0]["content"].startswith("Request: a two person tent\n")
+    ex = [{"query": "tent", "instruction": None, "plan": {"searches": [{"query": "tent", "filter": None}]}}]
+    with pytest.raises(ValueError, match="no few-shot examples"):
+        build_messages(SCHEMA, "a tent", None, ex, mode="request")
+
+
+def test_index_values_the_request_names_are_linked_in_the_prompt():
     schema = product_schema(dt.date(2024, 2, 29), ["trailforge"], ["red"], ["tents"],
                             {"brand": ["trailforge", "acme"], "color": ["red", "tan"]})
-    msgs = build_messages(schema, "a tank top", "Only TrailForge, nothing in red.", (), mode="chat")
-    assert msgs[-1]["content"].endswith('Index values named in the instructions: brand "trailforge", color "red".')
+    msgs = build_messages(schema, "a tan tank top", "Only TrailForge, nothing in red.", (), mode="chat")
+    # the request turn names the values of the whole request, the query's as well as the instructions'
+    assert msgs[-1]["content"].endswith('Index values named in the request: brand "trailforge", color "tan", '
+                                        'color "red".')
     system = build_messages(schema, "a tank top", "No tanks.")[0]["content"]  # "tan" is not in "tanks"
     assert "Index values named" not in system
+    system = build_messages(schema, "a tan tank top", "Only TrailForge.")[0]["content"]  # separate mode
+    assert system.endswith('Index values named in the instructions: brand "trailforge".')
 
 
 def test_default_examples_need_product_fields():

@@ -130,10 +130,11 @@ def test_query_schema_reads_a_row_like_its_prompt():
     from rewards.prompts import query_schema
 
     row = {"query": "a light tent", "instruction": "Only Lumia.", "merged_query": "a light tent Only Lumia."}
+    lumia = {"all": [{"field": "brand", "op": "eq", "value": "lumia"}]}
     sep = query_schema(SCHEMA, row, "chat")
-    jsonschema.validate(_one("a light tent", {"field": "brand", "op": "eq", "value": "lumia"}), sep)
+    jsonschema.validate(_one("a light tent", lumia), sep)
     merged = query_schema(SCHEMA, row, "merged")
-    jsonschema.validate(_one("a light tent Only Lumia.", {"field": "brand", "op": "eq", "value": "lumia"}), merged)
+    jsonschema.validate(_one("a light tent Only Lumia.", lumia), merged)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(_one("a light tent", None), merged)
 

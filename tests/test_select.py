@@ -18,7 +18,7 @@ def _prompts(*ids: str) -> list[dict]:
 def _cands(pid: str, rewards: list[float], valid: list[bool] | None = None) -> list[dict]:
     valid = valid or [r > 0 for r in rewards]
     return [
-        {"prompt_id": pid, "sample_idx": j, "text": f"{pid}-plan{j}", "reward": r, "valid": v}
+        {"prompt_id": pid, "sample_idx": j, "seed": 0, "text": f"{pid}-plan{j}", "reward": r, "valid": v}
         for j, (r, v) in enumerate(zip(rewards, valid, strict=True))
     ]
 
@@ -69,7 +69,7 @@ def test_kto_labels_by_threshold_and_dedupes_texts():
 def test_invalid_or_missing_text_is_never_chosen():
     scored = _cands("a", [0.0, 0.4])
     scored[1]["text"] = None  # backend failure scored 0.4 by mistake must not be used
-    scored.append({"prompt_id": "a", "sample_idx": 2, "text": "ok", "reward": 0.3, "valid": True})
+    scored.append({"prompt_id": "a", "sample_idx": 2, "seed": 0, "text": "ok", "reward": 0.3, "valid": True})
     rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
     assert rows[0]["completion"][0]["content"] == "ok"
 
@@ -139,3 +139,56 @@ def test_tied_reward_goes_to_the_deeper_ranking_before_the_shorter_text():
     scored[1]["n_searches"] = 2  # a simpler plan still wins first
     rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
     assert [r["completion"][0]["content"] for r in rows] == ["longer-plan-2"]
+
+
+def _plan_text(*leaves: tuple) -> str:
+    import json
+
+    flt = None if not leaves else ({"field": leaves[0][0], "op": leaves[0][1], "value": leaves[0][2]}
+                                   if len(leaves) == 1 else
+                                   {"all": [{"field": f, "op": o, "value": v} for f, o, v in leaves]})
+    return json.dumps({"searches": [{"filter": flt, "query": "q"}]})
+
+
+def test_balance_repeats_rare_decisions_so_no_op_wins_by_count():
+    scored, ids = [], []
+    for i in range(6):  # six prompts taught `color ne`, two `color eq`, one with no filter
+        op = "ne" if i < 6 else "eq"
+        scored += [{"prompt_id": f"n{i}", "sample_idx": 0, "seed": 0, "reward": 0.9, "valid": True,
+                    "text": _plan_text(("color", op, "red"))},
+                   {"prompt_id": f"n{i}", "sample_idx": 1, "seed": 0, "reward": 0.1, "valid": True, "text": "x"}]
+        ids.append(f"n{i}")
+    for i in range(2):
+        scored += [{"prompt_id": f"e{i}", "sample_idx": 0, "seed": 0, "reward": 0.8, "valid": True,
+                    "text": _plan_text(("color", "eq", "red"), ("category", "eq", "tents"))},
+                   {"prompt_id": f"e{i}", "sample_idx": 1, "seed": 0, "reward": 0.0, "valid": True, "text": "y"}]
+        ids.append(f"e{i}")
+    plain, stats = select(scored, _prompts(*ids), "best-of-n", threshold=0.1)
+    assert stats["decisions"] == {"category eq & color eq": 2, "color ne": 6} and len(plain) == 8
+    rows, stats = select(scored, _prompts(*ids), "best-of-n", threshold=0.1, balance="upsample", max_repeat=3)
+    assert stats["balanced"] == {"category eq & color eq": 6, "color ne": 6} and stats["selected_rows"] == 8
+    assert len(rows) == 12
+    rows, stats = select(scored, _prompts(*ids), "best-of-n", threshold=0.1, balance="upsample", max_repeat=2)
+    assert stats["balanced"]["category eq & color eq"] == 4  # capped at max_repeat copies
+
+
+def test_dpo_rejects_the_closest_worse_plan_in_decision():
+    best = _plan_text(("color", "eq", "red"), ("category", "eq", "tents"))
+    flipped = _plan_text(("color", "ne", "red"), ("category", "eq", "tents"))  # one op differs
+    scored = [{"prompt_id": "a", "sample_idx": j, "seed": 0, "reward": r, "valid": True, "text": t}
+              for j, (t, r) in enumerate([(best, 0.9), (_plan_text(), 0.0), (flipped, 0.3), ("junk", 0.0)])]
+    rows, _ = select(scored, _prompts("a"), "dpo", min_gap=0.2)
+    assert rows[0]["chosen"][0]["content"] == best and rows[0]["rejected"][0]["content"] == flipped
+
+
+def test_strategies_come_from_one_registry():
+    import trl
+
+    from pipelines.strategies import REGISTRY, strategy
+    from pipelines.train import trainer_config_class
+
+    assert set(REGISTRY) == {"best-of-n", "dpo", "kto"}
+    assert strategy("sft") is REGISTRY["best-of-n"] and strategy("dpo").trainer_class() is trl.DPOTrainer
+    assert trainer_config_class("kto") is trl.KTOConfig and trainer_config_class("best-of-n") is trl.SFTConfig
+    with pytest.raises(ValueError, match="unknown strategy"):
+        strategy("ppo")

@@ -162,6 +162,11 @@ def test_a_policy_trained_on_request_schemas_is_served_with_them(tiny_benchmark,
     (tmp_path / "run" / "config.json").write_text(json.dumps({"tao": {"link_request": True, "max_searches": 1,
                                                                       "max_filter_depth": 1}}))
     assert find_tuned_policy(tmp_path).request_bounds == bounds
+    # a distilled policy is served with the prompt it records, not the run's mode
+    (tmp_path / "run" / "best.json").write_text(json.dumps({"round": 1, "policy": {
+        "model_path": str(tmp_path), "prompt_mode": "request"}}))
+    choice = find_tuned_policy(tmp_path)
+    assert (choice.mode, choice.examples) == ("request", "none")
 
 
 def test_find_tuned_policy_takes_the_newest_trained_best(tmp_path):

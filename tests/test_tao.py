@@ -184,3 +184,57 @@ def test_cli_rejects_a_bad_config_in_one_line(capsys):
         main(["--config", "configs/tao/demo.yaml", "--bogus", "1", "--run-dir", "unused"])
     assert e.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --bogus: unknown option"
+
+
+def test_context_distillation_trains_and_asks_the_policy_with_the_request_only_prompt(bench_path, tmp_path):
+    """policy_mode: round 1 samples with the compact spec, trains on request-only rows; the trained policy
+    records that form, and evaluation and round 2's sampling ask it with the request turn alone."""
+    from pipelines.stages import build_prompts
+    from stark_instruct.benchmark import Benchmark
+
+    texts = [m["content"] for p in build_prompts(Benchmark.load(bench_path), "train", 40, mode="compact", examples=[])
+             for m in p["messages"]]
+    model = make_tiny_model(tmp_path / "model", corpus=texts)
+    seen: list = []  # (adapter, roles of each request's messages)
+
+    class Recording(FakePolicy):
+        def __init__(self, model_path, adapter_path, calls):
+            super().__init__(model_path, adapter_path, calls)
+            self.adapter = adapter_path
+
+        def plan(self, requests):
+            seen.extend((self.adapter, tuple(m["role"] for m in r.messages)) for r in requests)
+            return super().plan(requests)
+
+        def sample(self, requests, n, temperature, top_p, seed):
+            seen.extend((self.adapter, tuple(m["role"] for m in r.messages)) for r in requests)
+            return super().sample(requests, n, temperature, top_p, seed)
+
+    setup = tao_setup(dict(
+        benchmark=str(bench_path), model_name_or_path=str(model), run_dir=str(tmp_path / "run"), rounds=2, n=4,
+        max_train_prompts=8, sample_batch_size=8, threshold=0.0, margin=-1.0, num_train_epochs=1,
+        per_device_train_batch_size=4, lora_r=4, lora_alpha=8, eval_dev_limit=8, eval_test=False,
+        report_to="none", mode="compact", examples="none", policy_mode="request", continue_from="last",
+    ))
+    calls: list = []
+    run_tao(setup, planner_factory=lambda c, m, a, s: Recording(m, a, calls), progress=False)
+    run = Path(setup.tao.run_dir)
+    rows = read_jsonl(run / "rounds.jsonl")
+    assert rows[1]["select"]["rows"] > 0
+    assert rows[1]["prompt_mode"] == {"sampled": "compact", "trained": "request"}
+    assert rows[1]["policy_in"]["prompt_mode"] is None and rows[1]["policy_out"]["prompt_mode"] == "request"
+    r1 = [json.loads(x) for x in (run / "round-01" / "prompts.jsonl").read_text().splitlines()]
+    assert all(p["messages"][0]["role"] == "system" for p in r1)  # round 1 samples with the spec
+    train_rows = read_jsonl(run / "round-01" / "train.jsonl")
+    assert train_rows and all([m["role"] for m in t["prompt"]] == ["user"] for t in train_rows)
+    # the same requests: each distilled row is the last turn of its sampled prompt
+    sampled = {p["messages"][-1]["content"] for p in r1}
+    assert {t["prompt"][0]["content"] for t in train_rows} <= sampled
+    r2 = [json.loads(x) for x in (run / "round-02" / "prompts.jsonl").read_text().splitlines()]
+    assert all([m["role"] for m in p["messages"]] == ["user"] for p in r2)
+    assert rows[2]["prompt_mode"]["sampled"] == "request"
+    # the untrained policy is asked with the spec, every trained one with the request turn alone
+    adapter1 = rows[1]["policy_out"]["adapter_path"]
+    assert {roles for a, roles in seen if a is None} == {("system", "user")}
+    assert {roles for a, roles in seen if a == adapter1} == {("user",)}
+    assert "compact → request" in (run / "rounds.md").read_text()

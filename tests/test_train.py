@@ -143,6 +143,37 @@ def test_sft_completion_only_trains_lora(tiny_model, tmp_path):
     assert sum("loss" in h for h in log) == 3
 
 
+def test_labelled_positions_only_gives_the_same_loss_and_gradients(tiny_model, tmp_path):
+    """The LM head over labelled positions only (the CPU speed-up) computes what scoring every position does."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from pipelines.train import score_labelled_positions_only
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :18] = -100  # a prompt of 18 tokens, a completion of 6
+    results = []
+    try:
+        for on in (False, True):
+            score_labelled_positions_only(on)
+            model.zero_grad()
+            out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+            out.loss.backward()
+            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            results.append((out.loss.detach(), out.entropy.detach(), grads))
+    finally:
+        score_labelled_positions_only(True)
+    (loss_all, ent_all, g_all), (loss_lab, ent_lab, g_lab) = results
+    assert float(loss_all) > 0
+    torch.testing.assert_close(loss_lab, loss_all)
+    torch.testing.assert_close(ent_lab, ent_all)
+    torch.testing.assert_close(g_lab, g_all)
+
+
 def test_sft_loss_is_on_completion_only(tiny_model):
     """The collator must mask the prompt: only plan tokens carry labels."""
     from datasets import Dataset

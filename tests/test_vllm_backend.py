@@ -49,7 +49,7 @@ def test_missing_vllm_says_how_to_install(monkeypatch):
 
 
 def test_cpu_engine_arguments_avoid_the_seeded_chunked_prefill_crash():
-    from pipelines.backends.vllm import GIB, engine_kwargs
+    from pipelines.backends.vllm import GIB, SPARSE_TOP_P, engine_kwargs
 
     kw = engine_kwargs("m", cpu=True, constrained=True)
     assert kw["enable_chunked_prefill"] is False  # seeded requests crash on a split prompt on CPU
@@ -64,6 +64,10 @@ def test_cpu_engine_arguments_avoid_the_seeded_chunked_prefill_crash():
     assert kw["structured_outputs_config"]["disable_any_whitespace"] is False
     assert "structured_outputs_config" not in engine_kwargs("m", cpu=True)
     assert engine_kwargs("m", cpu=True, enforce_eager=False)["enforce_eager"] is False  # caller wins
+    # top-p without a vocabulary sort on CPU (pipelines/backends/vllm_topp.py); vLLM's own on GPUs
+    assert engine_kwargs("m", cpu=True)["logits_processors"] == [SPARSE_TOP_P]
+    assert "logits_processors" not in engine_kwargs("m", cpu=False)
+    assert "logits_processors" not in engine_kwargs("m", cpu=True, sparse_top_p=False)
 
 
 def test_cpu_engine_binds_the_worker_to_every_core_unless_the_user_chose(monkeypatch):

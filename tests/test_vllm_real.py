@@ -168,3 +168,17 @@ def test_lora_adapter_changes_outputs(setup, tmp_path, one_torch_thread):
         planner.set_adapter(None)
     assert tuned != base
     assert [r.text for r in planner.plan(reqs)] == base  # and back to the base model
+
+
+def test_sparse_top_p_samples_what_vllms_sorted_top_p_samples(setup):
+    """The backend's top-p (vllm_topp.SparseTopP, on CPU) and vLLM's own, in one engine: same seeds, same plans."""
+    from pipelines.backends.vllm import SPARSE_TOP_P, request_seed
+
+    planner, reqs, _, _ = setup
+    assert SPARSE_TOP_P in planner.llm_kwargs["logits_processors"]
+    sparse = planner.sample(reqs, n=4, temperature=1.0, top_p=0.8, seed=5)
+    specs = [{"n": 4, "temperature": 1.0, "top_p": 0.8, "top_k": 0, "repetition_penalty": 1.0,
+              "seed": request_seed(5, i), "max_tokens": planner.max_tokens} for i in range(len(reqs))]
+    vllms = planner._engine.run([r.messages for r in reqs], specs)  # no extra_args: vLLM sorts the logits
+    assert [[r.text for r in rs] for rs in sparse] == [[r.text for r in rs] for rs in vllms]
+    assert len({r.text for rs in sparse for r in rs}) > 1  # it did sample

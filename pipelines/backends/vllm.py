@@ -85,6 +85,10 @@ def structured_output_kwargs(json_schema: dict | None) -> tuple[dict[str, Any], 
     return kwargs, tail
 
 
+SPARSE_TOP_P = "pipelines.backends.vllm_topp:SparseTopP"  # loaded by the engine process
+TOP_P_ARG = "sparse_top_p"  # the SamplingParams.extra_args key SparseTopP reads a request's p from
+
+
 def request_seed(seed: int, index: int) -> int:
     """The per-request vLLM seed: a 63-bit mix of (seed, request index), shared with the HF backend's scheme."""
     return mix_seed(seed, index)
@@ -111,8 +115,10 @@ def engine_kwargs(model: str, *, cpu: bool, tensor_parallel_size: int = 1, dtype
                   gpu_memory_utilization: float | None = None, kv_cache_gib: float | None = None,
                   max_model_len: int | None = None, seed: int = 0, lora: bool = False, max_lora_rank: int = 64,
                   constrained: bool = False, whitespace_flexible: bool = False,
-                  structured_backend: str = "guidance", **extra: Any) -> dict[str, Any]:
-    """The `vllm.LLM` keywords for this device: CPU-safe defaults (module doc) unless given explicitly."""
+                  structured_backend: str = "guidance", sparse_top_p: bool | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """The `vllm.LLM` keywords for this device: CPU-safe defaults (module doc) unless given explicitly.
+    ``sparse_top_p`` (default: on CPU) registers `vllm_topp.SparseTopP`, top-p without a vocabulary sort."""
     kw: dict[str, Any] = {"model": model, "tensor_parallel_size": tensor_parallel_size, "seed": seed,
                           "enable_lora": lora}
     if cpu:
@@ -136,6 +142,8 @@ def engine_kwargs(model: str, *, cpu: bool, tensor_parallel_size: int = 1, dtype
     if lora:
         kw["max_lora_rank"] = max_lora_rank
         kw["max_loras"] = 1
+    if (cpu if sparse_top_p is None else sparse_top_p) and "logits_processors" not in extra:
+        kw["logits_processors"] = [SPARSE_TOP_P]
     if constrained:
         kw["structured_outputs_config"] = {"backend": structured_backend,
                                            "disable_any_whitespace": not whitespace_flexible}
@@ -315,10 +323,16 @@ class VLLMPlanner(ClosingPlanner):
         check_sampling(n, temperature, top_p)
         if temperature == 0:
             return [[r] * n for r in self.plan(requests)]
-        specs = [{"n": n, "temperature": float(temperature), "top_p": float(top_p), "top_k": 0,
+        specs = [{"n": n, "temperature": float(temperature), **self._top_p(top_p), "top_k": 0,
                   "repetition_penalty": 1.0, "seed": request_seed(seed, i), "max_tokens": self.max_tokens}
                  for i in range(len(requests))]
         return self._run(requests, specs)
+
+    def _top_p(self, top_p: float) -> dict[str, Any]:
+        """The top-p keywords: for `SparseTopP` when the engine has it (vLLM's own top-p then stays off)."""
+        if SPARSE_TOP_P in self.llm_kwargs.get("logits_processors", ()) and top_p < 1:
+            return {"top_p": 1.0, "extra_args": {TOP_P_ARG: float(top_p)}}
+        return {"top_p": float(top_p)}
 
     def set_adapter(self, adapter_path: str | Path | None) -> None:
         """Switch the engine to another LoRA adapter (None: the base model) without restarting it:

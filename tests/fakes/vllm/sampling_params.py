@@ -20,3 +20,4 @@ class SamplingParams:
     seed: int | None = None
     max_tokens: int | None = 16
     structured_outputs: StructuredOutputsParams | None = None
+    extra_args: dict | None = None
