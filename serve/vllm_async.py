@@ -88,6 +88,8 @@ class AsyncVLLMPlanner:
             return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
 
         self.engine = asyncio.run_coroutine_threadsafe(start(), self._loop).result()
+        self.max_tokens = max_tokens
+        self.max_len = self.engine.model_config.max_model_len
 
     def _prompt(self, request: PlanRequest) -> dict:
         from rewards.prompts import render_prompt
@@ -97,19 +99,28 @@ class AsyncVLLMPlanner:
         return {"prompt_token_ids": self.tokenizer(text, add_special_tokens=False)["input_ids"]}
 
     async def _generate(self, request: PlanRequest) -> PlanResponse:
+        from vllm.exceptions import VLLMClientError
+
         from pipelines.backends.vllm import _responses
 
         try:
             prompt = self._prompt(request)
         except Exception as exc:  # noqa: BLE001 - a malformed message list is this request's error only
             return PlanResponse(None, f"prompt_error: {exc}")
+        n_in = len(prompt["prompt_token_ids"])
+        if n_in + self.max_tokens > self.max_len:  # the offline backend's check and error, before vLLM's
+            return PlanResponse(None, f"prompt_too_long: {n_in} + {self.max_tokens} tokens > {self.max_len}",
+                                {"input_tokens": n_in, "output_tokens": 0})
         final = None
         params, tail = self.params, self.tail
         if request.json_schema is not None and self._own is not None:
             params, tail = self._own(request.json_schema)
-        async for out in self.engine.generate(prompt, params, f"{request.id}-{next(self._ids)}",
-                                              lora_request=self.lora_request):
-            final = out
+        try:
+            async for out in self.engine.generate(prompt, params, f"{request.id}-{next(self._ids)}",
+                                                  lora_request=self.lora_request):
+                final = out
+        except VLLMClientError as exc:  # vLLM refused this request (its error, not the engine's)
+            return PlanResponse(None, f"request_refused: {exc}", {"input_tokens": n_in, "output_tokens": 0})
         if final is None:
             return PlanResponse(None, "no_output")
         return _responses(final, tail)[0]

@@ -35,7 +35,7 @@ async def exercise(session, bench) -> None:
     assert broken["error"]["code"] == "no_json" and broken["results"] == []
 
     bad = await session.call_tool("search_products", {"query": "jacket", "k": 1000})
-    assert bad.is_error and "less than or equal to 100" in bad.content[0].text
+    assert bad.is_error and "k must be an integer in 1..100, got 1000" in bad.content[0].text
 
     resources = (await session.list_resources()).resources
     assert [str(r.uri) for r in resources] == ["schema://index"]
