@@ -6,6 +6,10 @@ schema and `rewards.execute.Executor` runs it (fused searches, then the optional
 fails is returned as its typed error with no results; only a caller who asks (`fallback="raw"`) gets the
 raw query's results instead, and the result says so.
 
+Arguments are checked up front by the rules HTTP and MCP also use (serve.checks): a bad one raises
+`RequestError` (a ValueError naming the field) before the planner is called. A prompt longer than the
+model's context is the result's error `prompt_too_long`, as the backends report it.
+
 `search` / `search_batch` are synchronous (one `planner.plan` call per batch); `asearch` is for servers:
 concurrent calls are batched into the planner (vLLM's async engine, or a micro-batcher over `plan`).
 """
