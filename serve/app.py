@@ -82,7 +82,7 @@ class StrictJSONRoute(APIRoute):
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's 422 body, built so that it cannot fail: the errors quote the input back, and a NaN, an
     infinity (1e999) or a lone surrogate there made the default handler's JSON encoding a 500."""
-    detail = [{key: json_safe(err[key]) for key in ("type", "loc", "msg", "input") if key in err}
+    detail = [{key: json_safe(err[key]) for key in ("type", "loc", "msg", "input", "ctx") if key in err}
               for err in exc.errors()]
     return JSONResponse(status_code=422, content={"detail": detail})
 

@@ -221,6 +221,7 @@ def test_unparseable_bodies_are_the_documented_422(service, body):
     assert r.status_code == 422, r.text[:300]
     detail = r.json()["detail"]
     assert detail[0]["loc"][0] == "body" and detail[0]["type"] == "json_invalid", detail
+    assert detail[0]["ctx"]["error"]  # what was wrong: "nested too deeply", "not UTF-8 ...", "Expecting value"
     assert planner.calls == []
 
 
