@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import threading
 from concurrent.futures import Future
@@ -35,6 +36,28 @@ CPU_ENGINE_DEFAULTS: dict[str, Any] = {
     "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     "distributed_executor_backend": "uni",
 }
+
+
+class _AskedForCast(logging.Filter):
+    """Drops vLLM's per-weight warning "Attempted to load weight ... with dtype torch.float32 into parameter
+    with dtype torch.bfloat16": the converted checkpoint is float32 and CPU_ENGINE_DEFAULTS ask for
+    bfloat16, so it is our choice, logged once per weight (~100 lines a start). Other mismatches still warn.
+    Installed before the engine starts, it reaches the engine-core process that vLLM forks on CPU."""
+
+    def __init__(self, dtype: str):
+        super().__init__()
+        self.target = f"torch.{dtype}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (str(record.msg).startswith("Attempted to load weight") and len(args) == 3
+                    and str(args[1]) == "torch.float32" and str(args[2]) == self.target)
+
+
+def quiet_asked_for_cast(dtype: str) -> None:
+    weights_log = logging.getLogger("vllm.model_executor.models.utils")
+    if not any(isinstance(f, _AskedForCast) for f in weights_log.filters):
+        weights_log.addFilter(_AskedForCast(dtype))
 
 
 class AsyncVLLMPlanner:
@@ -73,6 +96,8 @@ class AsyncVLLMPlanner:
         self.params, self.tail = decoding(json_schema)
         self._own = decoding if json_schema is not None else None  # a request's own schema (if constrained)
         kwargs = {**CPU_ENGINE_DEFAULTS, **engine_kwargs, "model": self.model}
+        if isinstance(kwargs.get("dtype"), str) and kwargs["dtype"] != "auto":
+            quiet_asked_for_cast(kwargs["dtype"])
         self.lora_request = None
         if self.adapter_path is not None:
             from vllm.lora.request import LoRARequest

@@ -267,3 +267,21 @@ def test_an_internal_error_is_a_500_with_one_traceback_in_the_log(tiny_benchmark
     assert len(errors) == 3 and "the model fell over" in errors[2].getMessage()
     assert [rec.exc_info is not None for rec in errors] == [True, False, False]
     r.close()
+
+
+def test_the_cast_we_ask_vllm_for_is_not_a_warning_per_weight(caplog):
+    import torch
+
+    from serve.vllm_async import quiet_asked_for_cast
+
+    quiet_asked_for_cast("bfloat16")
+    quiet_asked_for_cast("bfloat16")  # once, however many planners start
+    weights_log = logging.getLogger("vllm.model_executor.models.utils")
+    assert len(weights_log.filters) == 1
+    message = "Attempted to load weight %s with dtype %s into parameter with dtype %s"
+    with caplog.at_level(logging.WARNING, logger=weights_log.name):
+        weights_log.warning(message, "model.layers.0.q_proj.weight", torch.float32, torch.bfloat16)
+        weights_log.warning(message, "model.layers.0.k_proj.weight", torch.float16, torch.bfloat16)
+        weights_log.warning("another warning")
+    assert [r.getMessage().split(" with dtype")[0] for r in caplog.records] == [
+        "Attempted to load weight model.layers.0.k_proj.weight", "another warning"]
