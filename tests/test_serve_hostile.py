@@ -270,18 +270,28 @@ def test_an_internal_error_is_a_500_with_one_traceback_in_the_log(tiny_benchmark
 
 
 def test_the_cast_we_ask_vllm_for_is_not_a_warning_per_weight(caplog):
+    """vLLM warns once per weight for the float32 -> bfloat16 cast serving asks for; the filter goes into
+    the logging config vLLM's spawned processes load (here applied in-process with dictConfig)."""
+    import logging.config
+
     import torch
 
-    from serve.vllm_async import quiet_asked_for_cast
+    from serve.vllm_async import WEIGHTS_LOGGER, with_cast_filter
 
-    quiet_asked_for_cast("bfloat16")
-    quiet_asked_for_cast("bfloat16")  # once, however many planners start
-    weights_log = logging.getLogger("vllm.model_executor.models.utils")
-    assert len(weights_log.filters) == 1
-    message = "Attempted to load weight %s with dtype %s into parameter with dtype %s"
-    with caplog.at_level(logging.WARNING, logger=weights_log.name):
-        weights_log.warning(message, "model.layers.0.q_proj.weight", torch.float32, torch.bfloat16)
-        weights_log.warning(message, "model.layers.0.k_proj.weight", torch.float16, torch.bfloat16)
-        weights_log.warning("another warning")
-    assert [r.getMessage().split(" with dtype")[0] for r in caplog.records] == [
-        "Attempted to load weight model.layers.0.k_proj.weight", "another warning"]
+    base = {"version": 1, "disable_existing_loggers": False,
+            "handlers": {"h": {"class": "logging.NullHandler"}},
+            "loggers": {"ir-test-vllm": {"handlers": ["h"], "level": "INFO", "propagate": True}}}
+    config = json.loads(json.dumps(with_cast_filter(base, "bfloat16")))  # it travels as a JSON file
+    assert "filters" not in base and config["loggers"]["ir-test-vllm"] == base["loggers"]["ir-test-vllm"]
+    weights_log = logging.getLogger(WEIGHTS_LOGGER)
+    try:
+        logging.config.dictConfig(config)
+        message = "Attempted to load weight %s with dtype %s into parameter with dtype %s"
+        with caplog.at_level(logging.WARNING, logger=WEIGHTS_LOGGER):
+            weights_log.warning(message, "model.layers.0.q_proj.weight", torch.float32, torch.bfloat16)
+            weights_log.warning(message, "model.layers.0.k_proj.weight", torch.float16, torch.bfloat16)
+            weights_log.warning("another warning")
+        assert [r.getMessage().split(" with dtype")[0] for r in caplog.records] == [
+            "Attempted to load weight model.layers.0.k_proj.weight", "another warning"]
+    finally:
+        weights_log.filters.clear()
