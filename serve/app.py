@@ -58,14 +58,13 @@ class StrictJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            text = body.decode("utf-8", "replace")
             try:
                 self._json = json.loads(body.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                raise json.JSONDecodeError(f"the body is not UTF-8 ({exc.reason} at byte {exc.start})", text,
-                                           exc.start) from None
+                raise json.JSONDecodeError(f"the body is not UTF-8 ({exc.reason} at byte {exc.start})",
+                                           body.decode("utf-8", "replace"), exc.start) from None
             except RecursionError:
-                raise json.JSONDecodeError("the body is nested too deeply", text, 0) from None
+                raise json.JSONDecodeError("the body is nested too deeply", body.decode("utf-8"), 0) from None
         return self._json
 
 
