@@ -1,7 +1,8 @@
 # Serving (serve/, README "Serving"): the HTTP service with its page, the MCP server, the serving benchmark.
 #   make serve          uvicorn on 127.0.0.1:$(PORT) with the newest tuned TAO checkpoint under runs/, else
 #                       the untrained models/smollm2-135m-instruct (it prints which); SERVE_BACKEND=vllm|hf
-#   make serve-mcp      the MCP server over stdio (MCP_TRANSPORT=http: streamable HTTP on $(PORT), path /mcp)
+#   make serve-mcp      the MCP server over stdio (MCP_TRANSPORT=http: streamable HTTP on $(PORT), path /mcp);
+#                       silent on stdout but for JSON-RPC: no command echo, prerequisites' output to stderr
 #   make serve-screenshot  docs/serve.png from a running `make serve` (headless Chromium)
 #   make bench-serve    p50/p95 latency and requests/s at concurrency 1 and 8, vLLM and transformers
 #   make test-serve     the serving tests (API, HTTP, MCP, page)
@@ -19,8 +20,11 @@ BENCH_SERVE_HF ?= --requests 16 --requests-c1 4
 serve: venv benchmark
 	$(PY) -m serve http $(SERVE_ARGS) --port $(PORT)
 
-serve-mcp: venv benchmark
-	$(PY) -m serve mcp $(SERVE_ARGS) --transport $(MCP_TRANSPORT) --port $(PORT)
+# stdout is the MCP stdio channel: make must not echo the command, and whatever building the venv or the
+# benchmark prints goes to stderr (a sub-make, as prerequisites would print on stdout)
+serve-mcp:
+	@$(MAKE) --no-print-directory venv benchmark >&2
+	@$(PY) -m serve mcp $(SERVE_ARGS) --transport $(MCP_TRANSPORT) --port $(PORT)
 
 serve-screenshot: venv
 	$(PY) -m serve.screenshot --url http://127.0.0.1:$(PORT)/ --out docs/serve.png
@@ -30,4 +34,5 @@ bench-serve: venv benchmark
 	nice -n 10 $(PY) scripts/bench_serve.py --bench $(BENCH) --backends hf $(BENCH_SERVE_HF) --out runs/bench/serve-hf.json
 
 test-serve: venv
-	$(PY) -m pytest -q tests/test_serve_api.py tests/test_serve_http.py tests/test_serve_mcp.py tests/test_serve_page.py
+	$(PY) -m pytest -q tests/test_serve_api.py tests/test_serve_http.py tests/test_serve_mcp.py tests/test_serve_page.py \
+		tests/test_serve_hostile.py

@@ -53,7 +53,7 @@ ERROR_CODES = {
 _JSON_START = re.compile(r"[{\[]")
 # What the engine cannot take (tantivy refuses lone surrogates, e.g. from a JSON "\ud800" escape) or
 # should not be asked (NUL and other control characters); tab, newline and carriage return are spacing.
-_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _SEARCH_KEYS = ("query", "filter", "weight")
 
 
@@ -189,7 +189,7 @@ def _check_text(raw: Any, where: str) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-        elif isinstance(node, str) and (m := _BAD_CHARS.search(node)):
+        elif isinstance(node, str) and (m := BAD_CHARS.search(node)):
             raise PlanError("bad_text", f"{where}: character U+{ord(m.group()):04X} at position {m.start()} of "
                                         f"{node[:40]!r}; use plain text")
 

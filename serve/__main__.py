@@ -1,7 +1,7 @@
 """`python -m serve http|mcp`: the HTTP service (uvicorn) or the MCP server (stdio / streamable HTTP).
 
 Without --model it serves the newest tuned TAO checkpoint under --runs-dir, else the untrained model,
-and prints which.
+and prints which (on stderr: over MCP stdio, stdout carries JSON-RPC only, from the first byte).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--timeout", type=float, default=30.0, help="per-request time limit, seconds")
     p.add_argument("--transport", default="stdio", choices=("stdio", "http"), help="MCP transport")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                   help="HTTP: another Host header to serve besides the local names and --host (repeatable; "
+                        "'*' for any); the rest are refused, against DNS rebinding")
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error(f"--port must be in 1..65535, got {args.port}")
@@ -34,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    wire = None
+    if args.what == "mcp" and args.transport == "stdio":
+        from serve.mcp_server import claim_stdout
+
+        wire = claim_stdout()  # before anything loads: vLLM logs to stdout
     from serve.api import Retriever
 
     try:
@@ -48,16 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "http":
             import uvicorn
 
-            from serve.app import create_app
+            from serve.app import LOCAL_HOSTS, create_app
 
-            app = create_app(retriever, timeout_s=args.timeout, description=about)
+            hosts = [*LOCAL_HOSTS, args.host if ":" not in args.host else f"[{args.host}]", *args.allowed_host]
+            app = create_app(retriever, timeout_s=args.timeout, description=about, allowed_hosts=hosts)
             uvicorn.run(app, host=args.host, port=args.port, log_level="info")
         else:
-            from serve.mcp_server import build_mcp
+            from serve.mcp_server import build_mcp, run_stdio
 
             server = build_mcp(retriever, timeout_s=args.timeout)
-            if args.transport == "stdio":
-                server.run("stdio")
+            if wire is not None:
+                run_stdio(server, wire)
             else:
                 server.run("streamable-http", host=args.host, port=args.port)
     finally:

@@ -6,6 +6,10 @@ schema and `rewards.execute.Executor` runs it (fused searches, then the optional
 fails is returned as its typed error with no results; only a caller who asks (`fallback="raw"`) gets the
 raw query's results instead, and the result says so.
 
+Arguments are checked up front by the rules HTTP and MCP also use (serve.checks): a bad one raises
+`RequestError` (a ValueError naming the field) before the planner is called. A prompt longer than the
+model's context is the result's error `prompt_too_long`, as the backends report it.
+
 `search` / `search_batch` are synchronous (one `planner.plan` call per batch); `asearch` is for servers:
 concurrent calls are batched into the planner (vLLM's async engine, or a micro-batcher over `plan`).
 """
@@ -25,11 +29,13 @@ from typing import Any, Protocol
 from ir_core.types import Planner, PlanRequest, PlanResponse
 from rewards.execute import Executor, Reranker
 from rewards.parse import PlanError, parse_plan
-from rewards.plan import MAX_QUERY_CHARS, SearchPlan, plan_json_schema, plan_to_json
+from rewards.plan import SearchPlan, plan_json_schema, plan_to_json
 from rewards.prompts import default_examples
+from serve.checks import MAX_INSTRUCTION_CHARS, RequestError, check_items, check_options, check_request
 
-MAX_INSTRUCTION_CHARS = 2000
-FALLBACKS = ("raw",)
+__all__ = ["MAX_INSTRUCTION_CHARS", "Hit", "PlanFailure", "PlanResult", "RequestError", "Retriever", "SearchResult",
+           "check_request"]
+PROMPT_TOO_LONG = "prompt_too_long"  # the backends' error for a prompt the model's context cannot take
 
 
 class PlanSubmitter(Protocol):
@@ -108,20 +114,6 @@ def filter_fields(plan_json: dict | None) -> list[str]:
         if "not" in node:
             stack.append(node["not"])
     return list(seen)
-
-
-def check_request(query: Any, instructions: Any, k: Any, fallback: Any, max_k: int) -> None:
-    """Python-API argument checks (the HTTP models enforce the same limits); errors name the argument."""
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError("query must be a non-empty string")
-    if len(query) > MAX_QUERY_CHARS:
-        raise ValueError(f"query has {len(query)} characters; at most {MAX_QUERY_CHARS}")
-    if instructions is not None and (not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTION_CHARS):
-        raise ValueError(f"instructions must be a string of at most {MAX_INSTRUCTION_CHARS} characters or None")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
-        raise ValueError(f"k must be an integer in 1..{max_k}, got {k!r}")
-    if fallback is not None and fallback not in FALLBACKS:
-        raise ValueError(f"fallback must be one of {FALLBACKS} or None, got {fallback!r}")
 
 
 class Retriever:
@@ -209,7 +201,10 @@ class Retriever:
 
     def parse(self, response: PlanResponse) -> tuple[SearchPlan | None, PlanFailure | None]:
         if response.text is None:
-            return None, PlanFailure("backend_error", response.error or "the planner returned no text")
+            error = response.error or "the planner returned no text"
+            # the request, not the planner, is at fault: too long for the model's context (HTTP: 422)
+            code = PROMPT_TOO_LONG if error.startswith(PROMPT_TOO_LONG) else "backend_error"
+            return None, PlanFailure(code, error)
         try:
             return parse_plan(response.text, self.schema), None
         except PlanError as exc:
@@ -261,17 +256,15 @@ class Retriever:
     def search(self, query: str, instructions: str | None = None, k: int = 20, *, fallback: str | None = None,
                compare_raw: bool = False) -> SearchResult:
         """Plan, validate and execute one request (blocking)."""
+        check_request(query, instructions, k, fallback, self.executor.depth, compare_raw)
         return self.search_batch([{"query": query, "instructions": instructions}], k, fallback=fallback,
                                  compare_raw=compare_raw)[0]
 
     def search_batch(self, items: Sequence[dict], k: int = 20, *, fallback: str | None = None,
                      compare_raw: bool = False) -> list[SearchResult]:
         """Many requests ({"query", "instructions"}) in one planner call, results in input order."""
-        for i, item in enumerate(items):
-            try:
-                check_request(item.get("query"), item.get("instructions"), k, fallback, self.executor.depth)
-            except ValueError as exc:
-                raise ValueError(f"item {i}: {exc}") from None
+        items = check_items(items)
+        check_options(k, fallback, self.executor.depth, compare_raw)
         requests = [self.request(it["query"], it.get("instructions"), f"q{i}") for i, it in enumerate(items)]
         t0 = time.perf_counter()
         responses = self.planner.plan(requests) if requests else []
@@ -317,7 +310,7 @@ class Retriever:
     async def asearch(self, query: str, instructions: str | None = None, k: int = 20, *,
                       fallback: str | None = None, compare_raw: bool = False) -> SearchResult:
         """`search` for event loops: the planner call is batched, the search runs in a worker thread."""
-        check_request(query, instructions, k, fallback, self.executor.depth)
+        check_request(query, instructions, k, fallback, self.executor.depth, compare_raw)
         response, plan_s = await self.aplan(query, instructions)
         return await asyncio.to_thread(self.finish, query, instructions, k, response, plan_s, fallback,
                                        compare_raw)

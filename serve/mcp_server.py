@@ -4,21 +4,32 @@ Tool `search_products(query, instructions, k)` returns structured output (the pl
 their metadata, any plan error); resource `schema://index` is the index schema an agent can read to know
 which fields its instructions can constrain. The tool runs `Retriever.asearch`, so concurrent calls are
 batched into the planner like HTTP requests are.
+
+Its arguments validate through the Python API's rules (serve.checks) and unknown arguments are refused
+(a misspelt `instruction` must not drop the user's constraint silently); every refusal reaches the agent
+as an error result whose text says what was wrong. Over stdio, `claim_stdout` keeps the process's stdout
+for JSON-RPC alone from before the model loads (vLLM and its engine process log to stdout otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import io
 import json
-from typing import Annotated
+import os
+import sys
+from typing import Any, BinaryIO
 
-from pydantic import Field
+from pydantic import ConfigDict
 
-from rewards.plan import MAX_QUERY_CHARS
-from serve.api import MAX_INSTRUCTION_CHARS, Retriever, SearchResult
+from serve.api import Retriever, SearchResult
+from serve.checks import Instructions, K, Query, RequestError
 
 SCHEMA_URI = "schema://index"
-MAX_K = 100
+TOOL_DESCRIPTION = ("Search the product catalogue. A small planner model turns the request and instructions into "
+                    "keyword searches with metadata filters; returns the plan, the ranked products with their "
+                    "metadata, and the plan's error if it failed.")
 
 
 def build_mcp(retriever: Retriever, name: str = "instructed-retriever", timeout_s: float = 30.0):
@@ -26,25 +37,27 @@ def build_mcp(retriever: Retriever, name: str = "instructed-retriever", timeout_
     longer than `timeout_s` is a tool error."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.server.mcpserver.tools import Tool
 
-    server = MCPServer(name, instructions=(
+    async def search_products(query: Query, instructions: Instructions = None,  # type: ignore[assignment]
+                              k: K = 10) -> SearchResult:
+        try:
+            result = await asyncio.wait_for(retriever.asearch(query, instructions, k), timeout_s)
+        except TimeoutError:
+            raise ToolError(f"the search took longer than {timeout_s:g} s") from None
+        except RequestError as exc:  # e.g. k over a smaller executor depth
+            raise ToolError(str(exc)) from None
+        if result.error is not None and result.error.code == "prompt_too_long":
+            raise ToolError(f"the query and instructions are too long for the planner model: {result.error.reason}")
+        return result
+
+    tool = Tool.from_function(search_products, description=TOOL_DESCRIPTION)
+    tool.fn_metadata.arg_model = _strict(tool.fn_metadata.arg_model)
+    tool.parameters = tool.fn_metadata.arg_model.model_json_schema(by_alias=True)
+    server = MCPServer(name, tools=[tool], instructions=(
         "Product search that follows instructions. Call search_products with the shopper's request as "
         "`query` and their constraints (brand, colour, price, rating, review recency) as `instructions`; "
         f"read {SCHEMA_URI} for the filterable fields."))
-
-    @server.tool(description="Search the product catalogue. A small planner model turns the request and "
-                             "instructions into keyword searches with metadata filters; returns the plan, the "
-                             "ranked products with their metadata, and the plan's error if it failed.")
-    async def search_products(
-        query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="the shopper's request")],
-        instructions: Annotated[str | None, Field(max_length=MAX_INSTRUCTION_CHARS,
-                                                  description="constraints to enforce, e.g. 'not by lumia'")] = None,
-        k: Annotated[int, Field(ge=1, le=MAX_K, description="number of products")] = 10,
-    ) -> SearchResult:
-        try:
-            return await asyncio.wait_for(retriever.asearch(query, instructions, k), timeout_s)
-        except TimeoutError:
-            raise ToolError(f"the search took longer than {timeout_s:g} s") from None
 
     @server.resource(SCHEMA_URI, name="index-schema", mime_type="application/json",
                      description="fields, types, allowed ops, example values and today's date of the index")
@@ -52,3 +65,35 @@ def build_mcp(retriever: Retriever, name: str = "instructed-retriever", timeout_
         return json.dumps({"index": retriever.schema.to_json(), "rendered": retriever.schema.render()})
 
     return server
+
+
+def _strict(arg_model: type) -> type:
+    """The SDK's argument model, refusing unknown arguments (its base ignores them) and leaving the
+    refused values out of the error text (our messages describe them; raw input may not be printable)."""
+    return type(arg_model.__name__, (arg_model,),
+                {"model_config": ConfigDict(extra="forbid", hide_input_in_errors=True), "__module__": __name__})
+
+
+def claim_stdout() -> BinaryIO:
+    """Keep fd 1 for the MCP wire only: return a private (close-on-exec) duplicate of it for the JSON-RPC
+    stream and point fd 1 at stderr, so that everything else written to stdout, by Python, C extensions
+    or child processes such as vLLM's engine core, lands on stderr. Call it before loading the model.
+    (The SDK's stdio transport does the same, but only once it serves, after the model has loaded.)"""
+    sys.stdout.flush()
+    wire = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.dup2(2, 1)
+    return os.fdopen(wire, "wb", buffering=0)
+
+
+def run_stdio(server: Any, wire: BinaryIO) -> None:
+    """Serve `server` over stdin and the claimed `wire` (see `claim_stdout`)."""
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    async def serve() -> None:
+        out = anyio.wrap_file(io.TextIOWrapper(wire, encoding="utf-8", line_buffering=True))
+        async with stdio_server(stdout=out) as (read, write):
+            low = server._lowlevel_server  # MCPServer.run_stdio_async, with our stdout stream
+            await low.run(read, write, low.create_initialization_options())
+
+    anyio.run(serve)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import threading
 from concurrent.futures import Future
@@ -27,14 +28,66 @@ from ir_core.types import PlanRequest, PlanResponse
 # and a small memory share; eager mode skips compilation, which would take minutes on 2 cores. Plans
 # are compact JSON, as the policy was sampled and evaluated (which is also what lets a forced tail stop
 # at `,"query":`), under xgrammar rather than the batch backend's llguidance: the same language, and
-# 3.99 against 2.71 requests/s (llguidance) at concurrency 8 on 2 cores (README, "Serving"). The model runs in the
-# engine-core process ("uni"), not in a worker process of its own.
+# 3.99 against 2.71 requests/s (llguidance) at concurrency 8 on 2 cores (README, "Serving"). "uni" asks for the
+# model in the engine-core process, but vLLM's CPU platform replaces it with "mp" (a worker process of its own,
+# spawned) while V1 multiprocessing is on (vllm/platforms/cpu.py), as the start-up log shows.
 CPU_ENGINE_DEFAULTS: dict[str, Any] = {
     "dtype": "bfloat16", "enable_prefix_caching": True, "enforce_eager": True,
     "gpu_memory_utilization": 0.3, "max_model_len": 4096,
     "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     "distributed_executor_backend": "uni",
 }
+
+
+WEIGHTS_LOGGER = "vllm.model_executor.models.utils"  # where vLLM warns about each weight's dtype
+
+
+class _AskedForCast(logging.Filter):
+    """Drops vLLM's per-weight warning "Attempted to load weight ... with dtype torch.float32 into parameter
+    with dtype torch.bfloat16": the converted checkpoint is float32 and CPU_ENGINE_DEFAULTS ask for
+    bfloat16, so the cast is our choice, warned once per weight (~120 lines a start). Other mismatches
+    still warn."""
+
+    def __init__(self, dtype: str):
+        super().__init__()
+        self.target = f"torch.{dtype}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (str(record.msg).startswith("Attempted to load weight") and len(args) == 3
+                    and str(args[1]) == "torch.float32" and str(args[2]) == self.target)
+
+
+def with_cast_filter(logging_config: dict, dtype: str) -> dict:
+    """A `logging.config.dictConfig` config plus the filter on vLLM's weight-loading logger."""
+    import copy
+
+    config = copy.deepcopy(logging_config)
+    config.setdefault("filters", {})["asked_for_cast"] = {"()": f"{__name__}._AskedForCast", "dtype": dtype}
+    config.setdefault("loggers", {})[WEIGHTS_LOGGER] = {"filters": ["asked_for_cast"]}
+    return config
+
+
+def quiet_asked_for_cast(dtype: str) -> str | None:
+    """Filter the warning in this process, and write vLLM's default logging config plus the filter for
+    the processes vLLM spawns (they load the weights); returns its path for VLLM_LOGGING_CONFIG_PATH, or
+    None when the user configures vLLM's logging themselves."""
+    import json
+    import tempfile
+
+    from vllm import envs
+    from vllm.logger import DEFAULT_LOGGING_CONFIG
+
+    weights_log = logging.getLogger(WEIGHTS_LOGGER)
+    if not any(isinstance(f, _AskedForCast) for f in weights_log.filters):
+        weights_log.addFilter(_AskedForCast(dtype))
+    if os.environ.get("VLLM_LOGGING_CONFIG_PATH") or not envs.VLLM_CONFIGURE_LOGGING:
+        return None
+    config = with_cast_filter(DEFAULT_LOGGING_CONFIG, dtype)
+    fd, path = tempfile.mkstemp(prefix="ir-vllm-logging-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f)
+    return path
 
 
 class AsyncVLLMPlanner:
@@ -73,6 +126,9 @@ class AsyncVLLMPlanner:
         self.params, self.tail = decoding(json_schema)
         self._own = decoding if json_schema is not None else None  # a request's own schema (if constrained)
         kwargs = {**CPU_ENGINE_DEFAULTS, **engine_kwargs, "model": self.model}
+        log_config = None
+        if isinstance(kwargs.get("dtype"), str) and kwargs["dtype"] != "auto":
+            log_config = quiet_asked_for_cast(kwargs["dtype"])
         self.lora_request = None
         if self.adapter_path is not None:
             from vllm.lora.request import LoRARequest
@@ -87,7 +143,16 @@ class AsyncVLLMPlanner:
         async def start() -> Any:
             return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
 
-        self.engine = asyncio.run_coroutine_threadsafe(start(), self._loop).result()
+        if log_config is not None:  # read by the engine's processes when they start
+            os.environ["VLLM_LOGGING_CONFIG_PATH"] = log_config
+        try:
+            self.engine = asyncio.run_coroutine_threadsafe(start(), self._loop).result()
+        finally:
+            if log_config is not None:
+                del os.environ["VLLM_LOGGING_CONFIG_PATH"]
+                os.unlink(log_config)
+        self.max_tokens = max_tokens
+        self.max_len = self.engine.model_config.max_model_len
 
     def _prompt(self, request: PlanRequest) -> dict:
         from rewards.prompts import render_prompt
@@ -97,19 +162,28 @@ class AsyncVLLMPlanner:
         return {"prompt_token_ids": self.tokenizer(text, add_special_tokens=False)["input_ids"]}
 
     async def _generate(self, request: PlanRequest) -> PlanResponse:
+        from vllm.exceptions import VLLMClientError
+
         from pipelines.backends.vllm import _responses
 
         try:
             prompt = self._prompt(request)
         except Exception as exc:  # noqa: BLE001 - a malformed message list is this request's error only
             return PlanResponse(None, f"prompt_error: {exc}")
+        n_in = len(prompt["prompt_token_ids"])
+        if n_in + self.max_tokens > self.max_len:  # the offline backend's check and error, before vLLM's
+            return PlanResponse(None, f"prompt_too_long: {n_in} + {self.max_tokens} tokens > {self.max_len}",
+                                {"input_tokens": n_in, "output_tokens": 0})
         final = None
         params, tail = self.params, self.tail
         if request.json_schema is not None and self._own is not None:
             params, tail = self._own(request.json_schema)
-        async for out in self.engine.generate(prompt, params, f"{request.id}-{next(self._ids)}",
-                                              lora_request=self.lora_request):
-            final = out
+        try:
+            async for out in self.engine.generate(prompt, params, f"{request.id}-{next(self._ids)}",
+                                                  lora_request=self.lora_request):
+                final = out
+        except VLLMClientError as exc:  # vLLM refused this request (its error, not the engine's)
+            return PlanResponse(None, f"request_refused: {exc}", {"input_tokens": n_in, "output_tokens": 0})
         if final is None:
             return PlanResponse(None, "no_output")
         return _responses(final, tail)[0]

@@ -26,7 +26,7 @@ def service(bench, completions=None, delay_s=0.0, **kw):
 def call(app, method, path, **kw):
     async def go():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
             return await client.request(method, path, **kw)
 
     return asyncio.run(go())
@@ -122,7 +122,7 @@ def test_concurrent_requests_share_planner_batches(tiny_benchmark):
 
     async def go():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
             return await asyncio.gather(*[client.post("/search", json={"query": f"tent {i}", "k": 3})
                                           for i in range(6)])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -35,7 +36,7 @@ async def exercise(session, bench) -> None:
     assert broken["error"]["code"] == "no_json" and broken["results"] == []
 
     bad = await session.call_tool("search_products", {"query": "jacket", "k": 1000})
-    assert bad.is_error and "less than or equal to 100" in bad.content[0].text
+    assert bad.is_error and "k must be an integer in 1..100, got 1000" in bad.content[0].text
 
     resources = (await session.list_resources()).resources
     assert [str(r.uri) for r in resources] == ["schema://index"]
@@ -129,3 +130,29 @@ def test_mcp_tool_time_limit_in_process(tiny_benchmark):
     res = anyio.run(go)
     assert res.is_error and "longer than 0.2 s" in res.content[0].text
     retriever.close()
+
+
+def _wire():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mcp_wire", ROOT / "tests" / "fakes" / "mcp_wire.py")
+    wire = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wire)
+    return wire
+
+
+def test_mcp_stdio_stdout_is_json_rpc_only(tiny_benchmark):
+    """The server prints and runs a child process that prints while it loads (as vLLM does); all of it
+    goes to stderr, and every stdout line is a JSON-RPC message."""
+    calls = [{"query": "jacket", "k": 2}, {"query": "  "}, {"query": "tent", "instruction": "only red"},
+             {"query": "enormous"}]
+    lines, stderr, answers = _wire().talk([sys.executable, str(SERVER), str(tiny_benchmark.path)], calls,
+                                          cwd=str(ROOT), env=env(), timeout_s=120)
+    assert lines and all(json.loads(line)["jsonrpc"] == "2.0" for line in lines), lines[:3]
+    assert "loading the model" in stderr and "a child process writes to stdout too" in stderr
+    ok, blank, typo, long = (answers[i]["result"] for i in (1, 2, 3, 4))
+    assert not ok["isError"] and len(ok["structuredContent"]["results"]) == 2
+    assert blank["isError"] and "query must be a non-empty string" in blank["content"][0]["text"]
+    assert typo["isError"] and "instruction" in typo["content"][0]["text"]
+    assert long["isError"] and "too long" in long["content"][0]["text"]
+    assert "Traceback" not in stderr

@@ -3,6 +3,7 @@
 `completions` maps a request's user query to the text the "model" writes (a plan, or junk to exercise
 the error path); other queries get a one-search plan of the query itself. `delay_s` is slept once per
 `plan` call (a batch), so tests can see batching and time limits; `calls` records each batch's size.
+`errors` maps a query to the backend error its request gets instead (e.g. "prompt_too_long: ...").
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from ir_core.types import PlanRequest, PlanResponse
 class FixedPlanner:
     name = "fixed"
 
-    def __init__(self, completions: dict[str, str | None] | None = None, delay_s: float = 0.0):
+    def __init__(self, completions: dict[str, str | None] | None = None, delay_s: float = 0.0,
+                 errors: dict[str, str] | None = None):
         self.completions = dict(completions or {})
+        self.errors = dict(errors or {})
         self.delay_s = delay_s
         self.calls: list[int] = []
         self._lock = threading.Lock()
@@ -31,7 +34,9 @@ class FixedPlanner:
         out = []
         for req in requests:
             query = req.messages[-1]["content"]
-            if query in self.completions:
+            if query in self.errors:
+                out.append(PlanResponse(None, self.errors[query], {"input_tokens": 5000, "output_tokens": 0}))
+            elif query in self.completions:
                 text = self.completions[query]
                 out.append(PlanResponse(text, None if text is not None else "truncated"))
             else:
