@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_stark_amazon import write_skb
+from fakes.skb import write_skb
 
 from ir_core.config import ConfigError
 from ir_core.outdir import OutputDirError

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_tao import FakePolicy
+from fakes.policies import FakePolicy
 
 from eval.response_cache import ResponseCache
 from ir_core.io import JsonlAppender, atomic_write_json, write_jsonl
