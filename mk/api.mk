@@ -21,10 +21,10 @@ _api_env = IR_API_CACHE=$(API_CACHE) IR_API_CONCURRENCY=$(API_CONCURRENCY) \
 
 .PHONY: eval-api test-api
 
-eval-api: benchmark
+eval-api: benchmark ## GPT / Claude planners against raw (MODELS=..., keys in the environment; docs/api.md)
 	$(_api_env) $(PY) -m eval.run --bench $(BENCH) --split $(API_SPLIT) --methods $(_api_methods) \
 		--out $(API_OUT) $(API_ARGS)
 
 # The API planners against a local stub of both HTTP APIs (no network, no keys needed).
-test-api: venv
+test-api: venv ## the API planner tests against a local stub of both HTTP APIs
 	$(PY) -m pytest -q tests/test_api_planners.py

@@ -16,18 +16,18 @@ BENCH_SERVE_HF ?= --requests 16 --requests-c1 4
 
 .PHONY: serve serve-mcp serve-screenshot bench-serve test-serve
 
-serve: venv benchmark
+serve: venv benchmark ## HTTP service and page on 127.0.0.1:$(PORT) (docs/serve.md)
 	$(PY) -m serve http $(SERVE_ARGS) --port $(PORT)
 
-serve-mcp: venv benchmark
+serve-mcp: venv benchmark ## the MCP server (stdio; MCP_TRANSPORT=http for streamable HTTP)
 	$(PY) -m serve mcp $(SERVE_ARGS) --transport $(MCP_TRANSPORT) --port $(PORT)
 
-serve-screenshot: venv
+serve-screenshot: venv ## docs/serve.png from a running `make serve` (headless Chromium)
 	$(PY) -m serve.screenshot --url http://127.0.0.1:$(PORT)/ --out docs/serve.png
 
-bench-serve: venv benchmark
+bench-serve: venv benchmark ## serving latency and requests/s, vLLM and transformers
 	nice -n 10 $(PY) scripts/bench_serve.py --bench $(BENCH) --backends vllm $(BENCH_SERVE_VLLM) --out runs/bench/serve-vllm.json
 	nice -n 10 $(PY) scripts/bench_serve.py --bench $(BENCH) --backends hf $(BENCH_SERVE_HF) --out runs/bench/serve-hf.json
 
-test-serve: venv
+test-serve: venv ## the serving tests (API, HTTP, MCP, page)
 	$(PY) -m pytest -q tests/test_serve_api.py tests/test_serve_http.py tests/test_serve_mcp.py tests/test_serve_page.py
