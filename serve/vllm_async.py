@@ -14,6 +14,7 @@ submit to it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import threading
@@ -137,3 +138,7 @@ class AsyncVLLMPlanner:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._loop.close()
+        # The engine also sits in reference cycles (a cancelled request's generator): collect it now, while
+        # vLLM's modules are alive; at interpreter exit its __del__ finds them torn down (a TypeError).
+        self.engine = None
+        gc.collect()
