@@ -138,7 +138,7 @@ class AsyncVLLMPlanner:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._loop.close()
-        # The engine also sits in reference cycles (a cancelled request's generator): collect it now, while
-        # vLLM's modules are alive; at interpreter exit its __del__ finds them torn down (a TypeError).
+        # Drop and collect the shut-down engine now, while vLLM's modules are alive: left to the collection at
+        # interpreter exit, its __del__ (a second, harmless shutdown) finds them torn down (a TypeError).
         self.engine = None
         gc.collect()
