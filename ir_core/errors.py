@@ -33,8 +33,12 @@ class DataError(InputError, ValueError):
 def run_main(main: Callable[..., int | None], argv: Sequence[str] | None = None) -> int:
     """Call a command line's ``main(argv)``; an `InputError` becomes one ``error:`` line and exit 2.
 
-    The hook for every ``if __name__ == "__main__"``: ``raise SystemExit(run_main(main))``.
+    The hook for every ``if __name__ == "__main__"``: ``raise SystemExit(run_main(main))``. It also
+    scrubs secrets from every log record from here on (stderr ends up in SLURM and CI logs).
     """
+    from ir_core.secrets import install_log_scrubber
+
+    install_log_scrubber()
     try:
         return main(argv) or 0
     except InputError as e:

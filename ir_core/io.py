@@ -18,22 +18,26 @@ from typing import Any
 from ir_core.atomic import atomic_open
 from ir_core.errors import DataError
 from ir_core.jsonl_check import repair_jsonl
-from ir_core.secrets import scrub, scrub_text
+from ir_core.secrets import scrub
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` so that ``path`` holds either the old content or all of the new one, never a part.
 
-    Every secret value (`ir_core.secrets`) is removed first: this is the one writer configs, manifests,
-    reports and caches go through."""
-    with atomic_open(path, "w") as fh:
-        fh.write(scrub_text(text))
-    return Path(path)
+    Every secret value (`ir_core.secrets.scrub`) is removed first: this is the one writer configs,
+    manifests, reports and caches go through."""
+    return _write_scrubbed(path, scrub(text))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """`obj` as JSON, atomically; secret-named fields (``hub_token``) and secret values removed."""
-    return atomic_write_text(path, json.dumps(scrub(obj), indent=2, sort_keys=True, default=str) + "\n")
+    return _write_scrubbed(path, json.dumps(scrub(obj), indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _write_scrubbed(path: str | Path, text: str) -> Path:
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
 
 
 def read_json(path: str | Path) -> Any:
@@ -111,7 +115,7 @@ class JsonlAppender:
         k = self.key(row)
         if k in self.keys:
             return False
-        self._fh.write(scrub_text(jsonl_line(row)).encode("utf-8"))
+        self._fh.write(scrub(jsonl_line(row)).encode("utf-8"))
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())

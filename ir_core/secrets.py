@@ -10,11 +10,12 @@ ones like ``max_new_tokens`` or ``pad_token``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "<redacted>"
@@ -68,48 +69,49 @@ def _field_secrets(obj: Any, found: set[str]) -> set[str]:
     return found
 
 
-def _forms(secret: str) -> set[str]:
-    """The secret as written raw and inside a JSON string (escaped, ASCII or not)."""
-    return {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+@functools.lru_cache(maxsize=32)
+def _forms(secrets: frozenset[str]) -> tuple[str, ...]:
+    """Every secret as written raw and inside a JSON string (escaped, ASCII or not), longest first."""
+    forms = {f for s in secrets for f in (s, json.dumps(s)[1:-1], json.dumps(s, ensure_ascii=False)[1:-1]) if f}
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
-def scrub_text(text: str, secrets: Iterable[str] | None = None) -> str:
-    """`text` with every secret value replaced by ``<redacted>`` (default: the environment's secrets)."""
-    values = env_secrets() if secrets is None else set(secrets)
-    forms = sorted({f for s in values for f in _forms(s) if f}, key=len, reverse=True)
+def _scrub_text(text: str, forms: tuple[str, ...]) -> str:
     for f in forms:
         if f in text:
             text = text.replace(f, REDACTED)
     return text
 
 
-def _scrub(obj: Any, secrets: set[str]) -> Any:
+def _scrub_data(obj: Any, forms: tuple[str, ...]) -> Any:
     if isinstance(obj, str):
-        return scrub_text(obj, secrets) if secrets else obj
+        return _scrub_text(obj, forms)
     if isinstance(obj, Mapping):
-        return {(_scrub(k, secrets) if isinstance(k, str) else k):
-                (REDACTED if is_secret_field(k) and isinstance(v, str) and v else _scrub(v, secrets))
+        return {(_scrub_text(k, forms) if isinstance(k, str) else k):
+                (REDACTED if is_secret_field(k) and isinstance(v, str) and v else _scrub_data(v, forms))
                 for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_scrub(v, secrets) for v in obj]
+        return [_scrub_data(v, forms) for v in obj]
     return obj
 
 
 def scrub(obj: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """A copy of `obj` (text, or JSON-like data) with no secret in it.
+    """A copy of `obj` (text, or JSON-like data) with no secret in it: the one scrubber, called by the
+    sinks (`ir_core.io`'s writers, the log record factory below, the wandb config), once per write.
 
     Removed: the value of every secret-named environment variable and of every secret-named field of
-    `obj`, wherever they appear (inside other strings too); secret-named fields read ``<redacted>``.
+    `obj`, wherever they appear (inside other strings too, raw or JSON-escaped); secret-named fields
+    read ``<redacted>``. Text is only searched, never parsed, so a JSONL line costs a few ``in`` tests.
     """
     secrets = env_secrets(environ)
     if isinstance(obj, str):
-        return scrub_text(obj, secrets)
-    return _scrub(obj, _field_secrets(obj, secrets))
+        return _scrub_text(obj, _forms(frozenset(secrets))) if secrets else obj
+    return _scrub_data(obj, _forms(frozenset(_field_secrets(obj, secrets))))
 
 
 def install_log_scrubber() -> None:
     """Scrub every log record's message (stderr ends up in SLURM and CI logs): an API error that echoes
-    a key is logged with ``<redacted>`` in its place. Idempotent; for command lines' ``main``."""
+    a key is logged with ``<redacted>`` in its place. Idempotent; `ir_core.errors.run_main` installs it."""
     previous = logging.getLogRecordFactory()
     if getattr(previous, "scrubs_secrets", False):
         return
@@ -117,7 +119,7 @@ def install_log_scrubber() -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         message = record.getMessage()
-        clean = scrub_text(message)
+        clean = scrub(message)
         if clean != message:
             record.msg, record.args = clean, None
         return record

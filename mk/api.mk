@@ -32,14 +32,14 @@ _api_env = IR_API_CACHE=$(API_CACHE) IR_API_CONCURRENCY=$(API_CONCURRENCY) \
 
 .PHONY: eval-api test-api serve-openai
 
-eval-api: benchmark
+eval-api: benchmark ## GPT / Claude planners against raw (MODELS=..., keys in the environment; docs/api.md)
 	$(_api_env) $(PY) -m eval.run --bench $(BENCH) --split $(API_SPLIT) --methods $(_api_methods) \
 		--out $(API_OUT) $(API_ARGS)
 
-serve-openai: model
+serve-openai: model ## vLLM's OpenAI-compatible server on the embedded model (launch/vllm_serve.sh; docs/api.md)
 	PY=$(PY) PORT=$(SERVE_OPENAI_PORT) launch/vllm_serve.sh $(SERVE_OPENAI_MODEL)
 
 # The API planners against a local stub of both HTTP APIs (no network, no keys needed), and the OpenAI
 # planner against a real vLLM server on the embedded model.
-test-api: venv
+test-api: venv ## the API planner tests: a local stub of both HTTP APIs and a real vLLM OpenAI server
 	$(PY) -m pytest -q tests/test_api_planners.py tests/test_openai_compatible.py

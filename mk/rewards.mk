@@ -10,9 +10,9 @@ SCORING_OUT ?= runs/bench/scoring.json
 
 .PHONY: test-rewards bench-scoring
 
-test-rewards: venv
+test-rewards: venv ## plan parser, fuzz, metrics, executor and prompt tests
 	$(PY) -m pytest -q tests/test_plan_parse.py tests/test_plan_fuzz.py tests/test_metrics.py \
 		tests/test_execute.py tests/test_prompts.py
 
-bench-scoring: venv
+bench-scoring: venv ## scoring throughput at 20k and 1M vs tantivy, bm25s, rank-bm25 (runs/bench/scoring.json)
 	$(PY) scripts/bench_scoring.py --sizes $(SCORING_SIZES) --plans $(SCORING_PLANS) --out $(SCORING_OUT)

@@ -14,6 +14,7 @@ submit to it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import os
@@ -211,3 +212,7 @@ class AsyncVLLMPlanner:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._loop.close()
+        # Drop and collect the shut-down engine now, while vLLM's modules are alive: left to the collection at
+        # interpreter exit, its __del__ (a second, harmless shutdown) finds them torn down (a TypeError).
+        self.engine = None
+        gc.collect()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_resume import SeededSampler, _sample
+from fakes.samplers import SeededSampler, sample_into
 
 from ir_core.errors import DataError, InputError
 from ir_core.io import JsonlAppender, atomic_write_json, iter_jsonl, read_jsonl, write_jsonl
@@ -133,7 +133,7 @@ def _sample_proc(run: Path, slow_until: Path | None = None) -> subprocess.Popen:
 import time
 from pathlib import Path
 from pipelines.rundir import RunDir
-from test_resume import SeededSampler, _sample
+from fakes.samplers import SeededSampler, sample_into
 go = {str(slow_until) if slow_until else None!r}
 class Sampler(SeededSampler):
     def sample(self, *args, **kwargs):
@@ -141,14 +141,14 @@ class Sampler(SeededSampler):
             time.sleep(0.05)  # two batches written, then the stage hangs until it is killed
         return super().sample(*args, **kwargs)
 rd = RunDir({str(run)!r})
-rd.stage("sample", lambda: _sample(rd / "candidates.jsonl", Sampler()))
+rd.stage("sample", lambda: sample_into(rd / "candidates.jsonl", Sampler()))
 """
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_two_samplers_and_a_kill_no_row_lost_or_twice(tmp_path):
-    _sample(tmp_path / "ref.jsonl", SeededSampler())
+    sample_into(tmp_path / "ref.jsonl", SeededSampler())
     reference = (tmp_path / "ref.jsonl").read_bytes()
     run = tmp_path / "run"
     out = run / "candidates.jsonl"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_stark_amazon import write_skb
+from fakes.skb import write_skb
 
 from ir_core.config import ConfigError
 from ir_core.outdir import OutputDirError
@@ -135,7 +135,7 @@ def test_convert_refuses_a_folder_of_someone_elses_files(tmp_path, capsys):
 
 
 def test_convert_replaces_its_own_output(tmp_path):
-    from test_model_convert import write_tiny_gguf
+    from fakes.tiny_gguf import write_tiny_gguf
 
     src = tmp_path / "tiny.gguf"
     write_tiny_gguf(src)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_tao import FakePolicy
+from fakes.policies import FakePolicy
 
 from eval.response_cache import ResponseCache
 from ir_core.io import JsonlAppender, atomic_write_json, write_jsonl
@@ -109,3 +109,28 @@ def test_log_records_are_scrubbed_once_installed(planted, caplog):
         assert OPENAI not in caplog.text and f"key {REDACTED}" in caplog.text
     finally:
         logging.setLogRecordFactory(before)
+
+
+def test_command_lines_run_through_run_main_scrub_their_logs(planted, caplog):
+    import logging
+
+    from ir_core.errors import run_main
+
+    before = logging.getLogRecordFactory()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert run_main(lambda argv: logging.getLogger("eval.api").warning("401 for %s", OPENAI)) == 0
+        assert OPENAI not in caplog.text and f"401 for {REDACTED}" in caplog.text
+    finally:
+        logging.setLogRecordFactory(before)
+
+
+def test_a_jsonl_row_and_a_json_file_are_scrubbed_in_one_pass(planted, tmp_path, monkeypatch):
+    import ir_core.io as io
+
+    calls: list = []
+    monkeypatch.setattr(io, "scrub", lambda obj: calls.append(obj) or scrub(obj))
+    with JsonlAppender(tmp_path / "c.jsonl", key=lambda r: r["i"]) as out:
+        out.append({"i": 0, "error": f"401 for key {HF}"})
+    atomic_write_json(tmp_path / "a.json", {"hub_token": IN_CONFIG_ONLY})
+    assert len(calls) == 2 and _leaks(tmp_path) == []

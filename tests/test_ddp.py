@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train import _plan, _prompt, make_tiny_model
+from fakes.tiny_model import chat_prompt, make_tiny_model, plan_message
 
 from ir_core.io import atomic_write_json, write_jsonl
 
@@ -38,7 +38,7 @@ def test_launch_configs_parse(name):
 
 def test_two_rank_ddp_on_cpu(tmp_path):
     model = make_tiny_model(tmp_path / "model")
-    rows = [{"prompt": _prompt(i), "completion": _plan("acme" if i % 2 else f"b{i}")} for i in range(8)]
+    rows = [{"prompt": chat_prompt(i), "completion": plan_message("acme" if i % 2 else f"b{i}")} for i in range(8)]
     data = write_jsonl(tmp_path / "sft.jsonl", rows)
     out = tmp_path / "out"
     cfg = atomic_write_json(

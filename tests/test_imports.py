@@ -1,8 +1,10 @@
-"""The project's imports form no cycle, between modules or between packages (read from the source, AST)."""
+"""The project's imports form no cycle, between modules or between packages, and never go up the layer order
+of docs/CONTRACTS.md (read from the source, AST)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +98,45 @@ def test_ir_core_imports_nothing_of_the_project():
     g = _graph()
     assert all(not (targets - {m for m in g if m.startswith("ir_core")})
                for m, targets in g.items() if m.startswith("ir_core"))
+
+
+def contract_layers() -> list[list[str]]:
+    """The layer order as docs/CONTRACTS.md states it: `a` < `b`, `c` < ... (lowest first)."""
+    text = (ROOT / "docs" / "CONTRACTS.md").read_text(encoding="utf-8")
+    para = next((p for p in text.split("\n\n") if p.startswith("Layers (")), None)
+    assert para, "docs/CONTRACTS.md has no 'Layers (...): `a` < `b` ...' paragraph"
+    prose = re.sub(r"\([^)]*\)", "", para.split("):", 1)[1])  # the order, without the asides in parentheses
+    return [re.findall(r"`([\w.]+)`", part) for part in prose.split("<")]
+
+
+def upward_edges(graph: dict[str, set[str]], layers: list[list[str]]) -> list[str]:
+    """Imports from a module to one in a higher layer (or sideways into another group of its own layer)."""
+    rank = {group: i for i, groups in enumerate(layers) for group in groups}
+
+    def group(module: str) -> str:
+        return max((g for g in rank if module == g or module.startswith(g + ".")), key=len, default=module)
+
+    bad = []
+    for a, targets in graph.items():
+        for b in targets:
+            ga, gb = group(a), group(b)
+            if ga != gb and rank.get(gb, -1) >= rank.get(ga, -1):
+                bad.append(f"{a} ({ga}) -> {b} ({gb})")
+    return sorted(bad)
+
+
+def test_layer_order_of_the_contracts_page():
+    layers = contract_layers()
+    named = {g for groups in layers for g in groups}
+    assert {"ir_core", "stark_instruct", "rewards", "eval", "pipelines", "serve"} <= named, layers
+    graph = _graph()
+    unplaced = sorted({m.split(".")[0] for m in graph} - named)
+    assert not unplaced, f"packages missing from the layer line of docs/CONTRACTS.md: {unplaced}"
+    assert upward_edges(graph, layers) == []
+
+
+def test_the_layer_check_finds_an_upward_edge():
+    layers = [["ir_core"], ["rewards"], ["pipelines.backends"], ["pipelines"]]
+    graph = {"rewards.parse": {"ir_core.io"}, "pipelines.tao": {"pipelines.backends.hf"},
+             "pipelines.backends.hf": {"pipelines.model"}, "ir_core.io": set()}
+    assert upward_edges(graph, layers) == ["pipelines.backends.hf (pipelines.backends) -> pipelines.model (pipelines)"]

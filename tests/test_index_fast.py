@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pyarrow as pa
 import pytest
+from fakes.filter_strategies import WORDS, filters, product_schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,6 @@ from stark_instruct.index import TantivyIndex
 from stark_instruct.meta_columns import MetaColumns
 from stark_instruct.records import derive_meta
 from stark_instruct.synthetic import iter_products
-from tests.test_index import WORDS, _schema, filters
 
 N_DOCS = 1500
 
@@ -39,7 +39,7 @@ def engines(tmp_path_factory):
 
 def _node(flt):
     try:
-        return parse_filter(flt, _schema())
+        return parse_filter(flt, product_schema())
     except FilterError as e:
         assert e.code == "too_deep"
         return None
@@ -76,8 +76,8 @@ def test_columns_mask_is_the_reference_semantics(engines, flt):
 
 def test_broad_filters_post_filter_and_selective_ones_run_in_the_engine(engines):
     _, plain, fast, _ = engines
-    broad = parse_filter({"field": "review_count", "op": "gte", "value": 0}, _schema())
-    narrow = parse_filter({"field": "brand", "op": "eq", "value": "nowhere"}, _schema())
+    broad = parse_filter({"field": "review_count", "op": "gte", "value": 0}, product_schema())
+    narrow = parse_filter({"field": "brand", "op": "eq", "value": "nowhere"}, product_schema())
     before = (fast.post_filtered, fast.pre_filtered)
     assert fast.search("waterproof boots", broad, 20) == plain.search("waterproof boots", broad, 20)
     assert fast.post_filtered == before[0] + 1

@@ -146,9 +146,9 @@ def test_request_turn_lists_the_values_of_the_whole_request():
 
 
 def test_stark_amazon_processed_format_links_with_the_same_code(tmp_path):
-    """The StaRK fixture (tests/test_stark_amazon.py's processed layout), built into a benchmark: its
+    """The StaRK fixture (tests/fakes/skb.py, the processed layout), built into a benchmark: its
     schema links brands, colours and categories from the request, aliases learnt from its own corpus."""
-    from test_stark_amazon import write_skb
+    from fakes.skb import write_skb
 
     from stark_instruct.benchmark import Benchmark
     from stark_instruct.build import build_benchmark

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -13,64 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.samplers import PROMPTS, CountingScorer, SeededSampler, sample_into
 
 from ir_core.io import read_jsonl
-from ir_core.types import PlanResponse
 from pipelines.stages import merge_shards, sample_stage, score_stage, shard_path
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = [
-    {
-        "prompt_id": f"q{i:03d}",
-        "messages": [{"role": "user", "content": f"query {i}"}],
-        "relevant_ids": [i, i + 1],
-    }
-    for i in range(23)
-]
-
-
-class SeededSampler:
-    """Deterministic given (seed, batch): like a real backend with a fixed seed."""
-
-    def __init__(self, fail_after_batches: int | None = None, delay: float = 0.0):
-        self.fail_after = fail_after_batches
-        self.delay = delay
-        self.batches = 0
-
-    def sample(self, requests, n, temperature, top_p, seed):
-        if self.fail_after is not None and self.batches >= self.fail_after:
-            raise RuntimeError("injected failure")
-        self.batches += 1
-        time.sleep(self.delay)
-        rng = random.Random(seed)
-        return [
-            [PlanResponse(f"{r.id}:{rng.random():.6f}", usage={"output_tokens": j}) for j in range(n)]
-            for r in requests
-        ]
-
-
-class CountingScorer:
-    def __init__(self, fail_after: int | None = None):
-        self.fail_after = fail_after
-        self.calls = 0
-
-    def __call__(self, text, relevant):
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt  # like Ctrl-C or a pre-emption signal
-        self.calls += 1
-        return {"reward": float(text.rsplit(":", 1)[1]), "valid": True, "error": None, "n_searches": 1}
-
-
-def _sample(path: Path, sampler) -> dict:
-    return sample_stage(
-        sampler, PROMPTS, path, n=3, temperature=0.8, top_p=0.9, seed=7, batch_size=4, progress=False
-    )
-
-
 @pytest.fixture()
 def reference(tmp_path) -> tuple[bytes, bytes]:
     ref = tmp_path / "ref"
-    _sample(ref / "c.jsonl", SeededSampler())
+    sample_into(ref / "c.jsonl", SeededSampler())
     score_stage(ref / "c.jsonl", PROMPTS, ref / "s.jsonl", CountingScorer(), progress=False)
     return (ref / "c.jsonl").read_bytes(), (ref / "s.jsonl").read_bytes()
 
@@ -78,12 +29,12 @@ def reference(tmp_path) -> tuple[bytes, bytes]:
 def test_sample_resumes_after_exception_and_torn_line(tmp_path, reference):
     out = tmp_path / "c.jsonl"
     with pytest.raises(RuntimeError):
-        _sample(out, SeededSampler(fail_after_batches=3))
+        sample_into(out, SeededSampler(fail_after_batches=3))
     assert len(read_jsonl(out)) == 3 * 4 * 3
     with out.open("ab") as fh:
         fh.write(b'{"prompt_id": "q012", "sample_idx": 0, "se')  # died mid-write
     resumed = SeededSampler()
-    info = _sample(out, resumed)
+    info = sample_into(out, resumed)
     assert resumed.batches == 3  # 6 batches in all, 3 were done
     assert info["written"] == (23 - 12) * 3 and info["rows"] == 69
     assert out.read_bytes() == reference[0]
@@ -94,9 +45,9 @@ def test_sample_resumes_after_sigkill(tmp_path, reference):
     code = f"""
 import sys
 sys.path[:0] = [{str(ROOT)!r}, {str(Path(__file__).parent)!r}]
-from test_resume import SeededSampler, _sample
+from fakes.samplers import SeededSampler, sample_into
 from pathlib import Path
-_sample(Path({str(out)!r}), SeededSampler(delay=0.4))
+sample_into(Path({str(out)!r}), SeededSampler(delay=0.4))
 """
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     deadline = time.time() + 60
@@ -106,7 +57,7 @@ _sample(Path({str(out)!r}), SeededSampler(delay=0.4))
     proc.wait()
     partial = len(read_jsonl(out))
     assert 12 <= partial < 69
-    _sample(out, SeededSampler())
+    sample_into(out, SeededSampler())
     assert out.read_bytes() == reference[0]
 
 

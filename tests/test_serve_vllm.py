@@ -46,5 +46,8 @@ def test_async_engine_batches_concurrent_requests_into_valid_plans(tiny_benchmar
         fut = planner.submit(retriever.request("insulated jacket"))
         fut.cancel()
         assert retriever.search("insulated jacket", k=3).error is None
+        # its CancelledError holds vLLM's frames and so the engine: dropped, close() collects the engine while
+        # vLLM's modules are alive (left to interpreter exit, AsyncLLM.__del__ prints a TypeError)
+        del fut
     finally:
         planner.close()

@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import pickle
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from fakes.skb import review, write_skb
 
 from stark_instruct.records import DataError
 from stark_instruct.stark_amazon import load_products, read_query_csv, read_split_ids
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "stark-amazon-qa"
 NAN = float("nan")
-
-
-def _review(day: str, overall=5.0, vote=NAN, text="works great") -> dict:
-    return {"reviewerID": "A1", "summary": "ok", "reviewText": text, "overall": overall, "vote": vote,
-            "verified": True, "style": None, "reviewTime": day}
-
-
-def write_skb(root: Path, n: int = 12, overrides: dict | None = None) -> Path:
-    """A small knowledge base in STaRK-Amazon's processed layout (node_info.pkl under processed/cache/...)."""
-    info = {}
-    for i in range(n):
-        info[i] = {
-            "asin": f"B{i:09d}", "title": f"Trail runner {i} shoe" if i % 2 else f"Camp lantern {i}",
-            "global_category": "Sports & Outdoors", "category": ["Sports & Outdoors", "Running"],
-            "brand": ["Salomon", "Coleman", NAN, ""][i % 4], "color": ["Black"] if i % 3 else [],
-            "price": ["$14.99", "", "$10.00 - $20.00", NAN][i % 4], "feature": ["Lightweight mesh"],
-            "description": ["A great product."], "rank": "1",
-            "review": [_review(f"0{1 + i % 9} {1 + i % 27}, {2010 + i % 9}", vote="3" if i % 2 else NAN),
-                       _review("10 2, 2018", overall=4.0, vote="1,024")],
-            "qa": [{"question": "Is it light?", "answer": "yes", "answerTime": "Mar 1, 2015"}],
-        }
-    info[n] = {"brand_name": "Salomon"}  # graph nodes that are not products are skipped
-    info.update(overrides or {})
-    path = root / "processed" / "cache" / "brand-category-color"
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / "node_info.pkl", "wb") as f:
-        pickle.dump(info, f)
-    return root
 
 
 def test_processed_format_loads_and_normalises_known_dirt(tmp_path):
@@ -61,8 +33,8 @@ def test_processed_format_loads_and_normalises_known_dirt(tmp_path):
 @pytest.mark.parametrize("bad, field, reason", [
     ({"title": None}, "title", "missing"),
     ({"brand": 42}, "brand", "expected a string"),
-    ({"review": [_review("yesterday")]}, "review[0].reviewTime", "unparseable reviewTime"),
-    ({"review": [_review("01 2, 2015", overall=9)]}, "review[0].overall", "outside 1-5"),
+    ({"review": [review("yesterday")]}, "review[0].reviewTime", "unparseable reviewTime"),
+    ({"review": [review("01 2, 2015", overall=9)]}, "review[0].overall", "outside 1-5"),
     ({"feature": 3.5}, "feature", "expected a list"),
 ])
 def test_bad_records_name_file_row_and_field(tmp_path, bad, field, reason):
@@ -139,7 +111,7 @@ def test_builder_runs_on_the_real_format(tmp_path):
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     from stark_instruct.build import main
 
-    write_skb(tmp_path / "skb", n=4, overrides={2: {"title": "x", "review": [_review("13 45, 2015")]}})
+    write_skb(tmp_path / "skb", n=4, overrides={2: {"title": "x", "review": [review("13 45, 2015")]}})
     with pytest.raises(SystemExit) as e:
         main(["--source", "stark", "--stark-root", str(tmp_path / "skb"), "--out", str(tmp_path / "b"),
               "--stark-queries", str(tmp_path)])

@@ -10,6 +10,9 @@ def test_parallel_generation_is_identical_and_ordered():
     assert parallel == serial
 
 
-def test_small_catalogues_stay_in_one_process():
-    assert generation_processes(20_000) == 1
-    assert generation_processes(1_000_000) >= 1
+def test_large_catalogues_use_two_workers_where_there_are_two_cores(monkeypatch):
+    monkeypatch.setattr("stark_instruct.synthetic.mp.cpu_count", lambda: 8)
+    assert generation_processes(20_000) == 1  # a pool's start-up costs more than it saves
+    assert generation_processes(1_000_000) == 2
+    monkeypatch.setattr("stark_instruct.synthetic.mp.cpu_count", lambda: 1)
+    assert generation_processes(1_000_000) == 1

@@ -6,82 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes.tiny_model import chat_prompt, make_tiny_model, plan_message
 
 from ir_core.io import write_jsonl
 from pipelines.train import train, train_setup, weights_digest
-
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-_CORPUS = [
-    'You plan searches. {"searches": [{"query": "insulated jacket", "filter": {"field": "brand", "op": "eq", '
-    '"value": "acme"}}]} user assistant system only not from the last two years price rating colour',
-] * 50
-
-
-def make_tiny_model(path: Path, hidden: int = 32, layers: int = 2, corpus: list[str] | None = None) -> Path:
-    """A randomly initialised 2-layer Llama with a byte-level BPE tokenizer and a ChatML template.
-
-    ``corpus`` (e.g. real planner prompts) trains the tokenizer so long prompts stay a few hundred tokens.
-    """
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=1200 if corpus else 400,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(_CORPUS + list(corpus or []), trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    fast.chat_template = CHATML
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(cfg)
-    model.generation_config.eos_token_id = fast.eos_token_id
-    model.generation_config.pad_token_id = fast.pad_token_id
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
-
-
-def _prompt(i: int) -> list[dict]:
-    return [
-        {"role": "system", "content": "You plan searches."},
-        {"role": "user", "content": f"insulated jacket {i} not from acme"},
-    ]
-
-
-def _plan(value: str) -> list[dict]:
-    text = json.dumps(
-        {
-            "searches": [
-                {"query": "insulated jacket", "filter": {"field": "brand", "op": "ne", "value": value}}
-            ]
-        }
-    )
-    return [{"role": "assistant", "content": text}]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +58,7 @@ def _lora_b_nonzero(adapter: Path) -> bool:
 
 def test_sft_completion_only_trains_lora(tiny_model, tmp_path):
     data = write_jsonl(
-        tmp_path / "sft.jsonl", [{"prompt": _prompt(i), "completion": _plan("acme")} for i in range(6)]
+        tmp_path / "sft.jsonl", [{"prompt": chat_prompt(i), "completion": plan_message("acme")} for i in range(6)]
     )
     m = train(*_base_cfg(tiny_model, tmp_path, data, "best-of-n"))
     assert m["objective"] == "sft" and m["steps"] == 3
@@ -174,29 +102,30 @@ def test_labelled_positions_only_gives_the_same_loss_and_gradients(tiny_model, t
     torch.testing.assert_close(g_lab, g_all)
 
 
-def test_sft_loss_is_on_completion_only(tiny_model):
-    """The collator must mask the prompt: only plan tokens carry labels."""
+def test_sft_loss_is_on_completion_only(tiny_model, tmp_path):
+    """With the project's SFT settings (not set here), the collator masks the prompt: only plan tokens
+    carry labels."""
     from datasets import Dataset
     from transformers import AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
+    data = write_jsonl(tmp_path / "sft.jsonl", [{"prompt": chat_prompt(1), "completion": plan_message("acme")}])
+    _, training, _ = _base_cfg(tiny_model, tmp_path, data, "best-of-n")
+    assert training.completion_only_loss is True
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    ds = Dataset.from_list([{"prompt": _prompt(1), "completion": _plan("acme")}])
-    args = SFTConfig(
-        output_dir="/tmp/unused", completion_only_loss=True, report_to=[], bf16=False, max_length=256
-    )
-    tr = SFTTrainer(model=str(tiny_model), args=args, train_dataset=ds, processing_class=tok)
+    ds = Dataset.from_list([{"prompt": chat_prompt(1), "completion": plan_message("acme")}])
+    tr = SFTTrainer(model=str(tiny_model), args=training, train_dataset=ds, processing_class=tok)
     batch = tr.data_collator([tr.train_dataset[0]])
     labels = batch["labels"][0]
     n_completion = len(
-        tok.apply_chat_template(_prompt(1) + _plan("acme"), tokenize=True, return_dict=False)
-    ) - len(tok.apply_chat_template(_prompt(1), tokenize=True, add_generation_prompt=True, return_dict=False))
+        tok.apply_chat_template(chat_prompt(1) + plan_message("acme"), tokenize=True, return_dict=False)
+    ) - len(tok.apply_chat_template(chat_prompt(1), tokenize=True, add_generation_prompt=True, return_dict=False))
     assert int((labels != -100).sum()) == n_completion
     assert labels[0] == -100
 
 
 def test_dpo_changes_weights_and_continues_adapter(tiny_model, tmp_path):
-    rows = [{"prompt": _prompt(i), "chosen": _plan("acme"), "rejected": _plan("zzz")} for i in range(6)]
+    rows = [{"prompt": chat_prompt(i), "chosen": plan_message("acme"), "rejected": plan_message("zzz")} for i in range(6)]
     data = write_jsonl(tmp_path / "dpo.jsonl", rows)
     m = train(*_base_cfg(tiny_model, tmp_path, data, "dpo"))
     assert m["steps"] == 3
@@ -213,7 +142,7 @@ def test_kto_full_finetune_changes_weights(tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
     rows = [
-        {"prompt": _prompt(i), "completion": _plan("acme" if i % 2 else "zzz"), "label": bool(i % 2)}
+        {"prompt": chat_prompt(i), "completion": plan_message("acme" if i % 2 else "zzz"), "label": bool(i % 2)}
         for i in range(8)
     ]
     data = write_jsonl(tmp_path / "kto.jsonl", rows)
