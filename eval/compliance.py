@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from ir_core.types import KINDS
+from rewards.plan import canonical_leaf
 from stark_instruct.benchmark import FILTER_FIELDS
 from stark_instruct.filters import All, AnyOf, FilterError, Leaf, Node, Not, matches, parse_filter
 from stark_instruct.instructions import constraint_filter
@@ -49,16 +50,6 @@ def _direction(leaf: Leaf, negated: bool) -> str:
     ordered = FILTER_FIELDS.field(leaf.field).type in ("number", "date")
     d = _POINT[leaf.op] if ordered and leaf.op in _POINT else _DIRECTION[leaf.op]
     return _OPPOSITE[d] if negated else d
-
-
-def _canonical(leaf: Leaf) -> tuple:
-    """(direction-free op, value): `contains v`/`in [v]` are `eq v`, `nin [v]` is `ne v`."""
-    op, value = leaf.op, leaf.value
-    if op == "contains":
-        op = "eq"
-    if op in ("in", "nin") and isinstance(value, tuple) and len(value) == 1:
-        op, value = ("eq" if op == "in" else "ne"), value[0]
-    return op, value
 
 
 def _leaves(node: Node | None, negated: bool = False) -> Iterator[tuple[Leaf, bool]]:
@@ -102,7 +93,7 @@ def op_verdict(filters: list[Node] | None, want: Leaf) -> tuple[str, bool]:
         verdict = "other" if not named else "right" if d == wanted else "opposite" if d == _OPPOSITE[wanted] \
             else "other"
         verdicts.append((VERDICTS.index(verdict), not (verdict == "right" and not neg
-                                                       and _canonical(leaf) == _canonical(want))))
+                                                       and canonical_leaf(leaf) == canonical_leaf(want))))
     best, inexact = min(verdicts)
     return VERDICTS[best], not inexact
 

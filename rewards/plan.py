@@ -209,11 +209,11 @@ def plan_json_schema(schema: IndexSchema, *, max_searches: int = MAX_SEARCHES, m
 def carries_filter(plan: SearchPlan, leaf: Leaf) -> bool:
     """Whether some search of the plan filters with exactly this leaf (positively, not under a `not`):
     the check that a plan obeys an instruction's constraint, as opposed to scoring well by chance."""
-    want = _canonical(leaf)
-    return any(_canonical(found) == want for s in plan.searches for found in _positive_leaves(s.filter))
+    want = canonical_leaf(leaf)
+    return any(canonical_leaf(found) == want for s in plan.searches for found in _positive_leaves(s.filter))
 
 
-def _canonical(leaf: Leaf) -> Leaf:
+def canonical_leaf(leaf: Leaf) -> Leaf:
     """`contains v` and `in [v]` mean `eq v` (on a multi-valued field: has v); `nin [v]` means `ne v`."""
     op, value = leaf.op, leaf.value
     if op == "contains":
