@@ -35,6 +35,7 @@ from ir_core.types import KINDS
 from stark_instruct import synthetic
 from stark_instruct.benchmark import HASHED_FILES, oracle_filter
 from stark_instruct.index import TantivyIndex
+from stark_instruct.linking import benchmark_aliases
 from stark_instruct.meta_columns import MetaColumns
 from stark_instruct.records import Product, derive_meta
 from stark_instruct.schema import product_schema
@@ -245,6 +246,9 @@ def _build_into(tmp: Path, args: BuildConfig, config: dict) -> None:
         "category": [c for c, _ in Counter(c for m in metas for c in m["category"]).most_common()],
     }
     schema = product_schema(ref, values["brand"][:4], values["color"][:4], values["category"][2:6], values)
+    # the corpus aliases of the keyword values, recorded once here so that every process loading the
+    # benchmark (sampling, scoring, evaluation, serving) reads them instead of recounting the corpus
+    schema = schema.with_aliases(benchmark_aliases(str(tmp)))
     (tmp / "schema.json").write_text(json.dumps(schema.to_json(), indent=2))
     (tmp / "schema.txt").write_text(schema.render() + "\n")
 
