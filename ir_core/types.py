@@ -100,6 +100,7 @@ class Candidate(_Row):
     text: str | None = None  # None: the backend gave no text (see error)
     error: str | None = None  # the backend's reason when text is None
     usage: dict = field(default_factory=dict)
+    source: str = "sample"  # "sample": the policy wrote it; "edit": pipelines.explore's local search did
 
     @property
     def key(self) -> tuple[str, int]:

@@ -28,6 +28,7 @@ from ir_core.errors import run_main
 from ir_core.io import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from ir_core.types import Policy
 from pipelines.backends import PlannerFactory, ReusedPlanners, make_planner
+from pipelines.explore import EXPLORED, explore_stage
 from pipelines.policy_eval import evaluate_split, policy_mode, prompt_examples, train_mode
 from pipelines.rundir import RunDir
 from pipelines.select import select_to_files
@@ -122,11 +123,18 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                                                     prompts, rd, training.seed + r, progress))
 
                 # --- score: execute every plan on the index, reward = Recall@k -----------------------------
-                score = rd.stage("score", partial(score_stage, rd / CANDIDATES, prompts, rd / SCORED,
-                                                  make_scorer(bench, cfg.engine, cfg.k), progress=progress))
+                scorer = make_scorer(bench, cfg.engine, cfg.k)
+                score = rd.stage("score", partial(score_stage, rd / CANDIDATES, prompts, rd / SCORED, scorer,
+                                                  progress=progress))
+                scored = read_jsonl(rd / SCORED)
+                if cfg.explore_steps:  # edit search: improve each prompt's best sample, one edit at a time
+                    score["explore"] = _strip(rd.stage("explore", partial(
+                        explore_stage, rd / SCORED, prompts, rd / EXPLORED, scorer, cfg.explore_steps,
+                        progress=progress)))
+                    scored += read_jsonl(rd / EXPLORED)
 
                 # --- select: best-of-N rows, DPO pairs or KTO labels ------------------------------------
-                sel = rd.stage("select", partial(select_to_files, read_jsonl(rd / SCORED), train_prompts,
+                sel = rd.stage("select", partial(select_to_files, scored, train_prompts,
                                                  rd / "train.jsonl", cfg.strategy, cfg.threshold, cfg.min_gap,
                                                  cfg.drop_ties, margin=cfg.margin, balance=cfg.balance,
                                                  max_repeat=cfg.max_repeat))

@@ -76,6 +76,9 @@ class TaoConfig:
         "later rounds sample with it and evaluation and serving build it (None: mode)", default=None)
     examples: Literal["default", "basic", "none"] = help_field(
         "few-shot examples: default (every constraint type), basic (the earlier four) or none", default="default")
+    explore_steps: int = help_field(
+        "edit search after scoring: hill-climbing moves from each prompt's best sample over its one-edit "
+        "neighbours in the request's action space (pipelines.explore; needs link_request); 0: off", default=0)
     # selection
     strategy: str = help_field("a registered strategy (pipelines.strategies): best-of-n (SFT), dpo (pairs) or "
                                "kto (labels)", default="best-of-n")
@@ -115,6 +118,9 @@ class TaoConfig:
         check_range(self, "min_gap", 0, 1)
         check_range(self, "margin", -1, 1)
         check_range(self, "max_repeat", 1)
+        check_range(self, "explore_steps", 0)
+        if self.explore_steps and not self.link_request:
+            raise ConfigError("explore_steps", "edit search walks a request's own action space: needs link_request")
         if self.strategy not in REGISTRY:
             raise ConfigError("strategy", f"invalid choice: {self.strategy!r} (choose from {', '.join(REGISTRY)})")
         for name in ("max_train_prompts", "eval_dev_limit", "eval_test_limit", "torch_threads"):
