@@ -81,6 +81,7 @@ def select(
     margin: float = -1.0,
     balance: str = "none",
     max_repeat: int = 3,
+    max_pairs: int = 1,
 ) -> tuple[list[dict], dict]:
     """Training rows and stats (counts of prompts kept, tied, under threshold, below gap, not beating
     the raw-query baseline, the share of selected plans that carry the instruction's filter, and the
@@ -107,6 +108,7 @@ def select(
         "dropped_baseline": 0,
         "margin": margin,
         "balance": balance,
+        "max_pairs": max_pairs,
         "rows": 0,
         "mean_best_reward": 0.0,
         "mean_reward": sum(float(r["reward"]) for r in scored) / len(scored) if scored else 0.0,
@@ -132,7 +134,7 @@ def select(
             (c.baseline_reward for c in cands if c.baseline_reward is not None), None)
         # without an instruction the raw query is the intended plan, so matching it is enough
         bar = float("-inf") if base is None or margin < 0 else base + (margin if p.kind != "none" else 0)
-        built = build(Group(p.messages, usable, best, worst, bar, threshold, min_gap))
+        built = build(Group(p.messages, usable, best, worst, bar, threshold, min_gap, max_pairs))
         if built.dropped:
             stats[built.dropped] += 1
             continue
@@ -168,10 +170,11 @@ def select_to_files(
     margin: float = -1.0,
     balance: str = "none",
     max_repeat: int = 3,
+    max_pairs: int = 1,
 ) -> dict:
     """Write the rows as JSONL (``datasets.load_dataset("json", data_files=...)`` reads it) and stats beside."""
     rows, stats = select(scored, prompts, strategy_name, threshold, min_gap, drop_ties, baseline, margin,
-                         balance, max_repeat)
+                         balance, max_repeat, max_pairs)
     out_path = Path(out_path)
     write_jsonl(out_path, rows)
     atomic_write_json(out_path.with_name(out_path.stem + ".stats.json"), stats)

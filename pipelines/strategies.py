@@ -7,9 +7,9 @@ bar, balance); `pipelines.tao_config` and `pipelines.train` look the trainer and
 strategy is one `register(Strategy(...))`.
 
 - ``best-of-n``  {"prompt", "completion"}: the top plan when reward >= threshold (rejection-sampling FT);
-- ``dpo``        {"prompt", "chosen", "rejected"}: the top plan against a worse one (gap >= min_gap), the
-                 closest in decision first: one that differs in one leaf or one op, so the pair isolates the
-                 decision that cost the reward;
+- ``dpo``        {"prompt", "chosen", "rejected"}: the top plan against up to `max_pairs` worse ones (gap >=
+                 min_gap), the closest in decision first: one that differs in one leaf or one op, so the pair
+                 isolates the decision that cost the reward;
 - ``kto``        {"prompt", "completion", "label"}: every distinct plan, desirable when it reaches the bar.
 """
 
@@ -33,6 +33,7 @@ class Group:
     bar: float  # what a worthwhile plan must reach: the raw-query baseline (+ margin), or -inf
     threshold: float
     min_gap: float
+    max_pairs: int = 1  # DPO: pairs per prompt (the best plan against each of the closest worse ones)
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,15 @@ def _dpo(g: Group) -> Built:
     if best < g.bar:
         return Built([], [], "dropped_baseline")
     mine = _ops(g.best.text)
-    # the closest worse plan in decision (fewest (field, value) slots whose op differs or that one plan
-    # lacks: an op flip is 1), then the worst reward, then the first sample
-    rejected = min(losers, key=lambda c: (_distance(mine, _ops(c.text)) or 99, float(c.reward), c.sample_idx))
-    return Built([{"prompt": g.prompt, "chosen": _assistant(g.best.text), "rejected": _assistant(rejected.text)}],
-                 [g.best])
+    # the closest worse plans in decision (fewest (field, value) slots whose op differs or that one plan
+    # lacks: an op flip is 1), then the worst reward, then the first sample; each distinct plan once
+    losers.sort(key=lambda c: (_distance(mine, _ops(c.text)) or 99, float(c.reward), c.sample_idx))
+    rejected: list[ScoredCandidate] = []
+    for c in losers:
+        if len(rejected) < g.max_pairs and all(c.text != r.text for r in rejected):
+            rejected.append(c)
+    return Built([{"prompt": g.prompt, "chosen": _assistant(g.best.text), "rejected": _assistant(c.text)}
+                  for c in rejected], [g.best])
 
 
 def _kto(g: Group) -> Built:

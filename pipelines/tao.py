@@ -137,7 +137,7 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 sel = rd.stage("select", partial(select_to_files, scored, train_prompts,
                                                  rd / "train.jsonl", cfg.strategy, cfg.threshold, cfg.min_gap,
                                                  cfg.drop_ties, margin=cfg.margin, balance=cfg.balance,
-                                                 max_repeat=cfg.max_repeat))
+                                                 max_repeat=cfg.max_repeat, max_pairs=cfg.max_pairs))
 
                 # --- train: TRL on the selected rows, from the round's starting policy -------------------
                 new_policy = policy

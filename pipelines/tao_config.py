@@ -84,6 +84,8 @@ class TaoConfig:
                                "kto (labels)", default="best-of-n")
     threshold: float = help_field("lowest reward a kept plan may have", default=0.1)
     min_gap: float = help_field("DPO: smallest reward gap of a pair", default=0.2)
+    max_pairs: int = help_field("DPO: pairs per prompt, the best plan against each of the closest worse ones",
+                                default=1)
     drop_ties: bool = help_field("drop prompts whose plans all have the same reward", default=True)
     balance: Literal["none", "upsample"] = help_field(
         "upsample: repeat each decision's rows (the field/op of each filter leaf, or none) up to the largest "
@@ -119,6 +121,7 @@ class TaoConfig:
         check_range(self, "margin", -1, 1)
         check_range(self, "max_repeat", 1)
         check_range(self, "explore_steps", 0)
+        check_range(self, "max_pairs", 1)
         if self.explore_steps and not self.link_request:
             raise ConfigError("explore_steps", "edit search walks a request's own action space: needs link_request")
         if self.strategy not in REGISTRY:

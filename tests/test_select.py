@@ -179,6 +179,11 @@ def test_dpo_rejects_the_closest_worse_plan_in_decision():
               for j, (t, r) in enumerate([(best, 0.9), (_plan_text(), 0.0), (flipped, 0.3), ("junk", 0.0)])]
     rows, _ = select(scored, _prompts("a"), "dpo", min_gap=0.2)
     assert rows[0]["chosen"][0]["content"] == best and rows[0]["rejected"][0]["content"] == flipped
+    # max_pairs: the best against each distinct worse plan, closest first (a repeated plan counts once)
+    scored.append({**scored[2], "sample_idx": 4})
+    rows, stats = select(scored, _prompts("a"), "dpo", min_gap=0.2, max_pairs=5)
+    assert [r["rejected"][0]["content"] for r in rows] == [flipped, _plan_text(), "junk"]
+    assert {r["chosen"][0]["content"] for r in rows} == {best} and stats["rows"] == 3
 
 
 def test_strategies_come_from_one_registry():
