@@ -5,7 +5,7 @@ conjunction of leaves (field, op, value) over the values the request names. A sm
 rarely contain the plan that obeys every part of a request, and when the best of them carries the wrong
 op on one leaf, best-of-N teaches that op and DPO has no sample with the flip to contrast it with. So
 after scoring, each prompt's best sample is improved by hill climbing over its one-edit neighbours
-(drop a leaf, change a leaf's op, add a leaf the schema allows), each scored with the same reward, for
+(drop a leaf, change a leaf's op or value, add a leaf the schema allows), each scored with the same reward, for
 up to `steps` moves, a move only when it strictly raises the reward. Every plan it scored is kept as a
 candidate (sample_idx from N up, `source: "edit"`), so selection sees the improved plan to teach and,
 one edit away from it, the worse plans that differ in exactly one decision: what a DPO pair should
@@ -74,15 +74,16 @@ def render(leaves: Sequence[Leaf], query: str, bare_leaf: bool = False) -> str:
 
 
 def neighbours(leaves: tuple[Leaf, ...], allowed: Sequence[Leaf], max_leaves: int) -> list[tuple[Leaf, ...]]:
-    """The plans one edit away: drop a leaf, change one leaf's op, add an allowed leaf on a (field,
-    value) the plan does not filter on yet (never two leaves on one value: `eq` and `ne` of one value
-    contradict, two `eq`s repeat)."""
+    """The plans one edit away: drop a leaf, change one leaf's op or its value (another value of its
+    field), add an allowed leaf on a (field, value) the plan does not filter on yet (never two leaves
+    on one value: `eq` and `ne` of one value contradict, two `eq`s repeat)."""
     out: list[tuple[Leaf, ...]] = []
     used = {(f, v) for f, _, v in leaves}
     for i, (f, op, v) in enumerate(leaves):
         out.append(leaves[:i] + leaves[i + 1:])
+        # the same value with another op, or the same op on another value of the field
         out += [leaves[:i] + ((f2, op2, v2),) + leaves[i + 1:] for f2, op2, v2 in allowed
-                if (f2, v2) == (f, v) and op2 != op]
+                if f2 == f and ((v2 == v and op2 != op) or (op2 == op and v2 != v and (f2, v2) not in used))]
     if len(leaves) < max_leaves:
         out += [leaves + (leaf,) for leaf in allowed if (leaf[0], leaf[2]) not in used]
     return out

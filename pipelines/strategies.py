@@ -8,8 +8,9 @@ strategy is one `register(Strategy(...))`.
 
 - ``best-of-n``  {"prompt", "completion"}: the top plan when reward >= threshold (rejection-sampling FT);
 - ``dpo``        {"prompt", "chosen", "rejected"}: the top plan against up to `max_pairs` worse ones (gap >=
-                 min_gap), the closest in decision first: one that differs in one leaf or one op, so the pair
-                 isolates the decision that cost the reward;
+                 min_gap): the policy's own samples first, then edit-search plans (`pipelines.explore`), each
+                 the closest in decision first (one leaf or one op apart), so a pair isolates the decision
+                 that cost the reward;
 - ``kto``        {"prompt", "completion", "label"}: every distinct plan, desirable when it reaches the bar.
 """
 
@@ -123,9 +124,12 @@ def _dpo(g: Group) -> Built:
     if best < g.bar:
         return Built([], [], "dropped_baseline")
     mine = _ops(g.best.text)
-    # the closest worse plans in decision (fewest (field, value) slots whose op differs or that one plan
-    # lacks: an op flip is 1), then the worst reward, then the first sample; each distinct plan once
-    losers.sort(key=lambda c: (_distance(mine, _ops(c.text)) or 99, float(c.reward), c.sample_idx))
+    # the policy's own worse samples before edit-search plans (DPO moves what the policy writes; an edit
+    # it would never sample teaches little), each the closest in decision first (fewest (field, value)
+    # slots whose op differs or that one plan lacks: an op flip is 1), then the worst reward, then the
+    # first sample; each distinct plan once
+    losers.sort(key=lambda c: (c.source != "sample", _distance(mine, _ops(c.text)) or 99, float(c.reward),
+                               c.sample_idx))
     rejected: list[ScoredCandidate] = []
     for c in losers:
         if len(rejected) < g.max_pairs and all(c.text != r.text for r in rejected):

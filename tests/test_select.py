@@ -184,6 +184,10 @@ def test_dpo_rejects_the_closest_worse_plan_in_decision():
     rows, stats = select(scored, _prompts("a"), "dpo", min_gap=0.2, max_pairs=5)
     assert [r["rejected"][0]["content"] for r in rows] == [flipped, _plan_text(), "junk"]
     assert {r["chosen"][0]["content"] for r in rows} == {best} and stats["rows"] == 3
+    # the policy's own worse sample comes before a closer plan that only the edit search wrote
+    scored[2]["source"] = scored[4]["source"] = "edit"
+    rows, _ = select(scored, _prompts("a"), "dpo", min_gap=0.2)
+    assert rows[0]["rejected"][0]["content"] == _plan_text()
 
 
 def test_strategies_come_from_one_registry():
