@@ -56,7 +56,7 @@ def test_neighbours_drop_flip_or_add_one_leaf_never_two_on_one_value():
     assert (("brand", "eq", "acme"), ("color", "eq", "red")) in nbs
     assert all(len({(f, v) for f, _, v in nb}) == len(nb) for nb in nbs)
     colours = [("color", op, v) for v in ("red", "black") for op in ("eq", "ne")]
-    assert neighbours((("color", "eq", "red"),), colours, 3) == [
+    assert neighbours((("color", "eq", "red"),), colours, 1) == [
         (), (("color", "ne", "red"),), (("color", "eq", "black"),)]  # drop, flip the op, swap the value
     full = (("brand", "ne", "acme"), ("color", "eq", "red"), ("category", "eq", "tents"))
     assert all(len(nb) <= 3 for nb in neighbours(full, allowed, 3))  # a full conjunction only drops or flips
