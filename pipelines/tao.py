@@ -133,9 +133,10 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                         progress=progress)))
                     scored += read_jsonl(rd / EXPLORED)
 
-                # --- select: best-of-N rows, DPO pairs or KTO labels ------------------------------------
+                # --- select: best-of-N rows, DPO pairs or KTO labels (the round's strategy) ----------------
+                this = setup.for_round(r)
                 sel = rd.stage("select", partial(select_to_files, scored, train_prompts,
-                                                 rd / "train.jsonl", cfg.strategy, cfg.threshold, cfg.min_gap,
+                                                 rd / "train.jsonl", this.tao.strategy, cfg.threshold, cfg.min_gap,
                                                  cfg.drop_ties, margin=cfg.margin, balance=cfg.balance,
                                                  max_repeat=cfg.max_repeat, max_pairs=cfg.max_pairs))
 
@@ -144,10 +145,10 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 train_info: dict = {"skipped": "no training rows (every prompt tied or under threshold)"}
                 if sel["rows"] > 0:
                     planner_factory.close()  # training needs the memory and the cores
-                    args = TrainArgs(data_path=str(rd / "train.jsonl"), objective=cfg.strategy,
+                    args = TrainArgs(data_path=str(rd / "train.jsonl"), objective=this.tao.strategy,
                                      adapter_path=policy.adapter_path if model_args.use_peft else None,
                                      merge=cfg.merge)
-                    round_training, round_model = for_round(training, model_args, policy, rd / "train",
+                    round_training, round_model = for_round(this.training, model_args, policy, rd / "train",
                                                             training.seed + r, f"round-{r}",
                                                             report=bool(cfg.train_launcher))
                     train_info = rd.stage("train", partial(launch_training, args, round_training, round_model,

@@ -82,6 +82,12 @@ class TaoConfig:
     # selection
     strategy: str = help_field("a registered strategy (pipelines.strategies): best-of-n (SFT), dpo (pairs) or "
                                "kto (labels)", default="best-of-n")
+    round_strategies: list[str] | None = help_field(
+        "strategy of each round (round r: entry r, the last entry for later rounds), e.g. best-of-n dpo: "
+        "SFT on the first round's best plans, then DPO against the trained policy's own mistakes; None: "
+        "strategy every round", default=None)
+    round_learning_rates: list[float] | None = help_field(
+        "learning_rate of each round, as round_strategies (None: learning_rate every round)", default=None)
     threshold: float = help_field("lowest reward a kept plan may have", default=0.1)
     min_gap: float = help_field("DPO: smallest reward gap of a pair", default=0.2)
     max_pairs: int = help_field("DPO: pairs per prompt, the best plan against each of the closest worse ones",
@@ -124,8 +130,12 @@ class TaoConfig:
         check_range(self, "max_pairs", 1)
         if self.explore_steps and not self.link_request:
             raise ConfigError("explore_steps", "edit search walks a request's own action space: needs link_request")
-        if self.strategy not in REGISTRY:
-            raise ConfigError("strategy", f"invalid choice: {self.strategy!r} (choose from {', '.join(REGISTRY)})")
+        for name in [self.strategy, *(self.round_strategies or ())]:
+            if name not in REGISTRY:
+                raise ConfigError("round_strategies" if name != self.strategy else "strategy",
+                                  f"invalid choice: {name!r} (choose from {', '.join(REGISTRY)})")
+        if any(lr <= 0 for lr in self.round_learning_rates or ()):
+            raise ConfigError("round_learning_rates", "every learning rate must be > 0")
         for name in ("max_train_prompts", "eval_dev_limit", "eval_test_limit", "torch_threads"):
             check_range(self, name, 1, optional=True)
         if self.link_request and not self.constrained:
@@ -170,6 +180,23 @@ class TaoSetup:
         return {"tao": dataclasses.asdict(self.tao),
                 "training": nondefault(self.training, training_defaults(cls)),
                 "model": nondefault(self.model, MODEL_DEFAULTS)}
+
+    def for_round(self, r: int) -> TaoSetup:
+        """The setup round r trains with: its entry of `round_strategies` and `round_learning_rates`
+        (the trainer config rebuilt for the round's strategy, keeping the fields that class has)."""
+        strategies, rates = self.tao.round_strategies, self.tao.round_learning_rates
+        if not strategies and not rates:
+            return self
+        d = self.to_dict()
+        flat = {**d["tao"], **d["model"], "round_strategies": None, "round_learning_rates": None}
+        if strategies:
+            flat["strategy"] = strategies[min(r, len(strategies)) - 1]
+        cls = trainer_config_class(flat["strategy"], "strategy")
+        names = {f.name for f in dataclasses.fields(cls)}
+        flat.update({k: v for k, v in d["training"].items() if k in names})
+        if rates:
+            flat["learning_rate"] = rates[min(r, len(rates)) - 1]
+        return tao_setup(flat)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaoSetup:

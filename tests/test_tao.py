@@ -10,6 +10,7 @@ import pytest
 from fakes.policies import FakePolicy
 from fakes.tiny_model import make_tiny_model
 
+from ir_core.config import ConfigError
 from ir_core.io import read_json, read_jsonl
 from pipelines.stages import main as stages_cli
 from pipelines.tao import run_tao
@@ -216,3 +217,53 @@ def test_context_distillation_trains_and_asks_the_policy_with_the_request_only_p
     assert {roles for a, roles in seen if a is None} == {("system", "user")}
     assert {roles for a, roles in seen if a == adapter1} == {("user",)}
     assert "compact → request" in (run / "rounds.md").read_text()
+
+
+def test_round_schedule_picks_each_rounds_strategy_and_learning_rate():
+    import trl
+
+    setup = tao_setup({"strategy": "best-of-n", "round_strategies": ["best-of-n", "dpo"],
+                       "round_learning_rates": [1e-3, 5e-4], "num_train_epochs": 3})
+    one, two, three = (setup.for_round(r) for r in (1, 2, 3))
+    assert type(one.training) is trl.SFTConfig and one.training.learning_rate == 1e-3
+    assert type(two.training) is trl.DPOConfig and two.training.learning_rate == 5e-4
+    assert type(three.training) is trl.DPOConfig and three.tao.strategy == "dpo"  # the last entry goes on
+    assert two.training.num_train_epochs == 3 and two.model == setup.model  # the rest is the run's
+    assert tao_setup({}).for_round(2) is not None
+    with pytest.raises(ConfigError, match="round_strategies"):
+        tao_setup({"round_strategies": ["best-of-n", "ppo"]})
+
+
+def test_edit_search_and_a_round_schedule_end_to_end(bench_path, tmp_path):
+    """link_request + explore_steps: round 1 explores around the samples and trains SFT on the best plans,
+    round 2 trains DPO pairs (round_strategies), each with its own learning rate."""
+    from pipelines.stages import build_prompts
+    from stark_instruct.benchmark import Benchmark
+
+    texts = [m["content"] for p in build_prompts(Benchmark.load(bench_path), "train", 40, mode="compact", examples=[])
+             for m in p["messages"]]
+    model = make_tiny_model(tmp_path / "model", corpus=texts)
+    setup = tao_setup(dict(
+        benchmark=str(bench_path), model_name_or_path=str(model), run_dir=str(tmp_path / "run"), rounds=2, n=2,
+        max_train_prompts=8, sample_batch_size=8, threshold=0.0, margin=0.0, min_gap=0.01, num_train_epochs=1,
+        per_device_train_batch_size=4, lora_r=4, lora_alpha=8, eval_dev_limit=8, eval_test=False,
+        report_to="none", mode="compact", examples="none", constrained=True, link_values=True, link_request=True,
+        max_searches=1, max_filter_depth=2, explore_steps=2, continue_from="last",
+        round_strategies=["best-of-n", "dpo"], round_learning_rates=[1e-3, 5e-4],
+    ))
+    calls: list = []
+    run_tao(setup, planner_factory=lambda c, m, a, s: FakePolicy(m, a, calls), progress=False)
+    run = Path(setup.tao.run_dir)
+    rows = read_jsonl(run / "rounds.jsonl")
+    for r, strategy in ((1, "best-of-n"), (2, "dpo")):
+        rd = run / f"round-{r:02d}"
+        explored = read_jsonl(rd / "explored.jsonl")
+        assert explored and all(e["source"] == "edit" and e["valid"] for e in explored)
+        assert rows[r]["score"]["explore"]["added"] == len(explored)
+        assert rows[r]["select"]["strategy"] == strategy and rows[r]["select"]["rows"] > 0
+    sft, dpo = (read_jsonl(run / f"round-0{r}" / "train.jsonl") for r in (1, 2))
+    edits = {e["text"] for e in read_jsonl(run / "round-01" / "explored.jsonl")}
+    assert all("completion" in t for t in sft) and any(t["completion"][0]["content"] in edits for t in sft)
+    assert all({"chosen", "rejected"} <= t.keys() for t in dpo)
+    configs = [read_json(run / f"round-0{r}" / "train" / "train_metrics.json")["config"] for r in (1, 2)]
+    assert [(c["objective"], c["learning_rate"]) for c in configs] == [("best-of-n", 1e-3), ("dpo", 5e-4)]
