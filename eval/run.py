@@ -19,7 +19,7 @@ from eval.harness import evaluate
 from eval.report import METRICS_MD, PLOT, ReportError, markdown
 from ir_core.config import ConfigError, check, check_range, help_field, parse_or_exit
 from ir_core.errors import run_main
-from rewards.prompts import query_schema
+from rewards.prompts import default_examples, query_schema
 from rewards.rerank import EncoderReranker
 from stark_instruct.benchmark import Benchmark
 
@@ -41,8 +41,9 @@ class EvalArgs:
     mode: Literal["separate", "merged", "chat", "compact"] = help_field(
         "prompt mode for planners: instruction in the system spec, merged into the query, or a chat of "
         "answered examples", default="separate")
-    examples: Literal["default", "none"] = help_field(
-        "few-shot examples in planner prompts: the ones TAO trains with, or zero-shot", default="default")
+    examples: Literal["default", "basic", "none"] = help_field(
+        "few-shot examples in planner prompts (rewards.prompts.EXAMPLE_SETS, as TAO configs name them): one per "
+        "constraint type, the earlier four, or zero-shot", default="default")
     link_request: bool = help_field(
         "each planner request decodes under its own plan schema (rewards.prompts.query_schema: the request's "
         "own query, filter values its instructions name), as TAO runs with link_request do; sent as "
@@ -75,6 +76,11 @@ class EvalArgs:
 
     def method_list(self) -> list[str]:
         return [m.strip() for m in self.methods.split(",") if m.strip()]
+
+    def example_list(self, bench: Benchmark) -> list[dict] | None:
+        """The few-shot examples of --examples; None for the default set, which the harness builds only
+        when a planner is evaluated."""
+        return None if self.examples == "default" else default_examples(bench.schema, self.examples)
 
     def request_schema(self, bench: Benchmark) -> Callable[[dict], dict] | None:
         """Query row -> its own decoding schema (--link-request), or None: every request uses the planner's."""
@@ -113,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rerank = EncoderReranker(args.rerank, bench, top_n=args.rerank_top_n)
         result = evaluate(bench, args.split, methods, engine=args.engine, k=args.k, rerank=rerank, out_dir=out,
                           limit=args.limit, compare_pairs=_pairs(args.compare), n_resamples=args.resamples,
-                          seed=args.seed, examples=[] if args.examples == "none" else None, mode=args.mode,
+                          seed=args.seed, examples=args.example_list(bench), mode=args.mode,
                           request_schema=args.request_schema(bench))
     except (ReportError, ValueError, ImportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

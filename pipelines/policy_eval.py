@@ -29,12 +29,15 @@ def train_mode(cfg: TaoConfig) -> str:
     return cfg.policy_mode or cfg.mode
 
 
+def example_set(cfg: TaoConfig, mode: str | None = None) -> str:
+    """The few-shot set (a name in `rewards.prompts.EXAMPLE_SETS`) every prompt of the run in ``mode``
+    (default: the run's) carries: the run's, and none in a distilled mode other than the run's own."""
+    return "none" if mode is not None and mode != cfg.mode else cfg.examples
+
+
 def prompt_examples(cfg: TaoConfig, bench: Any, mode: str | None = None) -> list[dict]:
-    """The few-shot examples every prompt of the run in ``mode`` (default: the run's) carries: none for
-    zero-shot, and none in a distilled mode other than the run's own."""
-    if cfg.examples == "none" or (mode is not None and mode != cfg.mode):
-        return []
-    return default_examples(bench.schema, "basic" if cfg.examples == "basic" else "all-kinds")
+    """The few-shot examples of `example_set`."""
+    return default_examples(bench.schema, example_set(cfg, mode))
 
 
 def summarize(result: dict, method: str, k: int) -> dict:

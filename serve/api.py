@@ -174,8 +174,7 @@ class Retriever:
             from rewards.rerank import EncoderReranker
 
             rr = EncoderReranker(reranker, bench_obj)
-        examples = () if choice.examples == "none" else (
-            default_examples(bench_obj.schema, "basic") if choice.examples == "basic" else None)
+        examples = default_examples(bench_obj.schema, choice.examples)
         out = cls(bench_obj, planner, rr, examples=examples, mode=choice.mode, engine=engine,
                   plan_schema=decoding_schema(choice, bench_obj), request_bounds=choice.request_bounds)
         out.policy = choice
