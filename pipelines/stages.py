@@ -32,6 +32,7 @@ from ir_core.errors import run_main
 from ir_core.io import JsonlAppender, iter_jsonl, read_json, read_jsonl, write_jsonl
 from ir_core.types import Candidate, PlanRequest, Policy, PromptRow, Sampler, ScoredCandidate, row_key
 from pipelines.backends import PlannerFactory, make_planner, release
+from pipelines.policy_spec import policy_spec
 from pipelines.rundir import RunDir
 from pipelines.strategies import decision
 from pipelines.tao_config import TaoSetup
@@ -196,7 +197,7 @@ def sample_round(cfg: Any, factory: PlannerFactory, policy: Policy, plan_schema:
         if missing:
             raise RuntimeError(f"{rd.path.name}: shards {missing} of {n_shards} are not finished; rerun them first")
         return merge_shards(shards, prompts, rd / CANDIDATES)
-    sampler = factory(cfg, policy.model_path, policy.adapter_path, plan_schema)
+    sampler = factory(policy_spec(cfg, policy, plan_schema))
     try:
         return sample_stage(sampler, prompts, rd / CANDIDATES, cfg.n, cfg.temperature, cfg.top_p, seed,
                             batch_size=cfg.sample_batch_size, progress=progress)
@@ -336,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stage == "sample":
         shard = parse_shard(args.shard)
         policy = Policy.from_dict(read_json(rd / "policy.json"))
-        sampler = make_planner(cfg, policy.model_path, policy.adapter_path, read_json(run / "plan_schema.json"))
+        sampler = make_planner(policy_spec(cfg, policy, read_json(run / "plan_schema.json")))
         info = rd.stage(shard_stage(shard), partial(
             sample_stage, sampler, prompts, shard_path(rd / CANDIDATES, shard), cfg.n, cfg.temperature,
             cfg.top_p, setup.training.seed + args.round, shard=shard, batch_size=cfg.sample_batch_size,

@@ -29,7 +29,8 @@ from ir_core.io import JsonlAppender, atomic_write_json, atomic_write_text, read
 from ir_core.types import Policy
 from pipelines.backends import PlannerFactory, ReusedPlanners, make_planner
 from pipelines.explore import EXPLORED, explore_stage
-from pipelines.policy_eval import evaluate_split, policy_mode, prompt_examples, train_mode
+from pipelines.policy_eval import evaluate_split
+from pipelines.policy_spec import policy_mode, prompt_examples, train_mode
 from pipelines.rundir import RunDir
 from pipelines.select import select_to_files
 from pipelines.stages import (

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ir_core.io import atomic_write_json  # noqa: E402
 from ir_core.types import Policy  # noqa: E402
 from pipelines.backends import ReusedPlanners, make_planner  # noqa: E402
-from pipelines.policy_eval import evaluate_policy, policy_mode  # noqa: E402
+from pipelines.policy_eval import evaluate_policy  # noqa: E402
+from pipelines.policy_spec import policy_mode, policy_spec  # noqa: E402
 from pipelines.tao_config import decoding_schema, parse_tao  # noqa: E402
 from scripts.bench_training import machine  # noqa: E402
 
@@ -47,14 +48,14 @@ def main(argv: list[str] | None = None) -> int:
                     "prompt_mode": policy_mode(cfg, policy), "backend": cfg.backend, "splits": {}}
     factory = ReusedPlanners(make_planner)
     t0 = time.perf_counter()
-    factory(cfg, policy.model_path, None, schema)
+    factory(policy_spec(cfg, policy, schema))
     report["engine_start_s"] = round(time.perf_counter() - t0, 1)
     out_dir = Path(args.out).with_suffix("")
     try:
         for split in args.splits.split(","):
             load = os.getloadavg()[0]
             t = time.perf_counter()
-            planner = factory(cfg, policy.model_path, None, schema)
+            planner = factory(policy_spec(cfg, policy, schema))
             res = evaluate_policy(cfg, bench, planner, "policy", split, out_dir / split, args.limit,
                                   mode=policy_mode(cfg, policy))["policy"]
             wall = time.perf_counter() - t

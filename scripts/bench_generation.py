@@ -81,7 +81,7 @@ def load_setup(config: str, bench_path: str | None, model: str | None) -> Setup:
 def load_requests(s: Setup, k: int, mode: str | None = None) -> list[PlanRequest]:
     """The first k of the prompts the config's first round samples, built as the TAO loop builds them
     (in ``mode``, default the config's: "request" is what a distilled policy's rounds sample)."""
-    from pipelines.policy_eval import prompt_examples
+    from pipelines.policy_spec import prompt_examples
     from pipelines.stages import build_prompts
     from pipelines.tao_config import request_schemas
 
@@ -94,17 +94,17 @@ def load_requests(s: Setup, k: int, mode: str | None = None) -> list[PlanRequest
 
 
 def make(variant: str, s: Setup, batch_size: int | None) -> Any:
-    """The variant's planner, built with the keywords `pipelines.backends.make_planner` gives TAO."""
+    """The variant's planner: the spec TAO samples with, on the variant's backend with its extra keywords."""
+    import dataclasses
+
+    from ir_core.types import Policy
+    from pipelines.backends import make_planner
+    from pipelines.policy_spec import policy_spec
+
     backend, extra, _ = VARIANTS[variant]
-    kw = {"max_new_tokens": s.cfg.max_new_tokens, "constrained": s.cfg.constrained,
-          "json_schema": s.json_schema, "batch_size": batch_size or s.cfg.sample_batch_size, **extra}
-    if backend == "vllm":
-        from pipelines.backends.vllm import VLLMPlanner
-
-        return VLLMPlanner(s.model, **kw)
-    from pipelines.backends.hf import HFPlanner
-
-    return HFPlanner(s.model, **kw)
+    spec = policy_spec(s.cfg, Policy(s.model), s.json_schema)
+    return make_planner(dataclasses.replace(spec, backend=backend, batch_size=batch_size or spec.batch_size,
+                                            options=extra))
 
 
 def summarise(variant: str, call: str, out: list[list[PlanResponse]], wall: float, schema: Any,

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eval.harness import evaluate  # noqa: E402
 from eval.methods import PlannerMethod  # noqa: E402
 from ir_core.io import atomic_write_json  # noqa: E402
+from ir_core.types import Policy  # noqa: E402
 from pipelines.backends import make_planner, release  # noqa: E402
-from pipelines.policy_eval import prompt_examples  # noqa: E402
+from pipelines.policy_spec import policy_spec, prompt_examples  # noqa: E402
 from pipelines.stages import obeys_constraint  # noqa: E402
 from pipelines.tao_config import TaoConfig, decoding_schema  # noqa: E402
 from stark_instruct.benchmark import Benchmark  # noqa: E402
@@ -76,7 +77,7 @@ def main() -> None:
         fields, anchors = LEVERS[name]
         cfg = TaoConfig(benchmark=args.bench, backend=args.backend, eval_batch_size=128, **DECODING, **fields)
         view = _WithSchema(bench, dataclasses.replace(bench.schema, date_anchors=anchors))
-        planner = make_planner(cfg, args.model, None, decoding_schema(cfg, view))
+        planner = make_planner(policy_spec(cfg, Policy(args.model), decoding_schema(cfg, view)))
         t0 = time.time()
         try:
             method = PlannerMethod(planner, view.schema, prompt_examples(cfg, view), cfg.mode, name="planner",

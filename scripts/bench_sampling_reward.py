@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ir_core.types import PlanRequest
+    from ir_core.types import PlanRequest, Policy
     from pipelines.backends import make_planner
+    from pipelines.policy_spec import policy_spec
     from pipelines.stages import build_prompts, make_scorer
     from pipelines.tao_config import decoding_schema, parse_tao
     from stark_instruct.benchmark import Benchmark
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = build_prompts(bench, "train", args.prompts, seed=seed, mode=cfg.mode)
     requests = [PlanRequest(p["prompt_id"], p["messages"]) for p in prompts]
     score = make_scorer(bench, cfg.engine, cfg.k)
-    planner = make_planner(cfg, model, args.adapter, decoding_schema(cfg, bench))
+    planner = make_planner(policy_spec(cfg, Policy(model, args.adapter), decoding_schema(cfg, bench)))
 
     def rewards(responses: list) -> list[float]:
         return [score(r.text, p["relevant_ids"])["reward"] for r, p in zip(responses, prompts, strict=True)]
