@@ -82,7 +82,7 @@ def load_requests(s: Setup, k: int, mode: str | None = None) -> list[PlanRequest
     """The first k of the prompts the config's first round samples, built as the TAO loop builds them
     (in ``mode``, default the config's: "request" is what a distilled policy's rounds sample)."""
     from pipelines.policy_spec import prompt_examples
-    from pipelines.stages import build_prompts
+    from pipelines.round_prompts import build_prompts
     from pipelines.tao_config import request_schemas
 
     mode = mode or s.cfg.mode

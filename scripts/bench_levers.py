@@ -27,7 +27,7 @@ from ir_core.io import atomic_write_json  # noqa: E402
 from ir_core.types import Policy  # noqa: E402
 from pipelines.backends import make_planner, release  # noqa: E402
 from pipelines.policy_spec import policy_spec, prompt_examples  # noqa: E402
-from pipelines.stages import obeys_constraint  # noqa: E402
+from pipelines.score import obeys_constraint  # noqa: E402
 from pipelines.tao_config import TaoConfig, decoding_schema  # noqa: E402
 from stark_instruct.benchmark import Benchmark  # noqa: E402
 

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from ir_core.types import PlanRequest, Policy
     from pipelines.backends import make_planner
     from pipelines.policy_spec import policy_spec
-    from pipelines.stages import build_prompts, make_scorer
+    from pipelines.round_prompts import build_prompts
+    from pipelines.score import make_scorer
     from pipelines.tao_config import decoding_schema, parse_tao
     from stark_instruct.benchmark import Benchmark
 

@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ir_core.io import atomic_write_json, write_jsonl  # noqa: E402
-from pipelines.stages import build_prompts  # noqa: E402
+from pipelines.round_prompts import build_prompts  # noqa: E402
 from pipelines.train import train, train_setup  # noqa: E402
 
 # What the demo trained with before issue 21 (the baseline every variant changes one thing of).

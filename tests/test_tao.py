@@ -36,7 +36,7 @@ def _has_fixture(request, name: str) -> bool:
 
 
 def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
-    from pipelines.stages import build_prompts
+    from pipelines.round_prompts import build_prompts
     from stark_instruct.benchmark import Benchmark
 
     texts = [
@@ -167,7 +167,7 @@ def test_cli_rejects_a_bad_config_in_one_line(capsys):
 def test_context_distillation_trains_and_asks_the_policy_with_the_request_only_prompt(bench_path, tmp_path):
     """policy_mode: round 1 samples with the compact spec, trains on request-only rows; the trained policy
     records that form, and evaluation and round 2's sampling ask it with the request turn alone."""
-    from pipelines.stages import build_prompts
+    from pipelines.round_prompts import build_prompts
     from stark_instruct.benchmark import Benchmark
 
     texts = [m["content"] for p in build_prompts(Benchmark.load(bench_path), "train", 40, mode="compact", examples=[])

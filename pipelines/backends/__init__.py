@@ -4,7 +4,7 @@
 the same `PlanRequest`s, return the same `PlanResponse`s and report usage as
 {"input_tokens", "output_tokens"}, so the eval harness and the TAO loop never care which one ran.
 One registry, `PLANNERS`, maps a backend name to a constructor taking one `DecodingSpec`; `make_planner(spec)`
-is how TAO (pipelines.stages, pipelines.policy_eval), the eval harness (eval.methods) and serving
+is how TAO (pipelines.sample, pipelines.policy_eval), the eval harness (eval.methods) and serving
 (serve.planners) build a planner. The local backends ("hf", "vllm", "auto", "vllm-async") register here and
 import their modules lazily, so importing this package pulls in neither torch nor vllm; the API backends
 ("openai", "anthropic") register from `eval.api_planners`, a higher layer.
