@@ -1,6 +1,6 @@
 """Command line: evaluate baselines and planners on a StaRK-Instruct split and write a report.
 
-    python -m eval.run --bench data/benchmark/synthetic --split test --methods raw,concat,oracle --out runs/eval
+    python -m eval.run --bench data/benchmark/synthetic --split test --methods raw concat oracle --out runs/eval
 
 Running again with other methods and the same --out merges them into the same table and chart.
 """
@@ -32,8 +32,10 @@ class EvalArgs:
 
     bench: str = help_field("benchmark folder (from `make benchmark`)", default="data/benchmark/synthetic")
     split: Literal["train", "dev", "test"] = help_field("query split to evaluate", default="test")
-    methods: str = help_field("comma-separated: raw, concat, oracle, hf:<path-or-hub-id>, vllm:<id>, openai:<model>, "
-                         "anthropic:<model>", default="raw,concat,oracle")
+    methods: list[str] = help_field("methods to evaluate: raw, concat, oracle, oracle_full, hf:<path-or-hub-id>, "
+                                    "vllm:<id>, openai:<model>, anthropic:<model>, plans:<per-query log> (a "
+                                    "comma-separated list is read too)",
+                                    default_factory=lambda: ["raw", "concat", "oracle"])
     out: str = help_field("report folder (metrics.json/.md, chart, per_query/)", default="runs/eval")
     engine: Literal["tantivy", "bm25"] = help_field("search engine", default="tantivy")
     k: int = help_field("cutoff of the headline recall (Recall@k)", default=20)
@@ -68,14 +70,12 @@ class EvalArgs:
         for name in ("max_searches", "max_filter_depth"):
             check_range(self, name, 1, optional=True)
             check(getattr(self, name) is None or self.link_request, name, "bounds a request schema: add --link-request")
-        check(bool(self.method_list()), "methods", "is empty")
+        self.methods = [m.strip() for item in self.methods for m in item.split(",") if m.strip()]
+        check(bool(self.methods), "methods", "is empty")
         try:
             _pairs(self.compare)
         except ValueError as e:
             raise ConfigError("compare", str(e)) from None
-
-    def method_list(self) -> list[str]:
-        return [m.strip() for m in self.methods.split(",") if m.strip()]
 
     def example_list(self, bench: Benchmark) -> list[dict] | None:
         """The few-shot examples of --examples; None for the default set, which the harness builds only
@@ -104,7 +104,7 @@ def _pairs(values: Sequence[str]) -> list[tuple[str, str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     (args,) = parse_or_exit([EvalArgs], argv, "python -m eval.run")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    methods = args.method_list()
+    methods = args.methods
     bench_path = Path(args.bench)
     if not bench_path.exists():
         print(f"error: no benchmark at {bench_path} (run `make benchmark`)", file=sys.stderr)

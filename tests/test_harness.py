@@ -223,7 +223,7 @@ def test_cli_prints_table_and_merges(tiny_benchmark, tmp_path, capsys):
     out = tmp_path / "eval"
     args = ["--bench", str(tiny_benchmark.path), "--split", "dev", "--out", str(out), "--limit", "12",
             "--resamples", "50"]
-    assert main([*args, "--methods", "raw,oracle"]) == 0
+    assert main([*args, "--methods", "raw", "oracle"]) == 0
     printed = capsys.readouterr().out
     assert "| oracle |" in printed and "| method |" in printed
     assert main([*args, "--methods", "concat", "--compare", "concat,oracle"]) == 0
@@ -235,6 +235,17 @@ def test_cli_prints_table_and_merges(tiny_benchmark, tmp_path, capsys):
     assert "not comparable" in capsys.readouterr().err
     assert main(["--bench", str(tmp_path / "missing")]) == 2
     assert main([*args, "--methods", "nope:x"]) == 2
+
+
+def test_methods_is_a_list_like_compare():
+    from eval.run import EvalArgs
+    from ir_core.config import parse_config
+
+    def methods(*argv):
+        return parse_config([EvalArgs], ["--methods", *argv], {})[0].methods
+
+    assert methods("raw", "hf:models/x") == methods("raw,hf:models/x") == ["raw", "hf:models/x"]
+    assert EvalArgs().methods == ["raw", "concat", "oracle"]
 
 
 def test_recorded_plans_replay_a_per_query_log(tmp_path):
