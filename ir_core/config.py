@@ -231,6 +231,10 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None,
     out = []
     for dtype in types:
         keys = {f.name for f in dataclasses.fields(dtype) if f.init}
+        missing = [f.name for f in dataclasses.fields(dtype) if f.init and f.name not in values
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(None, f"--{missing[0]}: required")
         try:
             out.append(dtype(**{k: v for k, v in values.items() if k in keys}))
         except ConfigError as e:
@@ -267,14 +271,22 @@ def peek(argv: Sequence[str] | None, name: str, default: Any, data: Mapping[str,
 
 
 def parse_or_exit(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None,
-                  defaults: Mapping[str, Any] | None = None, checks: Sequence[Callable[..., None]] = ()) -> tuple:
-    """:func:`parse_config`, or one line ``error: ...`` on stderr and exit status 2; ``--help`` prints help."""
+                  defaults: Mapping[str, Any] | None = None, checks: Sequence[Callable[..., None]] = (),
+                  positional: str | None = None) -> tuple:
+    """:func:`parse_config`, or one line ``error: ...`` on stderr and exit status 2; ``--help`` prints help.
+
+    ``positional`` names the field that the words before the first flag give (``python -m serve http``,
+    ``compare A B``): HfArgumentParser makes every field a flag, so they are read as ``--<field> words``.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:
         parser = _parser_class()(list(types), prog=prog)
         parser.add_argument(CONFIG_FLAG, help="YAML file whose values replace the defaults (flags win)")
         parser.print_help()
         raise SystemExit(0)
+    words = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    if positional and words:
+        args = [f"--{positional}", *args]
     try:
         return parse_config(types, args, defaults, checks=checks)
     except ConfigError as e:
