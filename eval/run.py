@@ -17,7 +17,7 @@ from typing import Literal
 
 from eval.harness import evaluate
 from eval.report import METRICS_MD, PLOT, ReportError, markdown
-from ir_core.config import ConfigError, check, check_range, help_field, parse_or_exit
+from ir_core.config import ConfigError, check, check_range, comma_list, help_field, parse_or_exit
 from ir_core.errors import run_main
 from rewards.prompts import default_examples, query_schema
 from rewards.rerank import EncoderReranker
@@ -70,7 +70,7 @@ class EvalArgs:
         for name in ("max_searches", "max_filter_depth"):
             check_range(self, name, 1, optional=True)
             check(getattr(self, name) is None or self.link_request, name, "bounds a request schema: add --link-request")
-        self.methods = [m.strip() for item in self.methods for m in item.split(",") if m.strip()]
+        self.methods = comma_list(self.methods)
         check(bool(self.methods), "methods", "is empty")
         try:
             _pairs(self.compare)
