@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 from eval.response_cache import ResponseCache, cache_key
 from ir_core.types import PlanRequest, PlanResponse
+from pipelines.backends import DecodingSpec, register_planner
 
 log = logging.getLogger(__name__)
 
@@ -627,18 +628,22 @@ class AnthropicPlanner(_APIPlanner):
         return done(*_arguments_outcome(use.input))
 
 
-PLANNERS: dict[str, type[_APIPlanner]] = {"openai": OpenAIPlanner, "anthropic": AnthropicPlanner}
+def _from_spec(cls: type[_APIPlanner]) -> Any:
+    """A registry constructor: the spec's model, its plan schema as the tool schema, its options as keywords."""
+
+    def build(spec: DecodingSpec) -> _APIPlanner:
+        if spec.plan_schema is None:
+            raise ValueError(f"an {cls.provider} planner needs the plan JSON schema (DecodingSpec.plan_schema)")
+        return cls(spec.model, tool_schema=spec.plan_schema, **spec.options)
+
+    return build
 
 
-def make_api_planner(spec: str, tool_schema: dict, **kwargs: Any) -> _APIPlanner:
-    """`openai:<model>` / `anthropic:<model>` -> a planner (a convenience for CLIs and notebooks)."""
-    provider, _, model = spec.partition(":")
-    if provider not in PLANNERS or not model:
-        raise ValueError(f"unknown API planner spec {spec!r}: expected openai:<model> or anthropic:<model>")
-    return PLANNERS[provider](model, tool_schema=tool_schema, **kwargs)
+register_planner("openai")(_from_spec(OpenAIPlanner))
+register_planner("anthropic")(_from_spec(AnthropicPlanner))
 
 
 __all__: list[str] = [
     "AnthropicPlanner", "APIAuthError", "APIRunError", "DEFAULT_PRICES", "MissingAPIKeyError", "MissingSDKError",
-    "OpenAIPlanner", "TOOL_NAME", "detect_output", "estimate_cost", "make_api_planner",
+    "OpenAIPlanner", "TOOL_NAME", "detect_output", "estimate_cost",
 ]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from eval.pmrr import p_mrr, p_mrr_per_query
+from ir_core.config import help_field, parse_or_exit
 
 FOLLOWIR_TASKS = ("Core17InstructionRetrieval", "Robust04InstructionRetrieval", "News21InstructionRetrieval")
 OG, CHANGED = "-og", "-changed"
@@ -290,16 +291,20 @@ def evaluate_mteb_tasks(model: Any, tasks: Sequence[str] = FOLLOWIR_TASKS, **kwa
     return {t: evaluate_encoder(model, load_mteb_task(t), **kwargs) for t in tasks}
 
 
+@dataclass
+class FollowIRArgs:
+    """Score an encoder on FollowIR (Core17/Robust04/News21) via mteb."""
+
+    model: str = help_field("SentenceTransformer folder or hub id")
+    tasks: list[str] = help_field("mteb task names", default_factory=lambda: list(FOLLOWIR_TASKS))
+    dataset_path: str | None = help_field("a local copy in mteb's layout (one task)", default=None)
+    out: str | None = help_field("write the scores as JSON here", default=None)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
     import json
 
-    ap = argparse.ArgumentParser(description="Score an encoder on FollowIR (Core17/Robust04/News21) via mteb.")
-    ap.add_argument("--model", required=True, help="SentenceTransformer folder or hub id")
-    ap.add_argument("--tasks", nargs="*", default=list(FOLLOWIR_TASKS))
-    ap.add_argument("--dataset-path", default=None, help="a local copy in mteb's layout (one task)")
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args(argv)
+    (a,) = parse_or_exit([FollowIRArgs], argv, "python -m eval.followir")
     from rewards.rerank import document_encoder, load_encoder
 
     model = load_encoder(a.model)

@@ -14,13 +14,14 @@ harness then executes all plans with one shared executor, so methods differ only
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import eval.api_planners  # noqa: F401  (registers the openai and anthropic backends)
 from ir_core.types import Planner, PlanRequest, PlanResponse
+from pipelines.backends import PLANNERS, DecodingSpec, make_planner
 from rewards.parse import PlanError, parse_plan
 from rewards.plan import Search, SearchPlan, plan_json_schema, plan_to_json
 from rewards.prompts import default_examples, messages_for_query
@@ -185,36 +186,20 @@ BASELINES: dict[str, type] = {"raw": RawMethod, "concat": ConcatMethod, "oracle"
                               "oracle_full": OracleFullMethod}
 RECORDED = "plans"  # spec prefix of RecordedPlans
 
-# spec prefix -> (module, class, how the class is constructed)
-_BACKENDS = {
-    "hf": ("pipelines.backends.hf", "HFPlanner"),
-    "vllm": ("pipelines.backends.vllm", "VLLMPlanner"),
-    "openai": ("eval.api_planners", "OpenAIPlanner"),
-    "anthropic": ("eval.api_planners", "AnthropicPlanner"),
-}
+def resolve_planner(spec: str, bench: Any, **options: Any) -> Planner:
+    """Build a planner from `<backend>:<model>` (a name in `pipelines.backends.PLANNERS`: hf, vllm, openai,
+    anthropic, ...) through the one planner registry; `options` go to the backend's constructor.
 
-
-def resolve_planner(spec: str, bench: Any, **kwargs: Any) -> Planner:
-    """Build a planner from `<backend>:<model>` (hf, vllm, openai, anthropic), importing the backend lazily.
-
-    Lazy so that evaluating baselines needs neither GPU packages nor API clients installed.
+    Backends import their libraries only when built, so evaluating baselines needs neither GPU packages nor
+    API clients installed. The plan schema is the benchmark's (API planners declare it as their tool; local
+    ones decode freely, as they always did here).
     """
     prefix, sep, target = spec.partition(":")
     if not sep or not target:
-        raise ValueError(f"planner spec {spec!r} must look like <backend>:<model>, backends: {', '.join(_BACKENDS)}")
-    if prefix not in _BACKENDS:
-        raise ValueError(f"unknown planner backend {prefix!r} in {spec!r}; known backends: {', '.join(_BACKENDS)}")
-    module_name, class_name = _BACKENDS[prefix]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(f"planner backend {prefix!r} needs {module_name} and its dependencies: {exc}") from exc
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise ImportError(f"{module_name} has no {class_name}")
-    if prefix in ("openai", "anthropic"):
-        kwargs.setdefault("tool_schema", plan_json_schema(bench.schema))
-    return cls(target, **kwargs)
+        raise ValueError(f"planner spec {spec!r} must look like <backend>:<model>, backends: {', '.join(PLANNERS)}")
+    if prefix not in PLANNERS:
+        raise ValueError(f"unknown planner backend {prefix!r} in {spec!r}; known backends: {', '.join(PLANNERS)}")
+    return make_planner(DecodingSpec(prefix, target, plan_schema=plan_json_schema(bench.schema), options=options))
 
 
 def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequence | None = None,
@@ -247,7 +232,7 @@ def resolve_methods(specs: Sequence[str | Method], bench: Any, examples: Sequenc
             methods.append(RecordedPlans(spec.partition(":")[2], bench.schema))
         elif ":" not in spec:
             raise ValueError(f"unknown method {spec!r}: use {', '.join(BASELINES)} or <backend>:<model> "
-                             f"with a backend in {', '.join(_BACKENDS)}")
+                             f"with a backend in {', '.join(PLANNERS)}")
         else:
             planner = resolve_planner(spec, bench)
             methods.append(PlannerMethod(planner, bench.schema, examples, mode, name=spec,

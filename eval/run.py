@@ -1,6 +1,6 @@
 """Command line: evaluate baselines and planners on a StaRK-Instruct split and write a report.
 
-    python -m eval.run --bench data/benchmark/synthetic --split test --methods raw,concat,oracle --out runs/eval
+    python -m eval.run --bench data/benchmark/synthetic --split test --methods raw concat oracle --out runs/eval
 
 Running again with other methods and the same --out merges them into the same table and chart.
 """
@@ -17,9 +17,9 @@ from typing import Literal
 
 from eval.harness import evaluate
 from eval.report import METRICS_MD, PLOT, ReportError, markdown
-from ir_core.config import ConfigError, check, check_range, help_field, parse_or_exit
+from ir_core.config import ConfigError, check, check_range, comma_list, help_field, parse_or_exit
 from ir_core.errors import run_main
-from rewards.prompts import query_schema
+from rewards.prompts import default_examples, query_schema
 from rewards.rerank import EncoderReranker
 from stark_instruct.benchmark import Benchmark
 
@@ -32,8 +32,10 @@ class EvalArgs:
 
     bench: str = help_field("benchmark folder (from `make benchmark`)", default="data/benchmark/synthetic")
     split: Literal["train", "dev", "test"] = help_field("query split to evaluate", default="test")
-    methods: str = help_field("comma-separated: raw, concat, oracle, hf:<path-or-hub-id>, vllm:<id>, openai:<model>, "
-                         "anthropic:<model>", default="raw,concat,oracle")
+    methods: list[str] = help_field("methods to evaluate: raw, concat, oracle, oracle_full, hf:<path-or-hub-id>, "
+                                    "vllm:<id>, openai:<model>, anthropic:<model>, plans:<per-query log> (a "
+                                    "comma-separated list is read too)",
+                                    default_factory=lambda: ["raw", "concat", "oracle"])
     out: str = help_field("report folder (metrics.json/.md, chart, per_query/)", default="runs/eval")
     engine: Literal["tantivy", "bm25"] = help_field("search engine", default="tantivy")
     k: int = help_field("cutoff of the headline recall (Recall@k)", default=20)
@@ -41,8 +43,9 @@ class EvalArgs:
     mode: Literal["separate", "merged", "chat", "compact"] = help_field(
         "prompt mode for planners: instruction in the system spec, merged into the query, or a chat of "
         "answered examples", default="separate")
-    examples: Literal["default", "none"] = help_field(
-        "few-shot examples in planner prompts: the ones TAO trains with, or zero-shot", default="default")
+    examples: Literal["default", "basic", "none"] = help_field(
+        "few-shot examples in planner prompts (rewards.prompts.EXAMPLE_SETS, as TAO configs name them): one per "
+        "constraint type, the earlier four, or zero-shot", default="default")
     link_request: bool = help_field(
         "each planner request decodes under its own plan schema (rewards.prompts.query_schema: the request's "
         "own query, filter values its instructions name), as TAO runs with link_request do; sent as "
@@ -67,14 +70,17 @@ class EvalArgs:
         for name in ("max_searches", "max_filter_depth"):
             check_range(self, name, 1, optional=True)
             check(getattr(self, name) is None or self.link_request, name, "bounds a request schema: add --link-request")
-        check(bool(self.method_list()), "methods", "is empty")
+        self.methods = comma_list(self.methods)
+        check(bool(self.methods), "methods", "is empty")
         try:
             _pairs(self.compare)
         except ValueError as e:
             raise ConfigError("compare", str(e)) from None
 
-    def method_list(self) -> list[str]:
-        return [m.strip() for m in self.methods.split(",") if m.strip()]
+    def example_list(self, bench: Benchmark) -> list[dict] | None:
+        """The few-shot examples of --examples; None for the default set, which the harness builds only
+        when a planner is evaluated."""
+        return None if self.examples == "default" else default_examples(bench.schema, self.examples)
 
     def request_schema(self, bench: Benchmark) -> Callable[[dict], dict] | None:
         """Query row -> its own decoding schema (--link-request), or None: every request uses the planner's."""
@@ -98,7 +104,7 @@ def _pairs(values: Sequence[str]) -> list[tuple[str, str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     (args,) = parse_or_exit([EvalArgs], argv, "python -m eval.run")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    methods = args.method_list()
+    methods = args.methods
     bench_path = Path(args.bench)
     if not bench_path.exists():
         print(f"error: no benchmark at {bench_path} (run `make benchmark`)", file=sys.stderr)
@@ -113,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rerank = EncoderReranker(args.rerank, bench, top_n=args.rerank_top_n)
         result = evaluate(bench, args.split, methods, engine=args.engine, k=args.k, rerank=rerank, out_dir=out,
                           limit=args.limit, compare_pairs=_pairs(args.compare), n_resamples=args.resamples,
-                          seed=args.seed, examples=[] if args.examples == "none" else None, mode=args.mode,
+                          seed=args.seed, examples=args.example_list(bench), mode=args.mode,
                           request_schema=args.request_schema(bench))
     except (ReportError, ValueError, ImportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

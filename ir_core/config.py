@@ -44,6 +44,11 @@ def check(ok: bool, field: str, message: str) -> None:
         raise ConfigError(field, message)
 
 
+def comma_list(values: Sequence[str]) -> list[str]:
+    """A list flag's values with comma-separated items split too (``--methods raw oracle`` == ``raw,oracle``)."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
 def check_range(obj: Any, field: str, low: float | None = None, high: float | None = None, *,
                 low_open: bool = False, optional: bool = False) -> None:
     """``getattr(obj, field)`` is a finite number in [low, high] (``low_open``: > low); None if ``optional``."""
@@ -182,18 +187,19 @@ def _take(data: Mapping[str, Any], lines: Mapping[str, int], path: str | None,
 
 def parse_config(types: Sequence[type], argv: Sequence[str] | None = None,
                  defaults: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
-                 checks: Sequence[Callable[..., None]] = ()) -> tuple:
+                 checks: Sequence[Callable[..., None]] = (), config_file: bool = True) -> tuple:
     """Instances of ``types`` from defaults < ``data`` < ``--config FILE`` < flags; raises :class:`ConfigError`.
 
     ``defaults`` replaces dataclass defaults of fields the project sets differently (e.g. TRL fields);
     ``data`` is a mapping of field: value given by a caller (checked like a file's); ``checks`` get the
     instances and raise `ConfigError` for ranges the classes do not check themselves (TRL's fields).
+    ``config_file=False``: no YAML ``--config`` (a command whose own ``config`` field names another file).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser_class()(list(types))
     by_dest = {a.dest: a for a in parser._actions if a.dest != "help"}
     config_path = None
-    if CONFIG_FLAG in argv:
+    if config_file and CONFIG_FLAG in argv:
         i = argv.index(CONFIG_FLAG)
         if i + 1 >= len(argv):
             raise ConfigError(None, f"{CONFIG_FLAG}: expected a file")
@@ -231,6 +237,10 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None,
     out = []
     for dtype in types:
         keys = {f.name for f in dataclasses.fields(dtype) if f.init}
+        missing = [f.name for f in dataclasses.fields(dtype) if f.init and f.name not in values
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(None, f"--{missing[0]}: required")
         try:
             out.append(dtype(**{k: v for k, v in values.items() if k in keys}))
         except ConfigError as e:
@@ -267,18 +277,39 @@ def peek(argv: Sequence[str] | None, name: str, default: Any, data: Mapping[str,
 
 
 def parse_or_exit(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None,
-                  defaults: Mapping[str, Any] | None = None, checks: Sequence[Callable[..., None]] = ()) -> tuple:
-    """:func:`parse_config`, or one line ``error: ...`` on stderr and exit status 2; ``--help`` prints help."""
+                  defaults: Mapping[str, Any] | None = None, checks: Sequence[Callable[..., None]] = (),
+                  positional: str | Sequence[str] = (), config_file: bool = True) -> tuple:
+    """:func:`parse_config`, or one line ``error: ...`` on stderr and exit status 2; ``--help`` prints help.
+
+    ``positional`` names the fields that the words before the first flag give: one field takes them all
+    (``python -m serve http``, ``compare A B``), several take one word each. HfArgumentParser makes every
+    field a flag, so the words are read as ``--<field> word``.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:
-        parser = _parser_class()(list(types), prog=prog)
-        parser.add_argument(CONFIG_FLAG, help="YAML file whose values replace the defaults (flags win)")
+        about = (types[0].__doc__ or "").strip().split("\n\n")[0] if types else ""
+        parser = _parser_class()(list(types), prog=prog, description=" ".join(about.split()) or None)
+        if config_file:
+            parser.add_argument(CONFIG_FLAG, help="YAML file whose values replace the defaults (flags win)")
         parser.print_help()
         raise SystemExit(0)
+    args = _flag_words(args, [positional] if isinstance(positional, str) else list(positional))
     try:
-        return parse_config(types, args, defaults, checks=checks)
+        return parse_config(types, args, defaults, checks=checks, config_file=config_file)
     except ConfigError as e:
         exit_with(e)
+
+
+def _flag_words(args: list[str], names: list[str]) -> list[str]:
+    """The leading words (before the first flag) as ``--name word`` for the positional fields ``names``;
+    words beyond them stay where they are (and are refused as unknown)."""
+    n = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    if not names or not n:
+        return args
+    if len(names) == 1:
+        return [f"--{names[0]}", *args]
+    given = [w for name, word in zip(names, args[:n], strict=False) for w in (f"--{name}", word)]
+    return given + args[len(given) // 2:]
 
 
 def exit_with(error: Exception) -> typing.NoReturn:

@@ -109,7 +109,7 @@ class Candidate(_Row):
 
 @dataclass
 class ScoredCandidate(Candidate):
-    """A candidate with its reward (scored.jsonl), built by `pipelines.stages.score_stage` and read by
+    """A candidate with its reward (scored.jsonl), built by `pipelines.score.score_stage` and read by
     `pipelines.select`; ``error`` becomes the reward's reason for an invalid plan."""
 
     reward: float = 0.0

@@ -23,10 +23,7 @@ API_DEMO_ARGS = --mode compact --examples none --link-request --max-searches 1 -
 SERVE_OPENAI_MODEL ?= $(MODEL_DIR)
 SERVE_OPENAI_PORT ?= 8000
 
-_api_empty :=
-_api_space := $(_api_empty) $(_api_empty)
-_api_comma := ,
-_api_methods = raw,$(subst $(_api_space),$(_api_comma),$(strip $(filter-out raw,$(MODELS))))
+_api_methods = raw $(filter-out raw,$(MODELS))
 _api_env = IR_API_CACHE=$(API_CACHE) IR_API_CONCURRENCY=$(API_CONCURRENCY) \
 	IR_API_MAX_RETRIES=$(API_MAX_RETRIES) IR_API_TIMEOUT=$(API_TIMEOUT) IR_API_OUTPUT=$(API_OUTPUT)
 

@@ -9,7 +9,7 @@ EVAL_ARGS ?=
 
 # raw, concat, oracle and oracle_full on the test split of the default benchmark (merged into $(EVAL_OUT)).
 eval-baselines: benchmark ## raw / concat / oracle / oracle_full on the test split into $(EVAL_OUT) (docs/eval.md)
-	$(PY) -m eval.run --bench $(BENCH) --split $(EVAL_SPLIT) --methods raw,concat,oracle,oracle_full \
+	$(PY) -m eval.run --bench $(BENCH) --split $(EVAL_SPLIT) --methods raw concat oracle oracle_full \
 		--engine $(EVAL_ENGINE) --out $(EVAL_OUT) $(EVAL_ARGS)
 
 # Any methods, merged into the existing report: make eval EVAL_METHODS=hf:models/smollm2

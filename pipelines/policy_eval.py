@@ -14,27 +14,9 @@ from eval.harness import evaluate
 from eval.methods import PlannerMethod
 from ir_core.types import GROUPS, Policy
 from pipelines.backends import PlannerFactory, release
+from pipelines.policy_spec import policy_mode, policy_spec, prompt_examples
 from pipelines.rundir import RunDir
 from pipelines.tao_config import TaoConfig, request_schemas
-from rewards.prompts import default_examples
-
-
-def policy_mode(cfg: TaoConfig, policy: Policy) -> str:
-    """The prompt mode a policy expects: the one it was trained on, else the run's."""
-    return policy.prompt_mode or cfg.mode
-
-
-def train_mode(cfg: TaoConfig) -> str:
-    """The prompt mode of a round's training rows (context distillation when it differs from `mode`)."""
-    return cfg.policy_mode or cfg.mode
-
-
-def prompt_examples(cfg: TaoConfig, bench: Any, mode: str | None = None) -> list[dict]:
-    """The few-shot examples every prompt of the run in ``mode`` (default: the run's) carries: none for
-    zero-shot, and none in a distilled mode other than the run's own."""
-    if cfg.examples == "none" or (mode is not None and mode != cfg.mode):
-        return []
-    return default_examples(bench.schema, "basic" if cfg.examples == "basic" else "all-kinds")
 
 
 def summarize(result: dict, method: str, k: int) -> dict:
@@ -65,7 +47,7 @@ def evaluate_split(cfg: TaoConfig, bench: Any, factory: PlannerFactory, plan_sch
                    rd: RunDir, policy: Policy, r: int, split: str) -> dict:
     """{"policy": summary, "baselines": {name: summary}} of round ``r``'s policy on one split."""
     limit = cfg.eval_dev_limit if split == "dev" else cfg.eval_test_limit
-    planner = factory(cfg, policy.model_path, policy.adapter_path, plan_schema)
+    planner = factory(policy_spec(cfg, policy, plan_schema))
     try:
         res = evaluate_policy(cfg, bench, planner, f"policy-r{r}", split, rd / "eval" / split, limit,
                               baselines=cfg.baselines if r == 0 else [], mode=policy_mode(cfg, policy))

@@ -29,19 +29,13 @@ from ir_core.io import JsonlAppender, atomic_write_json, atomic_write_text, read
 from ir_core.types import Policy
 from pipelines.backends import PlannerFactory, ReusedPlanners, make_planner
 from pipelines.explore import EXPLORED, explore_stage
-from pipelines.policy_eval import evaluate_split, policy_mode, prompt_examples, train_mode
+from pipelines.policy_eval import evaluate_split
+from pipelines.policy_spec import policy_mode, prompt_examples, train_mode
+from pipelines.round_prompts import PROMPTS, build_prompts, write_prompts
 from pipelines.rundir import RunDir
+from pipelines.sample import CANDIDATES, sample_round
+from pipelines.score import SCORED, make_scorer, score_stage
 from pipelines.select import select_to_files
-from pipelines.stages import (
-    CANDIDATES,
-    PROMPTS,
-    SCORED,
-    build_prompts,
-    make_scorer,
-    sample_round,
-    score_stage,
-    write_prompts,
-)
 from pipelines.tao_config import TaoSetup, decoding_schema, parse_tao, request_schemas
 from pipelines.tao_logger import WandbLogger
 from pipelines.tao_report import markdown_table

@@ -220,7 +220,8 @@ def _example_value(schema: IndexSchema, name: str, fallback: str) -> str:
     return values[0] if values else fallback
 
 
-EXAMPLE_SETS = ("all-kinds", "basic")
+# the few-shot sets by name, everywhere a set is named (TAO configs, the eval CLI, serving): one mapping
+EXAMPLE_SETS = ("default", "basic", "none")
 
 
 def _example(query: str, instruction: str | None, search_query: str, *filters: dict | None) -> dict:
@@ -228,16 +229,19 @@ def _example(query: str, instruction: str | None, search_query: str, *filters: d
             "plan": {"searches": [{"query": search_query, "filter": f} for f in filters]}}
 
 
-def default_examples(schema: IndexSchema, kinds: str = "all-kinds") -> list[dict]:
-    """Hand-written few-shot examples for the product schema.
+def default_examples(schema: IndexSchema, kinds: str = "default") -> list[dict]:
+    """Hand-written few-shot examples for the product schema, by set name (`EXAMPLE_SETS`).
 
-    "all-kinds" (the default): one example per constraint type the benchmark asks for (brand in/out,
+    "default": one example per constraint type the benchmark asks for (brand in/out,
     colour in/out, price bound, minimum rating, recency) plus one without instructions, each keeping the
     request's own words as the query: a dropped word costs recall that no filter wins back. "basic": the
-    earlier four (brand, colour, recency, none) with shortened queries, kept for the ablation.
+    earlier four (brand, colour, recency, none) with shortened queries, kept for the ablation. "none":
+    zero-shot.
     """
     if kinds not in EXAMPLE_SETS:
         raise ValueError(f"example set must be one of {EXAMPLE_SETS}, got {kinds!r}")
+    if kinds == "none":
+        return []
     missing = [f for f in ("brand", "color", "price", "rating", "last_review_date") if schema.field(f) is None]
     if missing:
         raise ValueError(f"default examples need the product schema; missing fields {missing}")

@@ -10,32 +10,43 @@ plans/s and dev/test R@k, with the machine and load average. Writes a JSON repor
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ir_core.config import check_range, comma_list, help_field, parse_or_exit  # noqa: E402
 from ir_core.io import atomic_write_json  # noqa: E402
 from ir_core.types import Policy  # noqa: E402
 from pipelines.backends import ReusedPlanners, make_planner  # noqa: E402
-from pipelines.policy_eval import evaluate_policy, policy_mode  # noqa: E402
+from pipelines.policy_eval import evaluate_policy  # noqa: E402
+from pipelines.policy_spec import policy_mode, policy_spec  # noqa: E402
 from pipelines.tao_config import decoding_schema, parse_tao  # noqa: E402
 from scripts.bench_training import machine  # noqa: E402
 
 
+@dataclass
+class BenchEvalArgs:
+    """Time a TAO round's greedy dev + test evaluation of one checkpoint."""
+
+    config: str = help_field("TAO config (backend, decoding, prompts)", default="configs/tao/demo.yaml")
+    model: str | None = help_field("checkpoint (default: the config's model)", default=None)
+    prompt_mode: str | None = help_field("the prompt mode the checkpoint was trained on", default=None)
+    splits: list[str] = help_field("splits to evaluate", default_factory=lambda: ["dev", "test"])
+    limit: int | None = help_field("queries per split (default: all)", default=None)
+    out: str = help_field("JSON report", default="runs/bench/eval.json")
+
+    def __post_init__(self) -> None:
+        self.splits = comma_list(self.splits)
+        check_range(self, "limit", 1, optional=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="configs/tao/demo.yaml")
-    ap.add_argument("--model", default=None, help="checkpoint (default: the config's model)")
-    ap.add_argument("--prompt-mode", default=None, help="the prompt mode the checkpoint was trained on")
-    ap.add_argument("--splits", default="dev,test")
-    ap.add_argument("--limit", type=int, default=None, help="queries per split (default: all)")
-    ap.add_argument("--out", default="runs/bench/eval.json")
-    args = ap.parse_args(argv)
+    (args,) = parse_or_exit([BenchEvalArgs], argv, "scripts/bench_eval.py", config_file=False)
     from stark_instruct.benchmark import Benchmark
 
     setup, _ = parse_tao(["--config", args.config], options=False)
@@ -47,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
                     "prompt_mode": policy_mode(cfg, policy), "backend": cfg.backend, "splits": {}}
     factory = ReusedPlanners(make_planner)
     t0 = time.perf_counter()
-    factory(cfg, policy.model_path, None, schema)
+    factory(policy_spec(cfg, policy, schema))
     report["engine_start_s"] = round(time.perf_counter() - t0, 1)
     out_dir = Path(args.out).with_suffix("")
     try:
-        for split in args.splits.split(","):
+        for split in args.splits:
             load = os.getloadavg()[0]
             t = time.perf_counter()
-            planner = factory(cfg, policy.model_path, None, schema)
+            planner = factory(policy_spec(cfg, policy, schema))
             res = evaluate_policy(cfg, bench, planner, "policy", split, out_dir / split, args.limit,
                                   mode=policy_mode(cfg, policy))["policy"]
             wall = time.perf_counter() - t

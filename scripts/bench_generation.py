@@ -15,7 +15,6 @@ batching pays. The 1-minute load average is recorded around every row: the machi
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -28,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ir_core.config import ConfigError, check_range, comma_list, help_field, parse_or_exit  # noqa: E402
 from ir_core.types import PlanRequest, PlanResponse  # noqa: E402
 
 # name -> (backend, HFPlanner/VLLMPlanner extra keywords, how the bench drives it: "env" set while the engine
@@ -81,8 +81,8 @@ def load_setup(config: str, bench_path: str | None, model: str | None) -> Setup:
 def load_requests(s: Setup, k: int, mode: str | None = None) -> list[PlanRequest]:
     """The first k of the prompts the config's first round samples, built as the TAO loop builds them
     (in ``mode``, default the config's: "request" is what a distilled policy's rounds sample)."""
-    from pipelines.policy_eval import prompt_examples
-    from pipelines.stages import build_prompts
+    from pipelines.policy_spec import prompt_examples
+    from pipelines.round_prompts import build_prompts
     from pipelines.tao_config import request_schemas
 
     mode = mode or s.cfg.mode
@@ -94,17 +94,17 @@ def load_requests(s: Setup, k: int, mode: str | None = None) -> list[PlanRequest
 
 
 def make(variant: str, s: Setup, batch_size: int | None) -> Any:
-    """The variant's planner, built with the keywords `pipelines.backends.make_planner` gives TAO."""
+    """The variant's planner: the spec TAO samples with, on the variant's backend with its extra keywords."""
+    import dataclasses
+
+    from ir_core.types import Policy
+    from pipelines.backends import make_planner
+    from pipelines.policy_spec import policy_spec
+
     backend, extra, _ = VARIANTS[variant]
-    kw = {"max_new_tokens": s.cfg.max_new_tokens, "constrained": s.cfg.constrained,
-          "json_schema": s.json_schema, "batch_size": batch_size or s.cfg.sample_batch_size, **extra}
-    if backend == "vllm":
-        from pipelines.backends.vllm import VLLMPlanner
-
-        return VLLMPlanner(s.model, **kw)
-    from pipelines.backends.hf import HFPlanner
-
-    return HFPlanner(s.model, **kw)
+    spec = policy_spec(s.cfg, Policy(s.model), s.json_schema)
+    return make_planner(dataclasses.replace(spec, backend=backend, batch_size=batch_size or spec.batch_size,
+                                            options=extra))
 
 
 def summarise(variant: str, call: str, out: list[list[PlanResponse]], wall: float, schema: Any,
@@ -134,7 +134,7 @@ def summarise(variant: str, call: str, out: list[list[PlanResponse]], wall: floa
     }
 
 
-def run_variant(variant: str, s: Setup, args: argparse.Namespace, reqs: list[PlanRequest],
+def run_variant(variant: str, s: Setup, args: GenerationArgs, reqs: list[PlanRequest],
                 scale: list[PlanRequest]) -> tuple[list[dict], list[str | None]]:
     """The variant's rows (sample, greedy plan, TAO-scale sample for vLLM) and its greedy plan texts."""
     cfg = s.cfg
@@ -220,29 +220,38 @@ def print_summary(rows: list[dict], agree: dict[str, dict], reference: str) -> N
         print(f"{v}: " + ", ".join(parts))
 
 
+@dataclasses.dataclass
+class GenerationArgs:
+    """Sampler throughput, transformers vs vLLM side by side."""
+
+    model: str | None = help_field("model folder (default: the config's model_name_or_path)", default=None)
+    bench: str | None = help_field("benchmark folder (default: the config's benchmark)", default=None)
+    config: str = help_field("TAO config: prompts, bounds, T, top-p", default="configs/tao/demo.yaml")
+    backends: list[str] = help_field(f"variants to time, of {sorted(VARIANTS)}", default_factory=lambda: ["hf", "vllm"])
+    prompts: int = help_field("prompts per row", default=8)
+    n: int = help_field("samples per prompt", default=4)
+    scale_prompts: int = help_field("vLLM-only row: this many prompts ...", default=0)
+    scale_n: int = help_field("... with this many samples each", default=16)
+    batch_size: int | None = help_field("HF: sequences per generate call (default: the config's sample_batch_size)",
+                                        default=None)
+    threads: int | None = help_field("torch threads of the HF backend (default: the config's torch_threads)",
+                                     default=None)
+    seed: int = help_field("sampling seed", default=0)
+    out: str = help_field("JSON report", default="runs/bench/generation.json")
+
+    def __post_init__(self) -> None:
+        self.backends = comma_list(self.backends)
+        unknown = [v for v in self.backends if v not in VARIANTS]
+        if not self.backends or unknown:
+            raise ConfigError("backends", f"unknown {unknown}; choose from {sorted(VARIANTS)}")
+        for name in ("prompts", "n", "scale_n"):
+            check_range(self, name, 1)
+        check_range(self, "scale_prompts", 0)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None, help="model folder (default: the config's model_name_or_path)")
-    ap.add_argument("--bench", default=None, help="benchmark folder (default: the config's benchmark)")
-    ap.add_argument("--config", default="configs/tao/demo.yaml", help="TAO config: prompts, bounds, T, top-p")
-    ap.add_argument("--backends", default="hf,vllm", help=f"comma-separated, of {sorted(VARIANTS)}")
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--scale-prompts", type=int, default=0, help="vLLM-only row: this many prompts ...")
-    ap.add_argument("--scale-n", type=int, default=16, help="... with this many samples each")
-    ap.add_argument("--batch-size", type=int, default=None, help="HF: sequences per generate call "
-                    "(default: the config's sample_batch_size)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads of the HF backend "
-                    "(default: the config's torch_threads)")
-    ap.add_argument("--seed", type=int, default=0, help="sampling seed")
-    ap.add_argument("--out", default="runs/bench/generation.json")
-    args = ap.parse_args(argv)
-    variants = [v.strip() for v in args.backends.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if not variants or unknown:
-        ap.error(f"--backends: unknown {unknown}; choose from {sorted(VARIANTS)}")
-    if min(args.prompts, args.n, args.scale_n) < 1 or args.scale_prompts < 0:
-        ap.error("--prompts, --n and --scale-n must be >= 1, --scale-prompts >= 0")
+    (args,) = parse_or_exit([GenerationArgs], argv, "scripts/bench_generation.py", config_file=False)
+    variants = args.backends
 
     import torch
 

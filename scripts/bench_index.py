@@ -7,7 +7,6 @@ sample of queries at large sizes (it scores in Python and would take hours on al
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -16,10 +15,13 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from ir_core.config import check_range, help_field, parse_or_exit  # noqa: E402
 
 
 def _child(code: str) -> dict:
@@ -84,16 +86,23 @@ print(json.dumps(out))
     return _child(code)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--bm25-sample", type=int, default=20,
-                    help="queries for rank-bm25 above 200k products (0: skip rank-bm25)")
-    ap.add_argument("--reuse", action="store_true",
-                    help="measure an existing build under --data (build time from its stats.json) instead of rebuilding")
-    ap.add_argument("--data", default="data/bench-index", help="where the benchmarks are (re)built")
-    ap.add_argument("--out", default="runs/bench/index.json")
-    args = ap.parse_args()
+@dataclass
+class BenchIndexArgs:
+    """Index benchmark: build time, peak memory, query latency and throughput, tantivy vs rank-bm25."""
+
+    sizes: list[int] = help_field("catalogue sizes (products)", default_factory=lambda: [100_000, 1_000_000])
+    bm25_sample: int = help_field("queries for rank-bm25 above 200k products (0: skip rank-bm25)", default=20)
+    reuse: bool = help_field("measure an existing build under --data (build time from its stats.json) instead of "
+                             "rebuilding", default=False)
+    data: str = help_field("where the benchmarks are (re)built", default="data/bench-index")
+    out: str = help_field("JSON report", default="runs/bench/index.json")
+
+    def __post_init__(self) -> None:
+        check_range(self, "bm25_sample", 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse_or_exit([BenchIndexArgs], argv, "scripts/bench_index.py")
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                "loadavg_at_start": os.getloadavg(), "sizes": {}}
     for size in args.sizes:

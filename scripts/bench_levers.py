@@ -11,22 +11,23 @@ sampling has to find before selection can teach it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval.harness import evaluate  # noqa: E402
 from eval.methods import PlannerMethod  # noqa: E402
+from ir_core.config import ConfigError, help_field, parse_or_exit  # noqa: E402
 from ir_core.io import atomic_write_json  # noqa: E402
+from ir_core.types import Policy  # noqa: E402
 from pipelines.backends import make_planner, release  # noqa: E402
-from pipelines.policy_eval import prompt_examples  # noqa: E402
-from pipelines.stages import obeys_constraint  # noqa: E402
+from pipelines.policy_spec import policy_spec, prompt_examples  # noqa: E402
+from pipelines.score import obeys_constraint  # noqa: E402
 from pipelines.tao_config import TaoConfig, decoding_schema  # noqa: E402
 from stark_instruct.benchmark import Benchmark  # noqa: E402
 
@@ -59,16 +60,26 @@ def right_filter_share(records: list[dict], rows: dict[str, dict], schema: Any) 
     return sum(map(bool, flags)) / len(flags) if flags else None
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bench", default="data/benchmark/synthetic")
-    ap.add_argument("--model", default="models/smollm2-135m-instruct")
-    ap.add_argument("--split", default="dev")
-    ap.add_argument("--limit", type=int, default=None, help="first N queries of the split (default: all)")
-    ap.add_argument("--backend", default="auto", choices=("auto", "vllm", "hf"))
-    ap.add_argument("--levers", nargs="*", default=list(LEVERS), help=f"subset of: {list(LEVERS)}")
-    ap.add_argument("--out", default="runs/bench/levers.json")
-    args = ap.parse_args()
+@dataclasses.dataclass
+class LeversArgs:
+    """What each prompt and decoding lever does to the untrained planner, greedy, on dev."""
+
+    bench: str = help_field("benchmark folder", default="data/benchmark/synthetic")
+    model: str = help_field("the planner", default="models/smollm2-135m-instruct")
+    split: str = help_field("query split", default="dev")
+    limit: int | None = help_field("first N queries of the split (default: all)", default=None)
+    backend: Literal["auto", "vllm", "hf"] = help_field("planner backend", default="auto")
+    levers: list[str] = help_field(f"subset of: {list(LEVERS)}", default_factory=lambda: list(LEVERS))
+    out: str = help_field("JSON report", default="runs/bench/levers.json")
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.levers if name not in LEVERS]
+        if unknown:
+            raise ConfigError("levers", f"unknown {unknown}; choose from {list(LEVERS)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse_or_exit([LeversArgs], argv, "scripts/bench_levers.py")
     bench = Benchmark.load(args.bench)
     rows = {str(r["id"]): r for r in bench.queries(args.split)}
     results = []
@@ -76,7 +87,7 @@ def main() -> None:
         fields, anchors = LEVERS[name]
         cfg = TaoConfig(benchmark=args.bench, backend=args.backend, eval_batch_size=128, **DECODING, **fields)
         view = _WithSchema(bench, dataclasses.replace(bench.schema, date_anchors=anchors))
-        planner = make_planner(cfg, args.model, None, decoding_schema(cfg, view))
+        planner = make_planner(policy_spec(cfg, Policy(args.model), decoding_schema(cfg, view)))
         t0 = time.time()
         try:
             method = PlannerMethod(planner, view.schema, prompt_examples(cfg, view), cfg.mode, name="planner",

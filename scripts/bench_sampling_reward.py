@@ -11,31 +11,43 @@ sample reward, the mean best-of-n reward and the share of prompts whose best sam
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ir_core.config import check_range, help_field, parse_or_exit  # noqa: E402
+
+
+@dataclass
+class SamplingRewardArgs:
+    """A policy's samples against its greedy plan, per sampling temperature."""
+
+    config: str = help_field("TAO config (model, bounds, n, seed)", default="configs/tao/demo.yaml")
+    adapter: str | None = help_field("LoRA adapter of a trained round (default: the base model)", default=None)
+    temperatures: list[float] = help_field("sampling temperatures", default_factory=lambda: [0.3, 0.6, 0.9])
+    prompts: int = help_field("training prompts (the tao stage's seeded subset)", default=16)
+    out: str = help_field("JSON report", default="runs/bench/sampling_reward.json")
+
+    def __post_init__(self) -> None:
+        check_range(self, "prompts", 1)
+
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/tao/demo.yaml", help="TAO config (model, bounds, n, seed)")
-    ap.add_argument("--adapter", default=None, help="LoRA adapter of a trained round (default: the base model)")
-    ap.add_argument("--temperatures", type=float, nargs="+", default=[0.3, 0.6, 0.9])
-    ap.add_argument("--prompts", type=int, default=16, help="training prompts (the tao stage's seeded subset)")
-    ap.add_argument("--out", default="runs/bench/sampling_reward.json")
-    args = ap.parse_args(argv)
+    (args,) = parse_or_exit([SamplingRewardArgs], argv, "scripts/bench_sampling_reward.py", config_file=False)
 
     import torch
 
-    from ir_core.types import PlanRequest
+    from ir_core.types import PlanRequest, Policy
     from pipelines.backends import make_planner
-    from pipelines.stages import build_prompts, make_scorer
+    from pipelines.policy_spec import policy_spec
+    from pipelines.round_prompts import build_prompts
+    from pipelines.score import make_scorer
     from pipelines.tao_config import decoding_schema, parse_tao
     from stark_instruct.benchmark import Benchmark
 
@@ -47,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     prompts = build_prompts(bench, "train", args.prompts, seed=seed, mode=cfg.mode)
     requests = [PlanRequest(p["prompt_id"], p["messages"]) for p in prompts]
     score = make_scorer(bench, cfg.engine, cfg.k)
-    planner = make_planner(cfg, model, args.adapter, decoding_schema(cfg, bench))
+    planner = make_planner(policy_spec(cfg, Policy(model, args.adapter), decoding_schema(cfg, bench)))
 
     def rewards(responses: list) -> list[float]:
-        return [score(r.text, p["relevant_ids"])["reward"] for r, p in zip(responses, prompts, strict=True)]
+        return [score(r.text, p)["reward"] for r, p in zip(responses, prompts, strict=True)]
 
     start = time.time()
     greedy = rewards(planner.plan(requests))

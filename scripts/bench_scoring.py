@@ -20,7 +20,6 @@ is recorded around every measurement. Benchmarks are built once and cached under
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -29,6 +28,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ir_core.config import ConfigError, check_range, help_field, parse_or_exit  # noqa: E402
 from rewards.execute import BatchScorer, Executor, score_text  # noqa: E402
 from rewards.parse import parse_plan  # noqa: E402
 from stark_instruct.benchmark import Benchmark  # noqa: E402
@@ -329,25 +330,42 @@ def render(results: dict) -> str:
     return "\n".join(lines + [""] + notes + [""] + summaries)
 
 
+PLAN_SETS = ("sampled", "synthetic")
+
+
+@dataclass
+class ScoringArgs:
+    """Scoring throughput: the reward scorer against direct tantivy, bm25s and rank-bm25."""
+
+    sizes: list[int] = help_field("catalogue sizes (products)", default_factory=lambda: [20_000, 1_000_000])
+    engines: list[str] = help_field(f"of {['scorer', *PEERS]}", default_factory=lambda: ["scorer", *PEERS])
+    processes: list[int] = help_field("scorer processes per run", default_factory=lambda: [1, 2])
+    plan_sets: list[str] = help_field(f"of {list(PLAN_SETS)}", default_factory=lambda: list(PLAN_SETS))
+    plans: int = help_field("plans per run", default=4000)
+    large: int = help_field("sizes above this use --large-plans plans", default=200_000)
+    large_plans: int = help_field("plans per run above --large", default=2000)
+    peer_plans: int = help_field("plans for tantivy direct and bm25s (a prefix)", default=1000)
+    large_peer_plans: int = help_field("--peer-plans above --large", default=320)
+    bm25_plans: int = help_field("plans for rank-bm25 (a prefix; it scores in Python)", default=200)
+    bm25_max_size: int = help_field("skip rank-bm25 above this size: its in-memory index needs ~25 GB at 1M "
+                                    "products", default=200_000)
+    latency_searches: int = help_field("distinct filtered searches timed (0: skip)", default=400)
+    data: str = help_field("benchmarks are built and cached here", default="data/bench")
+    seed: int = help_field("plan sampling seed", default=0)
+    out: str = help_field("JSON report", default="runs/bench/scoring.json")
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("engines", ("scorer", *PEERS)), ("plan_sets", PLAN_SETS)):
+            unknown = [v for v in getattr(self, name) if v not in allowed]
+            if unknown:
+                raise ConfigError(name, f"unknown {unknown}; choose from {list(allowed)}")
+        for name in ("plans", "large_plans", "peer_plans", "large_peer_plans", "bm25_plans"):
+            check_range(self, name, 1)
+        check_range(self, "latency_searches", 0)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 1_000_000])
-    ap.add_argument("--engines", nargs="+", default=["scorer", *PEERS], choices=["scorer", *PEERS])
-    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--plan-sets", nargs="+", default=["sampled", "synthetic"], choices=["sampled", "synthetic"])
-    ap.add_argument("--plans", type=int, default=4000, help="plans per run")
-    ap.add_argument("--large", type=int, default=200_000, help="sizes above this use --large-plans plans")
-    ap.add_argument("--large-plans", type=int, default=2000)
-    ap.add_argument("--peer-plans", type=int, default=1000, help="plans for tantivy direct and bm25s (a prefix)")
-    ap.add_argument("--large-peer-plans", type=int, default=320, help="--peer-plans above --large")
-    ap.add_argument("--bm25-plans", type=int, default=200, help="plans for rank-bm25 (a prefix; it scores in Python)")
-    ap.add_argument("--bm25-max-size", type=int, default=200_000,
-                    help="skip rank-bm25 above this size: its in-memory index needs ~25 GB at 1M products")
-    ap.add_argument("--latency-searches", type=int, default=400, help="distinct filtered searches timed (0: skip)")
-    ap.add_argument("--data", default="data/bench", help="benchmarks are built and cached here")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="runs/bench/scoring.json")
-    args = ap.parse_args(argv)
+    (args,) = parse_or_exit([ScoringArgs], argv, "scripts/bench_scoring.py")
 
     results = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} cores",
                "loadavg": [round(x, 2) for x in os.getloadavg()], "sizes": {}}

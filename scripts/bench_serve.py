@@ -9,15 +9,20 @@ is recorded before and after every run, and `make bench-serve` runs it under `ni
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import socket
 import statistics
+import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ir_core.config import ConfigError, check_range, help_field, parse_or_exit  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,7 +84,7 @@ async def load_test(url: str, items: list[dict], concurrency: int, k: int) -> di
     }
 
 
-def bench_backend(args: argparse.Namespace, backend: str, items: list[dict]) -> dict:
+def bench_backend(args: ServeBenchArgs, backend: str, items: list[dict]) -> dict:
     from serve.api import Retriever
     from serve.app import create_app
 
@@ -105,20 +110,31 @@ def bench_backend(args: argparse.Namespace, backend: str, items: list[dict]) -> 
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--bench", default="data/benchmark/synthetic")
-    p.add_argument("--backends", nargs="+", default=["vllm", "hf"], choices=["vllm", "hf"])
-    p.add_argument("--model", default=None, help="checkpoint (default: what `make serve` picks)")
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--requests", type=int, default=128, help="requests at concurrency 8 (fewer end before the engine is warm)")
-    p.add_argument("--requests-c1", type=int, default=32, help="requests at concurrency 1")
-    p.add_argument("--k", type=int, default=20)
-    p.add_argument("--torch-threads", type=int, default=1, help="transformers threads (1 was fastest here)")
-    p.add_argument("--out", default="runs/bench/serve.json")
-    args = p.parse_args()
-    if args.requests < 8 or args.requests_c1 < 1:
-        p.error("--requests must be >= 8 and --requests-c1 >= 1")
+@dataclass
+class ServeBenchArgs:
+    """Load test of the HTTP service per planner backend: latency and throughput at concurrency 1 and 8."""
+
+    bench: str = help_field("benchmark folder", default="data/benchmark/synthetic")
+    backends: list[str] = help_field("of vllm, hf", default_factory=lambda: ["vllm", "hf"])
+    model: str | None = help_field("checkpoint (default: what `make serve` picks)", default=None)
+    runs_dir: str = help_field("where `make serve` looks for TAO runs", default="runs")
+    requests: int = help_field("requests at concurrency 8 (fewer end before the engine is warm)", default=128)
+    requests_c1: int = help_field("requests at concurrency 1", default=32)
+    k: int = help_field("results per request", default=20)
+    torch_threads: int = help_field("transformers threads (1 was fastest here)", default=1)
+    out: str = help_field("JSON report", default="runs/bench/serve.json")
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.backends if b not in ("vllm", "hf")]
+        if unknown:
+            raise ConfigError("backends", f"unknown {unknown}; choose from vllm, hf")
+        check_range(self, "requests", 8)
+        for name in ("requests_c1", "k", "torch_threads"):
+            check_range(self, name, 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse_or_exit([ServeBenchArgs], argv, "scripts/bench_serve.py")
 
     import torch
 

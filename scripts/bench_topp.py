@@ -9,32 +9,45 @@ allow `--allowed` random tokens, with the load average.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ir_core.config import check_range, comma_list, help_field, parse_or_exit  # noqa: E402
+
+
+@dataclass
+class ToppArgs:
+    """Cost of one top-p step on a decode batch's logits: vLLM's sort against `vllm_topp.sparse_top_p`."""
+
+    rows: int = help_field("rows of the batch", default=256)
+    vocab: int = help_field("vocabulary size", default=49152)
+    allowed: list[str] = help_field("allowed tokens a row, one timing each", default_factory=lambda: ["8", "40"])
+    threads: int = help_field("torch threads", default=2)
+    p: float = help_field("top-p mass", default=0.95)
+
+    def __post_init__(self) -> None:
+        self.allowed = comma_list(self.allowed)
+        for name in ("rows", "vocab", "threads"):
+            check_range(self, name, 1)
+        check_range(self, "p", 0, 1, low_open=True)
+
 
 def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_or_exit([ToppArgs], argv, "scripts/bench_topp.py")
     import torch
     from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
 
     from pipelines.backends.vllm_topp import sparse_top_p
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", type=int, default=256)
-    ap.add_argument("--vocab", type=int, default=49152)
-    ap.add_argument("--allowed", default="8,40")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--p", type=float, default=0.95)
-    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     print(f"load average {os.getloadavg()[0]:.2f}; {args.rows} x {args.vocab}, {args.threads} threads")
-    for allowed in map(int, args.allowed.split(",")):
+    for allowed in map(int, args.allowed):
         logits = torch.full((args.rows, args.vocab), float("-inf"))
         for r in range(args.rows):
             logits[r, torch.randperm(args.vocab, generator=g)[:allowed]] = torch.randn(allowed, generator=g)

@@ -18,7 +18,6 @@ and writes a JSON report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,13 +25,15 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ir_core.config import ConfigError, check_range, comma_list, help_field, parse_or_exit  # noqa: E402
 from ir_core.io import atomic_write_json, write_jsonl  # noqa: E402
-from pipelines.stages import build_prompts  # noqa: E402
+from pipelines.round_prompts import build_prompts  # noqa: E402
 from pipelines.train import train, train_setup  # noqa: E402
 
 # What the demo trained with before issue 21 (the baseline every variant changes one thing of).
@@ -92,7 +93,7 @@ def demo_rows(benchmark: str, n: int, mode: str) -> list[dict]:
             for p in build_prompts(bench, "train", n, seed=0, mode=mode, examples=[])]
 
 
-def run_variant(name: str, args: argparse.Namespace, rows: list[dict]) -> dict:
+def run_variant(name: str, args: TrainingBenchArgs, rows: list[dict]) -> dict:
     """One timed SFT run of a variant: its settings on the shared rows, `args.steps` optimizer steps."""
     import torch
 
@@ -121,19 +122,28 @@ def run_variant(name: str, args: argparse.Namespace, rows: list[dict]) -> dict:
     }
 
 
+@dataclass
+class TrainingBenchArgs:
+    """Training throughput of the TAO SFT step, side by side per training variant."""
+
+    model: str = help_field("base model", default="models/smollm2-135m-instruct")
+    benchmark: str = help_field("benchmark folder (the rows' prompts)", default="data/benchmark/synthetic")
+    steps: int = help_field("optimizer steps per variant (after TRL's set-up)", default=4)
+    variants: list[str] = help_field(f"from: {', '.join(VARIANTS)}",
+                                     default_factory=lambda: ["today", "fast", "request-today", "request-fast"])
+    out: str = help_field("JSON report", default="runs/bench/training.json")
+
+    def __post_init__(self) -> None:
+        self.variants = comma_list(self.variants)
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ConfigError("variants", f"unknown {unknown}; choose from {', '.join(VARIANTS)}")
+        check_range(self, "steps", 1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="models/smollm2-135m-instruct")
-    ap.add_argument("--benchmark", default="data/benchmark/synthetic")
-    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per variant (after TRL's set-up)")
-    ap.add_argument("--variants", default="today,fast,request-today,request-fast",
-                    help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    ap.add_argument("--out", default="runs/bench/training.json")
-    args = ap.parse_args(argv)
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
+    (args,) = parse_or_exit([TrainingBenchArgs], argv, "scripts/bench_training.py")
+    names = args.variants
     most = max(VARIANTS[v][0]["per_device_train_batch_size"] * VARIANTS[v][0]["gradient_accumulation_steps"]
                for v in names) * args.steps
     rows = {mode: demo_rows(args.benchmark, most, mode) for mode in {VARIANTS[v][2] for v in names}}

@@ -7,10 +7,11 @@ planner may see). docs/tao.md, "Fifth pass".
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
+from ir_core.config import help_field, parse_or_exit
 from rewards.execute import Executor, score_plan
 from rewards.plan import Search, SearchPlan
 from stark_instruct.benchmark import Benchmark
@@ -18,11 +19,16 @@ from stark_instruct.filters import All, Leaf
 from stark_instruct.instructions import constraint_filter
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("split", nargs="?", default="dev")
-    ap.add_argument("--bench", default="data/benchmark/synthetic")
-    args = ap.parse_args()
+@dataclass
+class LinkCheckArgs:
+    """Linking quality against the recorded base-query attributes (evaluation only)."""
+
+    split: str = help_field("query split (the first word)", default="dev")
+    bench: str = help_field("benchmark folder", default="data/benchmark/synthetic")
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse_or_exit([LinkCheckArgs], argv, "scripts/link_check.py", positional="split")
     bench = Benchmark.load(args.bench)
     schema, metas = bench.schema, bench.metas()
     with open(f"{args.bench}/base_queries.jsonl") as fh:

@@ -9,25 +9,36 @@ slower path's CI. This reads the per-query logs two eval.harness runs wrote (e.g
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval.report import read_per_query  # noqa: E402
 from eval.stats import aggregate, vs_baseline  # noqa: E402
+from ir_core.config import check_range, help_field, parse_or_exit  # noqa: E402
+
+POSITIONAL = ("a_dir", "a_method", "b_dir", "b_method")
+
+
+@dataclass
+class PairedArgs:
+    """Paired comparison of two evaluations of the same split: `A_DIR A_METHOD B_DIR B_METHOD [--k K]`."""
+
+    a_dir: str = help_field("eval.harness output folder of A (first word)")
+    a_method: str = help_field("A's method name")
+    b_dir: str = help_field("eval.harness output folder of B, the baseline")
+    b_method: str = help_field("B's method name")
+    k: int = help_field("Recall@k", default=20)
+
+    def __post_init__(self) -> None:
+        check_range(self, "k", 1)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("a_dir")
-    ap.add_argument("a_method")
-    ap.add_argument("b_dir")
-    ap.add_argument("b_method")
-    ap.add_argument("--k", type=int, default=20)
-    args = ap.parse_args(argv)
+    (args,) = parse_or_exit([PairedArgs], argv, "scripts/paired_recall.py", positional=POSITIONAL)
     a = read_per_query(args.a_dir, args.a_method)
     b = read_per_query(args.b_dir, args.b_method)
     key = f"recall@{args.k}"

@@ -7,16 +7,17 @@ numbers. Every plan must score or be a typed invalid plan; the first exception s
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ir_core.config import check_range, help_field, parse_or_exit  # noqa: E402
 from rewards.execute import Executor, score_text  # noqa: E402
 from stark_instruct.benchmark import Benchmark  # noqa: E402
 
@@ -53,12 +54,20 @@ class Hostile:
         return json.dumps({"searches": searches}, ensure_ascii=r.random() < 0.5)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bench", default="data/benchmark/synthetic")
-    ap.add_argument("--n", type=int, default=3000)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+@dataclass
+class ProbeArgs:
+    """Hostile plans through the real engine: every plan must score or be a typed invalid plan."""
+
+    bench: str = help_field("benchmark folder", default="data/benchmark/synthetic")
+    n: int = help_field("plans to try", default=3000)
+    seed: int = help_field("generator seed", default=0)
+
+    def __post_init__(self) -> None:
+        check_range(self, "n", 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_or_exit([ProbeArgs], argv, "scripts/probe_plans.py")
     bench = Benchmark.load(args.bench)
     executor = Executor(bench.index("tantivy"))
     gen = Hostile([f.name for f in bench.schema.fields], args.seed)

@@ -8,10 +8,15 @@ with the raw query's, measured in the same run's round 0. Writes <out>/summary.j
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ir_core.config import help_field, parse_or_exit  # noqa: E402
 
 GROUPS = ("none", "inclusion", "exclusion", "recency", "instructed", "all")
 
@@ -64,17 +69,23 @@ def markdown(runs: list[dict], summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class SeedsArgs:
+    """Mean and spread of TAO runs that differ only in their seed: `RUN [RUN ...] [--out DIR]`."""
+
+    runs: list[str] = help_field("TAO run directories, one per seed (the words before any flag)")
+    out: str = help_field("where summary.json and summary.md go", default="runs/tao-seeds")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="TAO run directories (one per seed)")
-    ap.add_argument("--out", type=Path, default=Path("runs/tao-seeds"))
-    args = ap.parse_args(argv)
-    runs = [run_summary(r) for r in args.runs]
+    (args,) = parse_or_exit([SeedsArgs], argv, "scripts/tao_seeds.py", positional="runs")
+    runs = [run_summary(Path(r)) for r in args.runs]
     summary = summarize(runs)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=2))
     text = markdown(runs, summary)
-    (args.out / "summary.md").write_text(text)
+    (out / "summary.md").write_text(text)
     print(text)
     return 0
 

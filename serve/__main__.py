@@ -6,32 +6,41 @@ and prints which (on stderr: over MCP stdio, stdout carries JSON-RPC only, from 
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from ir_core.config import check, check_range, help_field, parse_or_exit
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from serve.planners import BACKENDS
+@dataclass
+class ServeArgs:
+    """Serve the planner and the search tool: `python -m serve http|mcp [flags]`."""
 
-    p = argparse.ArgumentParser(prog="python -m serve", description=__doc__)
-    p.add_argument("what", choices=("http", "mcp"), help="the HTTP service with its page, or the MCP server")
-    p.add_argument("--bench", default="data/benchmark/synthetic", help="a built benchmark directory")
-    p.add_argument("--backend", default="vllm", choices=BACKENDS)
-    p.add_argument("--model", default=None, help="checkpoint folder or API model name (default: newest tuned)")
-    p.add_argument("--runs-dir", default="runs", help="where to look for TAO runs (best.json)")
-    p.add_argument("--reranker", default=None, help="an encoder folder for the instruction-aware reranker")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--timeout", type=float, default=30.0, help="per-request time limit, seconds")
-    p.add_argument("--transport", default="stdio", choices=("stdio", "http"), help="MCP transport")
-    p.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
-                   help="HTTP: another Host header to serve besides the local names and --host (repeatable; "
-                        "'*' for any); the rest are refused, against DNS rebinding")
-    args = p.parse_args(argv)
-    if not 0 < args.port < 65536:
-        p.error(f"--port must be in 1..65535, got {args.port}")
-    if args.timeout <= 0:
-        p.error(f"--timeout must be > 0, got {args.timeout}")
+    what: Literal["http", "mcp"] = help_field("the HTTP service with its page, or the MCP server (the first word)")
+    bench: str = help_field("a built benchmark directory", default="data/benchmark/synthetic")
+    backend: str = help_field("planner backend: vllm, hf, openai or anthropic", default="vllm")
+    model: str | None = help_field("checkpoint folder or API model name (default: newest tuned)", default=None)
+    runs_dir: str = help_field("where to look for TAO runs (best.json)", default="runs")
+    reranker: str | None = help_field("an encoder folder for the instruction-aware reranker", default=None)
+    host: str = help_field("address to listen on", default="127.0.0.1")
+    port: int = help_field("port to listen on", default=8000)
+    timeout: float = help_field("per-request time limit, seconds", default=30.0)
+    transport: Literal["stdio", "http"] = help_field("MCP transport", default="stdio")
+    allowed_host: list[str] = help_field(
+        "HTTP: other Host headers to serve besides the local names and --host ('*' for any); the rest are "
+        "refused, against DNS rebinding", default_factory=list)
+
+    def __post_init__(self) -> None:
+        from serve.planners import BACKENDS
+
+        check(self.backend in BACKENDS, "backend", f"invalid choice: {self.backend!r} (choose from {', '.join(BACKENDS)})")
+        check_range(self, "port", 1, 65535)
+        check_range(self, "timeout", 0, low_open=True)
+
+
+def parse_args(argv: list[str] | None = None) -> ServeArgs:
+    (args,) = parse_or_exit([ServeArgs], argv, "python -m serve", positional="what")
     return args
 
 

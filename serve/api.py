@@ -163,21 +163,21 @@ class Retriever:
         """A retriever over a built benchmark: `model` (a checkpoint folder, or an API model name for
         openai/anthropic), else the newest tuned TAO checkpoint under `runs_dir`, else the untrained
         model; `reranker` is an encoder folder for `rewards.rerank.EncoderReranker`."""
-        from serve.planners import build_planner, choose_policy, decoding_schema
+        from pipelines.backends import make_planner
+        from serve.planners import choose_policy, serving_spec
         from stark_instruct.benchmark import Benchmark
 
         bench_obj = Benchmark.load(bench)
         choice = choose_policy(runs_dir, model)
-        planner = build_planner(backend, choice, bench_obj, **planner_kwargs)
+        spec = serving_spec(backend, choice, bench_obj, **planner_kwargs)
+        planner = make_planner(spec)
         rr = None
         if reranker is not None:
             from rewards.rerank import EncoderReranker
 
             rr = EncoderReranker(reranker, bench_obj)
-        examples = () if choice.examples == "none" else (
-            default_examples(bench_obj.schema, "basic") if choice.examples == "basic" else None)
-        out = cls(bench_obj, planner, rr, examples=examples, mode=choice.mode, engine=engine,
-                  plan_schema=decoding_schema(choice, bench_obj), request_bounds=choice.request_bounds)
+        out = cls(bench_obj, planner, rr, examples=default_examples(bench_obj.schema, spec.examples), mode=spec.mode,
+                  engine=engine, plan_schema=spec.plan_schema, request_bounds=spec.request_bounds)
         out.policy = choice
         return out
 

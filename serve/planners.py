@@ -1,78 +1,71 @@
-"""Which planner to serve, and building it: the newest tuned TAO checkpoint, else the untrained model.
+"""Which planner to serve, and its decoding spec: the newest tuned TAO checkpoint, else the untrained model.
 
-A TAO run directory records its best round in `best.json` ({"round", "policy": {"model_path",
-"adapter_path"}, "dev"}) and the JSON schema its plans were decoded under in `plan_schema.json`; the
-service decodes under the same schema and prompt settings, so it serves the plan the run scored.
-`find_tuned_policy` is the one place that knows this layout.
+A TAO run directory records its best round in `best.json`, its settings in `config.json` and the JSON
+schema its plans were decoded under in `plan_schema.json`; `pipelines.policy_spec.run_spec` reads them
+into the run's `DecodingSpec`, so the service decodes under the same schema and prompt settings and serves
+the plan the run scored. The planner itself comes from the one registry, `pipelines.backends.make_planner`.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pipelines.backends import DecodingSpec
 
 DEFAULT_MODEL = "models/smollm2-135m-instruct"
 # decoding bounds for the untrained model, as in configs/tao/demo.yaml: unbounded, SmolLM2-135M loops
 # through copies of one search until it is cut off
 UNTRAINED_BOUNDS = {"max_searches": 2, "max_depth": 2, "max_query_chars": 100, "max_items": 4}
-BACKENDS = ("vllm", "hf", "openai", "anthropic")
+UNTRAINED_MAX_NEW_TOKENS = 160
+BACKENDS = ("vllm", "hf", "openai", "anthropic")  # what `python -m serve --backend` offers
+API_BACKENDS = ("openai", "anthropic")
+# a served backend -> its registry name: serving runs vLLM's async engine, not the offline batch one
+REGISTRY_NAMES = {"vllm": "vllm-async"}
+SERVE_BATCH = 8  # transformers: sequences per generate call (the micro-batcher's largest batch)
 
 
 @dataclass
 class PolicyChoice:
-    """A planner checkpoint to serve and the settings it was trained and evaluated with."""
+    """A planner checkpoint to serve, the spec it was trained and evaluated with, and where it came from.
 
-    model_path: str
-    adapter_path: str | None = None
-    plan_schema: dict | None = None  # None: the untrained bounds over the benchmark's schema
-    mode: str = "separate"
-    examples: str = "default"  # "default" | "basic" | "none", as in TAO configs
-    max_new_tokens: int = 160
-    request_bounds: dict | None = None  # the run decoded each request under its own schema, with these bounds
+    The spec's backend is the run's; `serving_spec` puts the served backend in. A None `plan_schema` means
+    the untrained bounds over the benchmark's schema."""
+
+    spec: DecodingSpec
     source: str = "untrained"  # what `make serve` prints
 
     def describe(self) -> str:
-        return f"{self.source}: {self.model_path}" + (f" + adapter {self.adapter_path}" if self.adapter_path else "")
+        spec = self.spec
+        return f"{self.source}: {spec.model}" + (f" + adapter {spec.adapter}" if spec.adapter else "")
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def untrained(model: str, source: str) -> PolicyChoice:
+    """A checkpoint no TAO run describes: the default prompt, the untrained bounds."""
+    return PolicyChoice(DecodingSpec("auto", model, max_new_tokens=UNTRAINED_MAX_NEW_TOKENS), source)
 
 
 def find_tuned_policy(runs_dir: str | Path = "runs") -> PolicyChoice | None:
     """The best checkpoint of the most recently finished TAO run under `runs_dir` whose best round was
     trained (round > 0) and whose files still exist; None if there is none."""
-    from pipelines.tao_config import schema_bounds  # lazily: the loop's config module, not serving's
+    from pipelines.policy_spec import run_spec  # lazily: the loop's modules, not serving's
 
     candidates = sorted(Path(runs_dir).glob("*/best.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for best_path in candidates:
-        best = _read_json(best_path) or {}
-        policy = best.get("policy") or {}
-        model, adapter = policy.get("model_path"), policy.get("adapter_path")
-        if not isinstance(best.get("round"), int) or best["round"] < 1 or not isinstance(model, str):
-            continue
         run = best_path.parent
-        model_dir, adapter_dir = _located(model, run), _located(adapter, run) if adapter is not None else None
-        if model_dir is None or (adapter is not None and adapter_dir is None):
+        found = run_spec(run)
+        if found is None:
             continue
-        config = _read_json(run / "config.json") or {}
-        config = config.get("tao", config)  # the loop's own settings (config.json is {tao, training, model})
-        return PolicyChoice(
-            model_path=model_dir, adapter_path=adapter_dir, plan_schema=_read_json(run / "plan_schema.json"),
-            # a distilled policy (issue 21) records the prompt it was trained on; it carries no examples
-            mode=policy.get("prompt_mode") or config.get("mode", "separate"),
-            examples="none" if policy.get("prompt_mode") else config.get("examples", "default"),
-            max_new_tokens=int(config.get("max_new_tokens", 160)),
-            request_bounds=schema_bounds(config) if config.get("link_request") else None,
-            source=f"tuned ({run}, round {best['round']}, dev recall "
-                   f"{(best.get('dev') or {}).get('all', {}).get('recall', float('nan')):.3f})",
-        )
+        spec, best = found
+        model_dir = _located(spec.model, run)
+        adapter_dir = _located(spec.adapter, run) if spec.adapter is not None else None
+        if model_dir is None or (spec.adapter is not None and adapter_dir is None):
+            continue
+        recall = (best.get("dev") or {}).get("all", {}).get("recall", float("nan"))
+        return PolicyChoice(dataclasses.replace(spec, model=model_dir, adapter=adapter_dir),
+                            source=f"tuned ({run}, round {best['round']}, dev recall {recall:.3f})")
     return None
 
 
@@ -89,35 +82,34 @@ def _located(path: str, run: Path) -> str | None:
 def choose_policy(runs_dir: str | Path = "runs", model: str | None = None) -> PolicyChoice:
     """An explicit `model` wins; else the newest tuned checkpoint; else the untrained default model."""
     if model:
-        return PolicyChoice(model_path=model, source="given")
-    return find_tuned_policy(runs_dir) or PolicyChoice(model_path=DEFAULT_MODEL)
+        return untrained(model, "given")
+    return find_tuned_policy(runs_dir) or untrained(DEFAULT_MODEL, "untrained")
 
 
 def decoding_schema(choice: PolicyChoice, bench: Any) -> dict:
     from rewards.plan import plan_json_schema
 
-    return choice.plan_schema or plan_json_schema(bench.schema, **UNTRAINED_BOUNDS)
+    return choice.spec.plan_schema or plan_json_schema(bench.schema, **UNTRAINED_BOUNDS)
 
 
-def build_planner(backend: str, choice: PolicyChoice, bench: Any, **kwargs: Any) -> Any:
+def serving_spec(backend: str, choice: PolicyChoice, bench: Any, **options: Any) -> DecodingSpec:
+    """The spec the service builds its planner from: the choice's on `backend` (a served name or any
+    registered one), constrained to the choice's plan schema; an API model declares the benchmark's plan
+    schema as its tool. `options` go to the backend's constructor."""
+    if backend in API_BACKENDS:
+        from rewards.plan import plan_json_schema
+
+        if choice.source != "given":
+            raise ValueError(f"backend {backend!r} needs --model, the API model's name (e.g. gpt-5-nano)")
+        return dataclasses.replace(choice.spec, backend=backend, plan_schema=plan_json_schema(bench.schema),
+                                   max_new_tokens=None, options=options)
+    return dataclasses.replace(choice.spec, backend=REGISTRY_NAMES.get(backend, backend), constrained=True,
+                               plan_schema=decoding_schema(choice, bench), batch_size=SERVE_BATCH, options=options)
+
+
+def build_planner(backend: str, choice: PolicyChoice, bench: Any, **options: Any) -> Any:
     """A planner for `backend` ("vllm": the async engine; "hf": transformers; "openai"/"anthropic": the
-    model named by `choice.model_path`), decoding under the choice's plan schema."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    schema = decoding_schema(choice, bench)
-    if backend == "vllm":
-        from serve.vllm_async import AsyncVLLMPlanner
+    model the choice names), through the planner registry."""
+    from pipelines.backends import make_planner
 
-        return AsyncVLLMPlanner(choice.model_path, choice.adapter_path, json_schema=schema,
-                                max_tokens=choice.max_new_tokens, **kwargs)
-    if backend == "hf":
-        from pipelines.backends.hf import HFPlanner
-
-        kwargs.setdefault("batch_size", 8)
-        return HFPlanner(choice.model_path, adapter_path=choice.adapter_path, constrained=True, json_schema=schema,
-                         max_new_tokens=choice.max_new_tokens, **kwargs)
-    if choice.source != "given":
-        raise ValueError(f"backend {backend!r} needs --model, the API model's name (e.g. gpt-5-nano)")
-    from eval.methods import resolve_planner
-
-    return resolve_planner(f"{backend}:{choice.model_path}", bench, **kwargs)
+    return make_planner(serving_spec(backend, choice, bench, **options))

@@ -7,9 +7,11 @@ picture of a running service; the page test calls `drive` on a test server.
 
 from __future__ import annotations
 
-import argparse
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+
+from ir_core.config import check_range, help_field, parse_or_exit
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -61,14 +63,23 @@ def drive(url: str, query: str, instructions: str | None, screenshot: str | Path
             browser.close()
 
 
+@dataclass
+class ScreenshotArgs:
+    """Screenshot the page of a running service after one request."""
+
+    url: str = help_field("the page of a running service", default="http://127.0.0.1:8000/")
+    query: str = help_field("the request typed in", default="insulated jacket for cold weather")
+    instructions: str = help_field("the instructions typed in",
+                                   default="Not made by lumia, and only products reviewed in the last two years.")
+    out: str = help_field("the PNG to write", default="docs/serve.png")
+    timeout: float = help_field("seconds to wait for the plan", default=300.0)
+
+    def __post_init__(self) -> None:
+        check_range(self, "timeout", 0, low_open=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--url", default="http://127.0.0.1:8000/")
-    p.add_argument("--query", default="insulated jacket for cold weather")
-    p.add_argument("--instructions", default="Not made by lumia, and only products reviewed in the last two years.")
-    p.add_argument("--out", default="docs/serve.png")
-    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the plan")
-    args = p.parse_args(argv)
+    (args,) = parse_or_exit([ScreenshotArgs], argv, "python -m serve.screenshot")
     seen = drive(args.url, args.query, args.instructions, args.out, timeout_s=args.timeout)
     print(f"{args.out}: {len(seen['searches'])} searches, chips {seen['chips']}, error {seen['error']}, "
           f"{len(seen['results'])} results ({seen['planner']})")

@@ -33,10 +33,10 @@ from eval.api_planners import (  # noqa: E402
     OpenAIPlanner,
     detect_output,
     estimate_cost,
-    make_api_planner,
 )
 from eval.response_cache import ResponseCache, cache_key  # noqa: E402
 from ir_core.types import PlanRequest  # noqa: E402
+from pipelines.backends import DecodingSpec, make_planner  # noqa: E402
 
 SECRET = "sk-test-PLANTED-SECRET-123"
 TOOL_SCHEMA = {
@@ -306,6 +306,12 @@ def test_cache_key_covers_every_input_and_entries_are_atomic(tmp_path):
     assert cache.get(base) is None  # a damaged entry is a miss, not a crash
 
 
+def make_api_planner(spec: str, tool_schema: dict, **options):
+    """An API planner through the one planner registry, from `<provider>:<model>`."""
+    backend, _, model = spec.partition(":")
+    return make_planner(DecodingSpec(backend, model, plan_schema=tool_schema, options=options))
+
+
 def test_env_knobs_and_spec_helper(monkeypatch, stub, tmp_path):
     monkeypatch.setenv("IR_API_CACHE", str(tmp_path / "envcache"))
     monkeypatch.setenv("IR_API_CONCURRENCY", "7")
@@ -330,7 +336,7 @@ def test_env_knobs_and_spec_helper(monkeypatch, stub, tmp_path):
     monkeypatch.setenv("IR_API_PRICES", "[1, 2]")
     with pytest.raises(ValueError, match="IR_API_PRICES"):
         make_api_planner("openai:gpt-5-mini", TOOL_SCHEMA)
-    with pytest.raises(ValueError, match="openai:<model>"):
+    with pytest.raises(ValueError, match="unknown planner backend 'gemini'"):
         make_api_planner("gemini:x", TOOL_SCHEMA)
 
 

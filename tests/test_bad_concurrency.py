@@ -79,7 +79,7 @@ from functools import partial
 from pathlib import Path
 from ir_core.io import read_jsonl
 from pipelines.rundir import RunDir
-from pipelines.stages import make_scorer, score_stage
+from pipelines.score import make_scorer, score_stage
 from stark_instruct.benchmark import Benchmark
 rd, bench, release = RunDir(sys.argv[1]), Benchmark.load(sys.argv[2]), Path(sys.argv[3])
 real, done = make_scorer(bench, "tantivy", 20), []

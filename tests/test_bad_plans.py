@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ir_core.io import read_jsonl, write_jsonl
-from pipelines.stages import make_scorer, score_stage
+from pipelines.score import make_scorer, score_stage
 from rewards.execute import EngineError, Executor, run_plan, score_plan, score_text
 from rewards.parse import ERROR_CODES, PlanError, parse_plan
 from rewards.plan import Search, SearchPlan

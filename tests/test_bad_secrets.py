@@ -74,7 +74,7 @@ def test_a_tao_run_writes_no_planted_secret_anywhere(planted, tiny_benchmark, tm
                            hub_token=IN_CONFIG_ONLY))
     cfg = setup.tao
     calls: list = []
-    factory = lambda c, m, a, s: FakePolicy(m, a, calls)  # noqa: E731
+    factory = lambda spec: FakePolicy(spec.model, spec.adapter, calls)  # noqa: E731
     assert run_tao(setup, planner_factory=factory, stop_after="prompts", progress=False)["round"] == 1
     run = Path(cfg.run_dir)
     written = [p.name for p in run.rglob("*") if p.is_file()]

@@ -74,3 +74,45 @@ def test_every_cli_reports_bad_flags_in_one_line(tmp_path, capsys, module, argv,
     assert e.value.code == 2
     assert err.startswith(f"error: {expected}") and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "expected"),
+    [
+        ("serve.__main__", ["grpc"], "--what: invalid choice: 'grpc' (choose from 'http', 'mcp')"),
+        ("serve.__main__", ["http", "--port", "0"], "--port: port: must be >= 1, got 0"),
+        ("serve.__main__", ["http", "--backend", "llamacpp"], "--backend: backend: invalid choice: 'llamacpp'"),
+        ("pipelines.dualview.compare", [], "--models: required"),
+        ("pipelines.dualview.train", ["--pairs", "p.jsonl"], "--out: required"),
+        ("pipelines.dualview.diagnose", ["--budget", "0"], "--budget: budget: must be >= 1, got 0"),
+        ("eval.followir", ["--tasks", "Core17InstructionRetrieval"], "--model: required"),
+        ("serve.screenshot", ["--timeout", "-1"], "--timeout: timeout: must be > 0, got -1.0"),
+    ],
+)
+def test_the_other_clis_parse_the_same_way(capsys, module, argv, expected):
+    import importlib
+
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    assert err.startswith(f"error: {expected}") and "\n" not in err
+
+
+def test_positional_words_comma_lists_and_a_config_field():
+    from dataclasses import dataclass
+
+    from ir_core.config import comma_list, help_field, parse_or_exit
+
+    @dataclass
+    class Args:
+        a: str = help_field("first word")
+        b: list[str] = help_field("the rest", default_factory=list)
+        config: str = help_field("a file the command reads itself", default="x.yaml")
+
+    assert parse_or_exit([Args], ["one", "--b", "p,q", "r"], positional="a")[0].b == ["p,q", "r"]
+    assert comma_list(["p,q", "r", " ,s"]) == ["p", "q", "r", "s"]
+    (got,) = parse_or_exit([Args], ["one", "two", "--config", "c.yaml"], positional=("a", "b"), config_file=False)
+    assert (got.a, got.b, got.config) == ("one", ["two"], "c.yaml")
+    with pytest.raises(SystemExit):
+        parse_or_exit([Args], ["one", "c.yaml", "three"], positional=("a", "config"), config_file=False)  # no field

@@ -1,7 +1,5 @@
 import datetime as dt
 import json
-import sys
-import types
 
 import pytest
 
@@ -11,6 +9,7 @@ from eval.report import read_metrics, read_per_query
 from eval.run import main
 from eval.stats import aggregate
 from ir_core.types import PlanResponse
+from pipelines.backends import PLANNERS
 from stark_instruct.filters import matches
 from stark_instruct.instructions import constraint_filter
 from stark_instruct.schema import product_schema
@@ -148,16 +147,14 @@ def test_resolve_planner_specs(monkeypatch):
     made = {}
 
     class Fake:
-        def __init__(self, model, **kwargs):
-            made.update(model=model, **kwargs)
-            self.name = model
+        def __init__(self, spec):
+            made.update(model=spec.model, tool_schema=spec.plan_schema)
+            self.name = spec.model
 
         def plan(self, requests):
             return []
 
-    fake_mod = types.ModuleType("eval.api_planners")
-    fake_mod.OpenAIPlanner = fake_mod.AnthropicPlanner = Fake
-    monkeypatch.setitem(sys.modules, "eval.api_planners", fake_mod)
+    monkeypatch.setitem(PLANNERS, "openai", Fake)
     methods = resolve_methods(["raw", "openai:gpt-x"], FakeBench())
     assert [m.name for m in methods] == ["raw", "openai:gpt-x"]
     assert made["model"] == "gpt-x" and made["tool_schema"]["title"] == "SearchPlan"
@@ -226,7 +223,7 @@ def test_cli_prints_table_and_merges(tiny_benchmark, tmp_path, capsys):
     out = tmp_path / "eval"
     args = ["--bench", str(tiny_benchmark.path), "--split", "dev", "--out", str(out), "--limit", "12",
             "--resamples", "50"]
-    assert main([*args, "--methods", "raw,oracle"]) == 0
+    assert main([*args, "--methods", "raw", "oracle"]) == 0
     printed = capsys.readouterr().out
     assert "| oracle |" in printed and "| method |" in printed
     assert main([*args, "--methods", "concat", "--compare", "concat,oracle"]) == 0
@@ -238,6 +235,17 @@ def test_cli_prints_table_and_merges(tiny_benchmark, tmp_path, capsys):
     assert "not comparable" in capsys.readouterr().err
     assert main(["--bench", str(tmp_path / "missing")]) == 2
     assert main([*args, "--methods", "nope:x"]) == 2
+
+
+def test_methods_is_a_list_like_compare():
+    from eval.run import EvalArgs
+    from ir_core.config import parse_config
+
+    def methods(*argv):
+        return parse_config([EvalArgs], ["--methods", *argv], {})[0].methods
+
+    assert methods("raw", "hf:models/x") == methods("raw,hf:models/x") == ["raw", "hf:models/x"]
+    assert EvalArgs().methods == ["raw", "concat", "oracle"]
 
 
 def test_recorded_plans_replay_a_per_query_log(tmp_path):

@@ -15,7 +15,8 @@ import pytest
 from fakes.samplers import PROMPTS, CountingScorer, SeededSampler, sample_into
 
 from ir_core.io import read_jsonl
-from pipelines.stages import merge_shards, sample_stage, score_stage, shard_path
+from pipelines.sample import merge_shards, sample_stage, shard_path
+from pipelines.score import score_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture()

@@ -140,7 +140,7 @@ def test_query_schema_reads_a_row_like_its_prompt():
 
 
 def test_forced_tail_is_what_every_one_search_request_plan_ends_with():
-    from pipelines.backends.vllm import _responses
+    from pipelines.backends.vllm import completion_responses
     from rewards.plan import forced_tail, request_plan_schema
 
     js = request_plan_schema(SCHEMA, 'a "light" tent', "Only Lumia.", max_searches=1, max_depth=1)
@@ -158,6 +158,6 @@ def test_forced_tail_is_what_every_one_search_request_plan_ends_with():
     done = [SimpleNamespace(index=0, text='{"searches":[{"filter":null', token_ids=[1, 2], finish_reason="stop",
                             stop_reason=tail.stop),
             SimpleNamespace(index=1, text='{"searches":[]}', token_ids=[1], finish_reason="stop", stop_reason=None)]
-    out = _responses(SimpleNamespace(prompt_token_ids=[0], outputs=done), tail)
+    out = completion_responses(SimpleNamespace(prompt_token_ids=[0], outputs=done), tail)
     assert out[0].text == '{"searches":[{"filter":null,"query":"a \\"light\\" tent"}]}'
     assert out[0].usage["output_tokens"] == 2 and out[1].text == '{"searches":[]}'

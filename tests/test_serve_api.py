@@ -159,21 +159,21 @@ def test_a_policy_trained_on_request_schemas_is_served_with_them(tiny_benchmark,
     # a TAO run with link_request hands its bounds to serving
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "best.json").write_text(json.dumps({"round": 1, "policy": {"model_path": str(tmp_path)}}))
-    (tmp_path / "run" / "config.json").write_text(json.dumps({"tao": {"link_request": True, "max_searches": 1,
-                                                                      "max_filter_depth": 1}}))
-    assert find_tuned_policy(tmp_path).request_bounds == bounds
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"tao": {"link_request": True, "constrained": True,
+                                                                      "max_searches": 1, "max_filter_depth": 1}}))
+    assert find_tuned_policy(tmp_path).spec.request_bounds == bounds
     # a distilled policy is served with the prompt it records, not the run's mode
     (tmp_path / "run" / "best.json").write_text(json.dumps({"round": 1, "policy": {
         "model_path": str(tmp_path), "prompt_mode": "request"}}))
-    choice = find_tuned_policy(tmp_path)
-    assert (choice.mode, choice.examples) == ("request", "none")
+    spec = find_tuned_policy(tmp_path).spec
+    assert (spec.mode, spec.examples) == ("request", "none")
 
 
 def test_find_tuned_policy_takes_the_newest_trained_best(tmp_path):
     from serve.planners import DEFAULT_MODEL, choose_policy, find_tuned_policy
 
     assert find_tuned_policy(tmp_path) is None
-    assert choose_policy(tmp_path).model_path == DEFAULT_MODEL and choose_policy(tmp_path).source == "untrained"
+    assert choose_policy(tmp_path).spec.model == DEFAULT_MODEL and choose_policy(tmp_path).source == "untrained"
     model = tmp_path / "ckpt"
     model.mkdir()
 
@@ -192,24 +192,24 @@ def test_find_tuned_policy_takes_the_newest_trained_best(tmp_path):
     run("untrained-best", 0, model, 3000)  # round 0 won: nothing tuned to serve from this run
     run("gone", 2, tmp_path / "deleted", 4000)  # its checkpoint was removed
     choice = find_tuned_policy(tmp_path)
-    assert choice.model_path == str(model) and choice.plan_schema == {"title": "old"}
-    assert choice.max_new_tokens == 99 and "round 1" in choice.source
+    assert choice.spec.model == str(model) and choice.spec.plan_schema == {"title": "old"}
+    assert choice.spec.max_new_tokens == 99 and "round 1" in choice.source
     run("new", 3, model, 2000)
-    assert find_tuned_policy(tmp_path).plan_schema == {"title": "new"}
+    assert find_tuned_policy(tmp_path).spec.plan_schema == {"title": "new"}
     # a checkpoint path recorded relative to where the run was started (the repo root) still resolves
     run("relative", 1, "relative/ckpt", 5000)
     (tmp_path / "relative" / "ckpt").mkdir()
-    assert Path(find_tuned_policy(tmp_path).model_path).resolve() == (tmp_path / "relative" / "ckpt").resolve()
+    assert Path(find_tuned_policy(tmp_path).spec.model).resolve() == (tmp_path / "relative" / "ckpt").resolve()
 
 
 def test_build_planner_and_cli_refuse_bad_settings(tiny_benchmark):
     from serve.__main__ import parse_args
-    from serve.planners import PolicyChoice, build_planner
+    from serve.planners import build_planner, untrained
 
     with pytest.raises(ValueError, match="--model"):
-        build_planner("openai", PolicyChoice("models/smollm2-135m-instruct"), tiny_benchmark)
-    with pytest.raises(ValueError, match="backend must be one of"):
-        build_planner("llamacpp", PolicyChoice("x"), tiny_benchmark)
+        build_planner("openai", untrained("models/smollm2-135m-instruct", "untrained"), tiny_benchmark)
+    with pytest.raises(ValueError, match="unknown planner backend 'llamacpp'"):
+        build_planner("llamacpp", untrained("x", "given"), tiny_benchmark)
     assert parse_args(["mcp", "--transport", "http", "--port", "9000"]).port == 9000
     for bad in (["http", "--port", "0"], ["http", "--timeout", "-1"], ["grpc"]):
         with pytest.raises(SystemExit):

@@ -276,7 +276,7 @@ def test_the_cast_we_ask_vllm_for_is_not_a_warning_per_weight(caplog):
 
     import torch
 
-    from serve.vllm_async import WEIGHTS_LOGGER, with_cast_filter
+    from pipelines.backends.vllm_async import WEIGHTS_LOGGER, with_cast_filter
 
     base = {"version": 1, "disable_existing_loggers": False,
             "handlers": {"h": {"class": "logging.NullHandler"}},

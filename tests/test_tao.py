@@ -37,7 +37,7 @@ def _has_fixture(request, name: str) -> bool:
 
 
 def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
-    from pipelines.stages import build_prompts
+    from pipelines.round_prompts import build_prompts
     from stark_instruct.benchmark import Benchmark
 
     texts = [
@@ -68,7 +68,7 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
     ))
     cfg = setup.tao
     schemas: list = []
-    factory = lambda c, m, a, s: schemas.append(s) or FakePolicy(m, a, calls)  # noqa: E731
+    factory = lambda spec: schemas.append(spec.plan_schema) or FakePolicy(spec.model, spec.adapter, calls)  # noqa: E731
     # cluster flow: prepare the round, sample it as two shards through the stages CLI, then continue
     assert run_tao(setup, planner_factory=factory, stop_after="prompts", progress=False)["round"] == 1
     monkeypatch.setattr("pipelines.stages.make_planner", factory)
@@ -168,7 +168,7 @@ def test_cli_rejects_a_bad_config_in_one_line(capsys):
 def test_context_distillation_trains_and_asks_the_policy_with_the_request_only_prompt(bench_path, tmp_path):
     """policy_mode: round 1 samples with the compact spec, trains on request-only rows; the trained policy
     records that form, and evaluation and round 2's sampling ask it with the request turn alone."""
-    from pipelines.stages import build_prompts
+    from pipelines.round_prompts import build_prompts
     from stark_instruct.benchmark import Benchmark
 
     texts = [m["content"] for p in build_prompts(Benchmark.load(bench_path), "train", 40, mode="compact", examples=[])
@@ -196,7 +196,7 @@ def test_context_distillation_trains_and_asks_the_policy_with_the_request_only_p
         report_to="none", mode="compact", examples="none", policy_mode="request", continue_from="last",
     ))
     calls: list = []
-    run_tao(setup, planner_factory=lambda c, m, a, s: Recording(m, a, calls), progress=False)
+    run_tao(setup, planner_factory=lambda spec: Recording(spec.model, spec.adapter, calls), progress=False)
     run = Path(setup.tao.run_dir)
     rows = read_jsonl(run / "rounds.jsonl")
     assert rows[1]["select"]["rows"] > 0

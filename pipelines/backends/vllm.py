@@ -13,7 +13,7 @@ Choices that matter (docs/model.md, "vLLM backend"):
   vLLM reads `disable_any_whitespace` from the engine's config only (the per-request field of
   `StructuredOutputsParams` is ignored by its backends), so it is an engine argument here.
 - A schema that forces a plan's tail (`rewards.plan.forced_tail`: one search, the request's own query)
-  stops decoding where the tail starts; `_responses` appends it.
+  stops decoding where the tail starts; `completion_responses` appends it.
 - Seeds are per request (a mix of (seed, request index)): samples do not depend on batching,
   scheduling or data-parallel sharding. On CPU, vLLM rewinds a seeded request's generator with
   `Generator.set_offset` when it discards the token sampled after a partial (chunked) prefill, and CPU
@@ -72,7 +72,7 @@ def import_vllm() -> Any:
 
 def structured_output_kwargs(json_schema: dict | None) -> tuple[dict[str, Any], ForcedTail | None]:
     """The `SamplingParams` keywords that constrain decoding to `json_schema` (none for None), and the
-    tail `_responses` must append: where the schema forces a plan's tail (`rewards.plan.forced_tail`),
+    tail `completion_responses` must append: where the schema forces a plan's tail (`rewards.plan.forced_tail`),
     decoding stops where it starts. This backend and serving's async engine share them; whitespace and
     the grammar engine are engine settings (module doc)."""
     if json_schema is None:
@@ -209,7 +209,7 @@ class _Engine:
             outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False,
                                         lora_request=self.lora_request)
             for i, out, tail in zip(where, outputs, tails, strict=True):
-                results[i] = _responses(out, tail)
+                results[i] = completion_responses(out, tail)
         return results  # type: ignore[return-value]
 
     def shutdown(self) -> None:
@@ -220,7 +220,7 @@ class _Engine:
         self.llm = None
 
 
-def _responses(request_output: Any, tail: ForcedTail | None = None) -> list[PlanResponse]:
+def completion_responses(request_output: Any, tail: ForcedTail | None = None) -> list[PlanResponse]:
     """PlanResponses of one request's completions; one that stopped at `tail.stop` gets the tail back
     (its usage counts the tokens decoded, not the appended ones)."""
     n_in = len(request_output.prompt_token_ids or [])

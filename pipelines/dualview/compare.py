@@ -8,12 +8,13 @@ share a prefix of the pairs, so ablations on a subset line up with a full run.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from eval.stats import compare
+from ir_core.config import help_field, parse_or_exit
 
 
 def load_eval(spec: str) -> tuple[str, dict]:
@@ -56,10 +57,16 @@ def table(specs: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class CompareArgs:
+    """p-MRR of encoders from several dual-view runs, paired: `compare <run dir>:<model> ...`."""
+
+    models: list[str] = help_field("<run dir>:<model> specs (the words before any flag); the first is the reference")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="p-MRR of encoders from several dual-view runs, paired.")
-    ap.add_argument("models", nargs="+", help="<run dir>:<model>, the first is the reference")
-    print(table(ap.parse_args(argv).models))
+    (args,) = parse_or_exit([CompareArgs], argv, "python -m pipelines.dualview.compare", positional="models")
+    print(table(args.models))
 
 
 if __name__ == "__main__":

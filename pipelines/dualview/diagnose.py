@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ir_core.config import check_range, help_field, parse_or_exit
 from stark_instruct.filters import matches
 from stark_instruct.instructions import constraint_filter
 
@@ -221,25 +222,32 @@ def build_probe(rows: Sequence[dict], fs: Any, per_group: int = 32, per_kind: in
                  test={k: rng.sample(v, min(per_kind, len(v))) for k, v in sorted(kinds.items())})
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
+@dataclass
+class DiagnoseArgs:
+    """Diagnose dual-view pairs, batches, eval set and gradients."""
 
+    bench: str = help_field("a built benchmark directory", default="data/benchmark/synthetic")
+    budget: int = help_field("training rows per arm", default=512)
+    batch_size: int = help_field("rows per training batch", default=32)
+    model: str | None = help_field("encoder for the gradient probe (default: the base MiniLM)", default=None)
+    per_group: int = help_field("probe rows per training group", default=32)
+    per_kind: int = help_field("probe queries per test kind", default=24)
+    no_gradients: bool = help_field("skip the gradient probe", default=False)
+    out: str | None = help_field("write the report as JSON here", default=None)
+
+    def __post_init__(self) -> None:
+        for name in ("budget", "batch_size", "per_group", "per_kind"):
+            check_range(self, name, 1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     from pipelines.dualview.batching import unit_batches
     from pipelines.dualview.pairs import anchor_text, arm_rows, synthesize_pairs
     from pipelines.dualview.train import configure_threads
     from rewards.rerank import load_encoder
     from stark_instruct.benchmark import Benchmark
 
-    ap = argparse.ArgumentParser(description="Diagnose dual-view pairs, batches, eval set and gradients.")
-    ap.add_argument("--bench", default="data/benchmark/synthetic")
-    ap.add_argument("--budget", type=int, default=512)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--model", default=None, help="encoder for the gradient probe (default: the base MiniLM)")
-    ap.add_argument("--per-group", type=int, default=32)
-    ap.add_argument("--per-kind", type=int, default=24)
-    ap.add_argument("--no-gradients", action="store_true")
-    ap.add_argument("--out", default=None, help="write the report as JSON here")
-    a = ap.parse_args(argv)
+    (a,) = parse_or_exit([DiagnoseArgs], argv, "python -m pipelines.dualview.diagnose")
     configure_threads()
     bench = Benchmark.load(a.bench)
     index = bench.index()

@@ -12,15 +12,16 @@ twins apart because they share texts), kept to measure the difference.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ir_core.config import check_range, help_field, parse_or_exit
 from pipelines.dualview.pairs import SECOND_NEGATIVE, TRAIN_COLUMNS, anchor_text
 from rewards.rerank import DOCUMENT_ENCODER_FILE, default_base_model, load_encoder
 
@@ -148,17 +149,28 @@ def train_encoder(rows: Any, out_dir: str | Path, base_model: str | None = None,
             "freeze_documents": freeze_documents, "twin_weight": twin_weight, "og_weight": og_weight}
 
 
+@dataclass
+class TrainEncoderArgs:
+    """Train an encoder on one arm's triples (JSONL from pairs)."""
+
+    pairs: str = help_field("JSONL with anchor/positive/negative columns")
+    out: str = help_field("output folder")
+    base_model: str | None = help_field("folder or hub id (default: packaged all-MiniLM-L6-v2)", default=None)
+    epochs: float = help_field("training epochs", default=1.0)
+    batch_size: int = help_field("triples per batch", default=32)
+    lr: float = help_field("learning rate", default=3e-5)
+    max_seq_length: int = help_field("longest input in tokens", default=DEFAULT_MAX_SEQ_LENGTH)
+    seed: int = help_field("training seed", default=0)
+
+    def __post_init__(self) -> None:
+        check_range(self, "epochs", 0, low_open=True)
+        check_range(self, "lr", 0, low_open=True)
+        for name in ("batch_size", "max_seq_length"):
+            check_range(self, name, 1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Train an encoder on one arm's triples (JSONL from pairs).")
-    ap.add_argument("--pairs", required=True, help="JSONL with anchor/positive/negative columns")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--base-model", default=None, help="folder or hub id (default: packaged all-MiniLM-L6-v2)")
-    ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-5)
-    ap.add_argument("--max-seq-length", type=int, default=DEFAULT_MAX_SEQ_LENGTH)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
+    (a,) = parse_or_exit([TrainEncoderArgs], argv, "python -m pipelines.dualview.train")
     from pipelines.dualview.pairs import load_pairs
 
     info = train_encoder(load_pairs(a.pairs), a.out, a.base_model, epochs=a.epochs, batch_size=a.batch_size,

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ir_core.types import PlanResponse
-from pipelines.stages import sample_stage
+from pipelines.sample import sample_stage
 
 PROMPTS = [
     {

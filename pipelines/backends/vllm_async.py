@@ -165,7 +165,7 @@ class AsyncVLLMPlanner:
     async def _generate(self, request: PlanRequest) -> PlanResponse:
         from vllm.exceptions import VLLMClientError
 
-        from pipelines.backends.vllm import _responses
+        from pipelines.backends.vllm import completion_responses
 
         try:
             prompt = self._prompt(request)
@@ -187,7 +187,7 @@ class AsyncVLLMPlanner:
             return PlanResponse(None, f"request_refused: {exc}", {"input_tokens": n_in, "output_tokens": 0})
         if final is None:
             return PlanResponse(None, "no_output")
-        return _responses(final, tail)[0]
+        return completion_responses(final, tail)[0]
 
     def submit(self, request: PlanRequest) -> Future:
         """Start decoding now; cancelling the future aborts the request inside vLLM."""
