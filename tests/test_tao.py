@@ -237,7 +237,7 @@ def test_round_schedule_picks_each_rounds_strategy_and_learning_rate():
 def test_edit_search_and_a_round_schedule_end_to_end(bench_path, tmp_path):
     """link_request + explore_steps: round 1 explores around the samples and trains SFT on the best plans,
     round 2 trains DPO pairs (round_strategies), each with its own learning rate."""
-    from pipelines.stages import build_prompts
+    from pipelines.round_prompts import build_prompts
     from stark_instruct.benchmark import Benchmark
 
     texts = [m["content"] for p in build_prompts(Benchmark.load(bench_path), "train", 40, mode="compact", examples=[])
@@ -252,7 +252,7 @@ def test_edit_search_and_a_round_schedule_end_to_end(bench_path, tmp_path):
         round_strategies=["best-of-n", "dpo"], round_learning_rates=[1e-3, 5e-4],
     ))
     calls: list = []
-    run_tao(setup, planner_factory=lambda c, m, a, s: FakePolicy(m, a, calls), progress=False)
+    run_tao(setup, planner_factory=lambda spec: FakePolicy(spec.model, spec.adapter, calls), progress=False)
     run = Path(setup.tao.run_dir)
     rows = read_jsonl(run / "rounds.jsonl")
     for r, strategy in ((1, "best-of-n"), (2, "dpo")):
