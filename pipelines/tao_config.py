@@ -192,7 +192,15 @@ class TaoSetup:
         if strategies:
             flat["strategy"] = strategies[min(r, len(strategies)) - 1]
         cls = trainer_config_class(flat["strategy"], "strategy")
-        names = {f.name for f in dataclasses.fields(cls)}
+        # another trainer keeps the fields every TRL trainer shares (transformers' TrainingArguments: learning
+        # rate, epochs, batch, precision, seed...); the run's objective-specific ones (DPO's loss_type, beta)
+        # are not its to take, even where a field of the same name means something else (SFT's loss_type)
+        if cls is type(self.training):
+            names = {f.name for f in dataclasses.fields(cls)}
+        else:
+            from transformers import TrainingArguments
+
+            names = {f.name for f in dataclasses.fields(TrainingArguments)}
         flat.update({k: v for k, v in d["training"].items() if k in names})
         if rates:
             flat["learning_rate"] = rates[min(r, len(rates)) - 1]

@@ -230,6 +230,12 @@ def test_round_schedule_picks_each_rounds_strategy_and_learning_rate():
     assert type(three.training) is trl.DPOConfig and three.tao.strategy == "dpo"  # the last entry goes on
     assert two.training.num_train_epochs == 3 and two.model == setup.model  # the rest is the run's
     assert tao_setup({}).for_round(2) is not None
+    # a DPO run's own fields stay with its DPO rounds: SFT has a loss_type of its own
+    dpo_run = tao_setup({"strategy": "dpo", "round_strategies": ["best-of-n", "dpo"], "loss_type": ["sigmoid", "sft"],
+                         "learning_rate": 3e-4})
+    sft = dpo_run.for_round(1).training
+    assert type(sft) is trl.SFTConfig and sft.loss_type == "nll" and sft.learning_rate == 3e-4
+    assert dpo_run.for_round(2).training.loss_type == ["sigmoid", "sft"]
     with pytest.raises(ConfigError, match="round_strategies"):
         tao_setup({"round_strategies": ["best-of-n", "ppo"]})
 
