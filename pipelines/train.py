@@ -80,10 +80,10 @@ def trainer_config_class(objective: str, field_name: str = "objective") -> type:
 
 
 def training_defaults(cls: type) -> dict[str, Any]:
-    """The recipe's settings of a TRL config class on this machine (`pipelines.recipe`); keys the class lacks
-    (``completion_only_loss`` outside SFT) are ignored where it is built."""
-    device = device_defaults()
-    return {**TRAINING, **{k: device[k] for k in ("bf16", "fp16", "use_cpu")}}
+    """The recipe's settings of a TRL config class (those it has: ``completion_only_loss`` is SFT's) on this
+    machine (`pipelines.recipe`)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in {**TRAINING, **device_defaults()}.items() if k in names}
 
 
 def model_defaults() -> dict[str, Any]:
