@@ -128,8 +128,8 @@ class TaoConfig:
     baselines: list[str] = help_field("methods evaluated next to round 0",
                                       default_factory=lambda: list(LOOP["baselines"]))
     torch_threads: int | None = help_field(
-        "torch CPU threads (None: torch's default); default: the cores this process may use on a machine "
-        "without a GPU, else None (pipelines.recipe.device_defaults)",
+        "torch CPU threads (None: torch's default); by default the cores this process may use, on a machine "
+        "without a GPU (pipelines.recipe.device_defaults)",
         default_factory=lambda: device_defaults()["torch_threads"])
     wandb_project: str = help_field("wandb project (when report_to has wandb)", default="instructed-retriever")
 
