@@ -291,6 +291,8 @@ def parse_or_exit(types: Sequence[type], argv: Sequence[str] | None = None, prog
         parser = _parser_class()(list(types), prog=prog, description=" ".join(about.split()) or None)
         if config_file:
             parser.add_argument(CONFIG_FLAG, help="YAML file whose values replace the defaults (flags win)")
+        dests = {a.dest for a in parser._actions}
+        parser.set_defaults(**{k: v for k, v in (defaults or {}).items() if k in dests})  # help shows ours
         parser.print_help()
         raise SystemExit(0)
     args = _flag_words(args, [positional] if isinstance(positional, str) else list(positional))

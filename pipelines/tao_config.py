@@ -5,9 +5,8 @@ Training settings are TRL's fields under TRL's names (``learning_rate``, ``num_t
 `trl.ModelConfig`'s (``model_name_or_path``, ``use_peft``, ``lora_r``, ...), all in one flat YAML file or
 command line, parsed by `ir_core.config` the way TRL's scripts parse theirs. The strategy picks the trainer
 config class from the registry (`pipelines.strategies`; best-of-n: `SFTConfig`, dpo: `DPOConfig`, kto:
-`KTOConfig`). `TRAINING_DEFAULTS` and
-`MODEL_DEFAULTS` (pipelines/train.py) are where this project's defaults differ from TRL's; a YAML file only
-says what differs from the defaults.
+`KTOConfig`). Every default is the recipe that works, `make demo`'s, kept in one block in `pipelines.recipe`
+(with what depends on the machine in its `device_defaults`); a YAML file only says what differs from it.
 
 ``seed`` is TRL's: round r samples and trains with ``seed + r``.
 """
@@ -21,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ir_core.config import ConfigError, check_range, help_field, parse_config, parse_or_exit, peek
+from pipelines.recipe import LOOP, device_defaults
 from pipelines.strategies import REGISTRY
 from pipelines.train import (
-    MODEL_DEFAULTS,
     check_training,
+    model_defaults,
     nondefault,
     trainer_config_class,
     training_defaults,
@@ -39,81 +39,98 @@ SCHEMA_BOUNDS = {"max_searches": "max_searches", "max_filter_depth": "max_depth"
 
 @dataclass
 class TaoConfig:
-    """The loop: what to sample, how to score and select, how to evaluate, where to write."""
+    """The loop: what to sample, how to score and select, how to evaluate, where to write.
+
+    Defaults marked ``LOOP[...]`` are the recipe (`pipelines.recipe`), ``torch_threads`` the machine's."""
 
     benchmark: str = help_field("benchmark folder (make benchmark)", default="data/benchmark/synthetic")
     run_dir: str = help_field("run folder; a rerun with the same folder resumes", default="runs/tao")
     backend: Literal["hf", "vllm", "auto"] = help_field(
-        "planner backend: transformers, vLLM, or auto (vLLM wherever it imports, else transformers)", default="hf")
+        "planner backend: transformers, vLLM, or auto (vLLM wherever it imports, else transformers)",
+        default=LOOP["backend"])
     engine: Literal["tantivy", "bm25"] = help_field("search engine that executes plans", default="tantivy")
     k: int = help_field("reward and headline metric: Recall@k", default=20)
-    rounds: int = help_field("TAO rounds after the round-0 evaluation", default=2)
+    rounds: int = help_field("TAO rounds after the round-0 evaluation", default=LOOP["rounds"])
     # sampling
-    n: int = help_field("plans sampled per training prompt (>= 2)", default=6)
-    temperature: float = help_field("sampling temperature (> 0: greedy gives N identical plans)", default=0.9)
-    top_p: float = help_field("nucleus sampling mass in (0, 1]", default=0.95)
-    max_train_prompts: int | None = help_field("training prompts per round (None: all)", default=96)
-    sample_batch_size: int = help_field("sequences per generate call", default=16)
-    max_new_tokens: int = help_field("longest plan in tokens", default=160)
-    constrained: bool = help_field("JSON-schema constrained decoding", default=False)
+    n: int = help_field("plans sampled per training prompt (>= 2)", default=LOOP["n"])
+    temperature: float = help_field("sampling temperature (> 0: greedy gives N identical plans)",
+                                    default=LOOP["temperature"])
+    top_p: float = help_field("nucleus sampling mass in (0, 1]", default=LOOP["top_p"])
+    max_train_prompts: int | None = help_field("training prompts per round (None: all)",
+                                               default=LOOP["max_train_prompts"])
+    sample_batch_size: int = help_field("sequences per generate call", default=LOOP["sample_batch_size"])
+    max_new_tokens: int = help_field("longest plan in tokens", default=LOOP["max_new_tokens"])
+    constrained: bool = help_field("JSON-schema constrained decoding", default=LOOP["constrained"])
     max_searches: int | None = help_field("decoding bound: searches per plan (None: the plan language's)",
-                                     default=None)
-    max_filter_depth: int | None = help_field("decoding bound: filter nesting depth", default=None)
-    max_query_chars: int | None = help_field("decoding bound: characters of a query or keyword value", default=None)
-    max_filter_items: int | None = help_field("decoding bound: values of in/nin, children of all/any", default=None)
+                                          default=LOOP["max_searches"])
+    max_filter_depth: int | None = help_field("decoding bound: filter nesting depth",
+                                              default=LOOP["max_filter_depth"])
+    max_query_chars: int | None = help_field("decoding bound: characters of a query or keyword value",
+                                             default=LOOP["max_query_chars"])
+    max_filter_items: int | None = help_field("decoding bound: values of in/nin, children of all/any",
+                                              default=LOOP["max_filter_items"])
     link_values: bool = help_field(
-        "decoding constrains keyword filter values to the index's values (schema linking)", default=False)
+        "decoding constrains keyword filter values to the index's values (schema linking)",
+        default=LOOP["link_values"])
     link_request: bool = help_field(
         "decoding per request: the query is the request's own text and filter values are only those its "
         "instructions name (brands, colours, numbers) or the date anchors; no instructions, no filter "
-        "(needs constrained)", default=False)
+        "(needs constrained)", default=LOOP["link_request"])
     mode: Literal["separate", "merged", "chat", "compact"] = help_field(
         "prompt mode of rewards.prompts (sampling, training, eval): chat = examples as answered turns; "
         "compact = chat with a short system spec, for link_request",
-        default="separate")
+        default=LOOP["mode"])
     policy_mode: Literal["separate", "merged", "chat", "compact", "request"] | None = help_field(
         "context distillation: the prompt mode training rows use, so the prompt a trained policy expects; "
-        "later rounds sample with it and evaluation and serving build it (None: mode)", default=None)
+        "later rounds sample with it and evaluation and serving build it (None: mode)",
+        default=LOOP["policy_mode"])
     examples: Literal["default", "basic", "none"] = help_field(
-        "few-shot examples: default (every constraint type), basic (the earlier four) or none", default="default")
+        "few-shot examples: default (every constraint type), basic (the earlier four) or none",
+        default=LOOP["examples"])
     explore_steps: int = help_field(
         "edit search after scoring: hill-climbing moves from each prompt's best sample over its one-edit "
-        "neighbours in the request's action space (pipelines.explore; needs link_request); 0: off", default=0)
+        "neighbours in the request's action space (pipelines.explore; needs link_request); 0: off",
+        default=LOOP["explore_steps"])
     # selection
     strategy: str = help_field("a registered strategy (pipelines.strategies): best-of-n (SFT), dpo (pairs) or "
-                               "kto (labels)", default="best-of-n")
+                               "kto (labels)", default=LOOP["strategy"])
     round_strategies: list[str] | None = help_field(
         "strategy of each round (round r: entry r, the last entry for later rounds), e.g. best-of-n dpo: "
         "SFT on the first round's best plans, then DPO against the trained policy's own mistakes; None: "
-        "strategy every round", default=None)
+        "strategy every round", default=LOOP["round_strategies"])
     round_learning_rates: list[float] | None = help_field(
-        "learning_rate of each round, as round_strategies (None: learning_rate every round)", default=None)
-    threshold: float = help_field("lowest reward a kept plan may have", default=0.1)
-    min_gap: float = help_field("DPO: smallest reward gap of a pair", default=0.2)
+        "learning_rate of each round, as round_strategies (None: learning_rate every round)",
+        default=LOOP["round_learning_rates"])
+    threshold: float = help_field("lowest reward a kept plan may have", default=LOOP["threshold"])
+    min_gap: float = help_field("DPO: smallest reward gap of a pair", default=LOOP["min_gap"])
     max_pairs: int = help_field("DPO: pairs per prompt, the best plan against each of the closest worse ones",
-                                default=1)
-    drop_ties: bool = help_field("drop prompts whose plans all have the same reward", default=True)
+                                default=LOOP["max_pairs"])
+    drop_ties: bool = help_field("drop prompts whose plans all have the same reward", default=LOOP["drop_ties"])
     balance: Literal["none", "upsample"] = help_field(
         "upsample: repeat each decision's rows (the field/op of each filter leaf, or none) up to the largest "
-        "decision's count, so no op wins by count", default="none")
-    max_repeat: int = help_field("balance: most copies of one row", default=3)
+        "decision's count, so no op wins by count", default=LOOP["balance"])
+    max_repeat: int = help_field("balance: most copies of one row", default=LOOP["max_repeat"])
     margin: float = help_field("a selected plan must beat its prompt's raw-query plan by this much reward "
                                "(-1: no baseline; requests without instructions only need to match it)",
-                               default=-1.0)
+                               default=LOOP["margin"])
     # training (TRL's own fields are in the trainer config and ModelConfig)
-    merge: bool = help_field("also save the adapter merged into the base model", default=False)
+    merge: bool = help_field("also save the adapter merged into the base model", default=LOOP["merge"])
     continue_from: Literal["best", "last", "base"] = help_field(
         "next round starts from the best or the last checkpoint, or retrains the base model (ReST-EM)",
-        default="best")
+        default=LOOP["continue_from"])
     train_launcher: str | None = help_field("run training as a subprocess, e.g. 'accelerate launch --config_file "
-                                       "launch/accelerate/ddp.yaml'", default=None)
+                                            "launch/accelerate/ddp.yaml'", default=None)
     # evaluation
     eval_dev_limit: int | None = help_field("dev queries per evaluation (None: all)", default=None)
     eval_test_limit: int | None = help_field("test queries per evaluation (None: all)", default=None)
     eval_test: bool = help_field("also evaluate on test (reported, never used for selection)", default=True)
-    eval_batch_size: int = help_field("prompts per planner call in evaluation", default=32)
-    baselines: list[str] = help_field("methods evaluated next to round 0", default_factory=lambda: ["raw"])
-    torch_threads: int | None = help_field("torch CPU threads (None: torch's default)", default=None)
+    eval_batch_size: int = help_field("prompts per planner call in evaluation", default=LOOP["eval_batch_size"])
+    baselines: list[str] = help_field("methods evaluated next to round 0",
+                                      default_factory=lambda: list(LOOP["baselines"]))
+    torch_threads: int | None = help_field(
+        "torch CPU threads (None: torch's default); by default the cores this process may use, on a machine "
+        "without a GPU (pipelines.recipe.device_defaults)",
+        default_factory=lambda: device_defaults()["torch_threads"])
     wandb_project: str = help_field("wandb project (when report_to has wandb)", default="instructed-retriever")
 
     def __post_init__(self) -> None:
@@ -179,7 +196,7 @@ class TaoSetup:
         cls = type(self.training)
         return {"tao": dataclasses.asdict(self.tao),
                 "training": nondefault(self.training, training_defaults(cls)),
-                "model": nondefault(self.model, MODEL_DEFAULTS)}
+                "model": nondefault(self.model, model_defaults())}
 
     def for_round(self, r: int) -> TaoSetup:
         """The setup round r trains with: its entry of `round_strategies` and `round_learning_rates`
@@ -222,11 +239,12 @@ def parse_tao(argv: Sequence[str] | None = None, data: Mapping[str, Any] | None 
     import trl
 
     argv = list(sys.argv[1:] if argv is None and data is None else argv or [])
-    training_cls = trainer_config_class(peek(argv, "strategy", "best-of-n", data), "strategy")
+    training_cls = trainer_config_class(peek(argv, "strategy", LOOP["strategy"], data), "strategy")
     types: list[type] = [TaoConfig, training_cls, trl.ModelConfig] + ([RunOptions] if options else [])
-    if "-h" in argv or "--help" in argv:
-        parse_or_exit(types, argv, "python -m pipelines.tao")  # prints the help (with --config) and exits
-    parsed = parse_config(types, argv, {**training_defaults(training_cls), **MODEL_DEFAULTS}, data=data,
+    defaults = {**training_defaults(training_cls), **model_defaults()}
+    if "-h" in argv or "--help" in argv:  # prints the help (with --config and the recipe's defaults) and exits
+        parse_or_exit(types, argv, "python -m pipelines.tao", defaults)
+    parsed = parse_config(types, argv, defaults, data=data,
                           checks=[lambda tao, training, model, *_: check_training(training, model)])
     setup = TaoSetup(*parsed[:3])
     return setup, (parsed[3] if options else None)

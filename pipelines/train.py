@@ -2,7 +2,7 @@
 
 One function, :func:`train`, serves the in-process CPU loop and multi-GPU runs: under ``accelerate launch``
 (DDP, DeepSpeed ZeRO-2/3, FSDP2; configs in ``launch/accelerate``) the same code runs on every rank and
-the Trainer shards the data. Precision is explicit: float32 on CPU, bf16 on GPUs that support it.
+the Trainer shards the data. Precision follows the machine (`pipelines.recipe.device_defaults`).
 A LoRA run either starts a fresh adapter or continues a previous round's (``adapter_path``); for DPO a
 continued adapter is also the reference policy (TRL copies it), a fresh one is referenced by the base.
 
@@ -32,28 +32,11 @@ from ir_core.errors import run_main
 from ir_core.io import atomic_write_json, read_json
 from ir_core.types import Policy
 from pipelines.model import resolve_dtype
+from pipelines.recipe import MODEL, TRAINING, device_defaults
 from pipelines.rundir import redact
 from pipelines.strategies import REGISTRY, strategy
 
 OBJECTIVES = tuple(s.objective for s in REGISTRY.values())
-
-# Where this project's training defaults differ from TRL's.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 2e-4, "num_train_epochs": 2.0, "per_device_train_batch_size": 4, "max_length": 2048,
-    "seed": 0, "report_to": "wandb", "logging_steps": 1, "save_strategy": "no",
-    "gradient_checkpointing": False, "include_num_input_tokens_seen": "non_padding",
-    "dataloader_num_workers": 0, "disable_tqdm": False, "output_dir": "runs/train",
-}
-SFT_DEFAULTS: dict[str, Any] = {"completion_only_loss": True}
-# ...and where its model defaults differ from trl.ModelConfig's: LoRA on every linear layer, never the
-# eager O(L^2)-memory attention for ~1k-token prompts, dtype auto = float32 on CPU, bf16/fp16 on a GPU;
-# no LoRA dropout: on a CPU its masks (a bernoulli draw and a multiply per adapted layer) were 15-20% of a
-# step (docs/model.md, "Throughput"), and a round trains a few dozen steps, too few to overfit.
-MODEL_DEFAULTS: dict[str, Any] = {
-    "model_name_or_path": "models/smollm2-135m-instruct", "use_peft": True,
-    "lora_target_modules": ["all-linear"], "attn_implementation": "sdpa", "dtype": "auto", "lora_dropout": 0.0,
-}
-
 
 @dataclass
 class TrainArgs:
@@ -96,22 +79,16 @@ def trainer_config_class(objective: str, field_name: str = "objective") -> type:
         raise ConfigError(field_name, f"invalid choice: {objective!r} (choose from {names})") from None
 
 
-def _device_defaults() -> dict[str, Any]:
-    """bf16 on a GPU that has it, fp16 on another GPU, float32 on CPU (bf16 matmuls there are slow)."""
-    import torch
-
-    if torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
-    # without use_cpu, ranks launched on CPU (gloo) each train alone instead of as one DDP job
-    return {"bf16": False, "fp16": False, "use_cpu": True}
-
-
 def training_defaults(cls: type) -> dict[str, Any]:
-    """This project's defaults for a TRL config class, on this machine."""
-    import trl
+    """The recipe's settings of a TRL config class (those it has: ``completion_only_loss`` is SFT's) on this
+    machine (`pipelines.recipe`)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in {**TRAINING, **device_defaults()}.items() if k in names}
 
-    return {**TRAINING_DEFAULTS, **(SFT_DEFAULTS if cls is trl.SFTConfig else {}), **_device_defaults()}
+
+def model_defaults() -> dict[str, Any]:
+    """The recipe's `trl.ModelConfig` settings on this machine (`pipelines.recipe`)."""
+    return {**MODEL, "dtype": device_defaults()["dtype"]}
 
 
 def nondefault(obj: Any, defaults: Mapping[str, Any] = ()) -> dict[str, Any]:
@@ -246,7 +223,7 @@ def train(args: TrainArgs, training: Any, model_args: Any, callbacks: list | Non
             for h in state.log_history:
                 fh.write(json.dumps(h) + "\n")
         config = {**dataclasses.asdict(args), **nondefault(training, training_defaults(type(training))),
-                  **nondefault(model_args, MODEL_DEFAULTS)}
+                  **nondefault(model_args, model_defaults())}
         atomic_write_json(out / "train_metrics.json", {**metrics, "config": redact(config)})
     return metrics
 
@@ -270,7 +247,7 @@ def launch_training(args: TrainArgs, training: Any, model_args: Any, launcher: s
     if not launcher:
         return train(args, training, model_args)
     flat = {**dataclasses.asdict(args), **nondefault(training, training_defaults(type(training))),
-            **nondefault(model_args, MODEL_DEFAULTS)}
+            **nondefault(model_args, model_defaults())}
     cfg_path = atomic_write_json(Path(training.output_dir).with_name("train_config.json"), flat)
     subprocess.run([*shlex.split(launcher), "-m", "pipelines.train", "--config", str(cfg_path)], check=True)
     return read_json(Path(training.output_dir) / "train_metrics.json")
@@ -302,7 +279,7 @@ def train_setup(data: Mapping[str, Any]) -> tuple[TrainArgs, Any, Any]:
     import trl
 
     cls = trainer_config_class(str(data.get("objective", "sft")))
-    defaults = {**training_defaults(cls), **MODEL_DEFAULTS}
+    defaults = {**training_defaults(cls), **model_defaults()}
     return parse_config([TrainArgs, cls, trl.ModelConfig], [], defaults, data=data, checks=[check_training])
 
 
@@ -314,7 +291,7 @@ def parse_train(argv: Sequence[str] | None = None) -> tuple[TrainArgs, Any, Any]
         cls = trainer_config_class(peek(argv, "objective", "sft"))
     except ConfigError as e:
         exit_with(e)
-    defaults = {**training_defaults(cls), **MODEL_DEFAULTS}
+    defaults = {**training_defaults(cls), **model_defaults()}
     return parse_or_exit([TrainArgs, cls, trl.ModelConfig], argv, "python -m pipelines.train", defaults,
                          checks=[check_training])
 

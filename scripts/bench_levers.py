@@ -40,8 +40,9 @@ LEVERS: dict[str, tuple[dict[str, Any], bool]] = {
     "+ schema-linked values": ({"mode": "separate", "examples": "default", "link_values": True}, True),
     "+ chat mode": ({"mode": "chat", "examples": "default", "link_values": True}, True),
 }
-DECODING = {"constrained": True, "max_searches": 2, "max_filter_depth": 2, "max_query_chars": 100,
-            "max_filter_items": 4}
+# the third pass's decoding: one global schema for every request (before per-request schemas, the recipe's)
+DECODING = {"constrained": True, "link_request": False, "max_searches": 2, "max_filter_depth": 2,
+            "max_query_chars": 100, "max_filter_items": 4}
 
 
 class _WithSchema:

@@ -55,6 +55,8 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
         sample_batch_size=4,
         strategy="best-of-n",
         threshold=0.05,
+        margin=-1.0,  # no raw-query baseline: every prompt is kept, tied or thresholded
+        merge=False,  # round 1 evaluates the adapter (asserted below)
         num_train_epochs=1,
         per_device_train_batch_size=4,
         max_length=2048,
@@ -194,6 +196,7 @@ def test_context_distillation_trains_and_asks_the_policy_with_the_request_only_p
         max_train_prompts=8, sample_batch_size=8, threshold=0.0, margin=-1.0, num_train_epochs=1,
         per_device_train_batch_size=4, lora_r=4, lora_alpha=8, eval_dev_limit=8, eval_test=False,
         report_to="none", mode="compact", examples="none", policy_mode="request", continue_from="last",
+        merge=False,  # the trained policy is told apart from the base by its adapter
     ))
     calls: list = []
     run_tao(setup, planner_factory=lambda spec: Recording(spec.model, spec.adapter, calls), progress=False)

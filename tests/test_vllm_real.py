@@ -45,7 +45,7 @@ def setup(tiny_benchmark):
     from rewards.prompts import build_messages, default_examples
 
     bench = tiny_benchmark
-    schema = decoding_schema(TaoConfig(**BOUNDS), bench)
+    schema = decoding_schema(TaoConfig(**BOUNDS, link_values=False), bench)  # the plan language's own values
     examples = default_examples(bench.schema)
     rows = [q for q in bench.queries("train") if q["kind"] != "none"][:3]
     reqs = [PlanRequest(q["id"], build_messages(bench.schema, q["query"], q["instruction"], examples))
