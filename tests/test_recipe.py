@@ -57,7 +57,7 @@ def test_the_defaults_are_the_recipe_block():
     assert {k: bare[k] for k in ("learning_rate", "num_train_epochs", "lora_dropout", "merge", "n")} == {
         "learning_rate": TRAINING["learning_rate"], "num_train_epochs": TRAINING["num_train_epochs"],
         "lora_dropout": MODEL["lora_dropout"], "merge": LOOP["merge"], "n": LOOP["n"]}
-    assert bare["training_class"] == "DPOConfig" and LOOP["strategy"] == "dpo"
+    assert bare["training_class"] == "SFTConfig" and LOOP["strategy"] == "best-of-n"
     assert cfg["torch_threads"] == device_defaults()["torch_threads"] == bare["torch_threads"]
 
 
