@@ -95,3 +95,15 @@ def test_stage_appends_and_resumes(tmp_path):
     again = explore_stage(tmp_path / "scored.jsonl", [_prompt()], tmp_path / "explored.jsonl", score, 2,
                           progress=False)
     assert again["added"] == 0 and again["rows"] == len(rows)
+
+
+def test_the_search_never_reads_the_queries_recorded_constraint():
+    """Only the schema and the reward steer it: a recorded constraint (for oracles and qrels) changes nothing."""
+    def score(text, prompt):
+        return {"reward": 0.5 if ("color", "eq", "red") in plan_leaves(text) else 0.1, "valid": True}
+
+    cands = [ScoredCandidate.from_dict(_cand(0, (), 0.1))]
+    plain = explore_prompt(_prompt(), cands, score, steps=3)
+    told = explore_prompt({**_prompt(), "constraint": {"field": "brand", "op": "ne", "value": "acme"},
+                           "attributes": {"color": "black"}}, cands, score, steps=3)
+    assert [c.text for c in told] == [c.text for c in plain]
