@@ -367,16 +367,18 @@ def render(results: dict) -> str:
 
 
 def parse_config(argv: Sequence[str] | None = None) -> DualViewConfig:
-    """The CLI: every DualViewConfig field as --<name> (transformers.HfArgumentParser)."""
-    from transformers import HfArgumentParser
+    """Every DualViewConfig field as --<name> (and --config FILE), the project's one parser style;
+    raises `ir_core.config.ConfigError` (a ValueError) naming the flag."""
+    from ir_core import config
 
-    parser = HfArgumentParser(DualViewConfig, description="Dual-view training end to end: pairs, arms, evaluation.")
-    (cfg,) = parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None)
+    (cfg,) = config.parse_config([DualViewConfig], list(argv) if argv is not None else None)
     return cfg
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = parse_config(argv)
+    from ir_core.config import parse_or_exit
+
+    (cfg,) = parse_or_exit([DualViewConfig], argv, "python -m pipelines.dualview.run")
     t0 = time.perf_counter()
     results = run(asdict(cfg))
     print(render(results))
