@@ -100,14 +100,15 @@ def explore_prompt(prompt: dict, cands: Sequence[ScoredCandidate], score: Callab
     query = prompt.get("query")
     if not allowed or not query:
         return []
-    depth1 = "all" not in json.dumps(prompt["json_schema"]["$defs"].get("filter", {}))
+    # a bare leaf where the filter node is not {"all": [...]} (max_filter_depth 1)
+    depth1 = "properties" not in (prompt["json_schema"]["$defs"].get("filter", {}).get("anyOf") or [{}])[0]
     seen: dict[frozenset, float] = {}
+    starts = []
     for c in cands:
         leaves = plan_leaves(c.text) if c.valid else None
         if leaves is not None:
             seen[_key(leaves)] = max(seen.get(_key(leaves), 0.0), float(c.reward))
-    starts = [(float(c.reward), -len(plan_leaves(c.text) or ()), plan_leaves(c.text)) for c in cands
-              if c.valid and plan_leaves(c.text) is not None]
+            starts.append((float(c.reward), -len(leaves), leaves))
     if not starts:
         return []
     reward, _, current = max(starts, key=lambda s: (s[0], s[1]))
