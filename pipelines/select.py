@@ -10,7 +10,8 @@ prompt's raw-query plan is scored as a baseline (``baseline``: prompt_id -> rewa
 training on only when it beats that baseline by ``margin``: then what gets taught is the filter or the
 search that made the difference, not a lucky draw. A request without instructions only has to match
 its baseline (the raw query is the intended plan there). Ties for the best place go to the simpler plan
-(fewer searches, then the deeper ranking, then the shorter text); remaining ties, and ties for the worst
+(fewer searches, then the deeper ranking, then the plan stating more of the request, then the
+shorter text); remaining ties, and ties for the worst
 place, go to the lowest sample index, so selection is deterministic.
 
 Balance (``balance="upsample"``): the rows are grouped by the decision their plan makes (the "field op"
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from ir_core.io import atomic_write_json, write_jsonl
 from ir_core.types import PromptRow, ScoredCandidate
-from pipelines.strategies import Group, decision, names, strategy
+from pipelines.strategies import Group, decision, leaves, names, strategy
 
 STRATEGIES = names()
 BALANCES = ("none", "upsample")
@@ -37,10 +38,18 @@ BALANCES = ("none", "upsample")
 def _preference(c: ScoredCandidate) -> tuple:
     """How the best candidate is chosen: reward, then the simpler plan (fewer searches), then the deeper
     ranking (Recall@100, MRR: among plans tied at Recall@20 on a handful of relevant products, the one
-    that also ranks the rest higher is the better plan, not the luckier one), then the shorter text."""
+    that also ranks the rest higher is the better plan, not the luckier one), then the plan that states
+    more of the request (distinct filter values), then the shorter text.
+
+    Stating more comes before brevity because plans that rank the same can still teach different things:
+    for "blue tents, nothing red", `color eq blue` already keeps red out, so it ties with `color eq blue &
+    color ne red`; preferring the shorter one taught the planner to drop the instruction (and, beside the
+    query-colour `eq` rows, to write `eq` on the colour it was told to avoid). The fuller plan obeys the
+    instruction on its own, also where the query's own filter does not happen to cover it."""
     m = c.metrics or {}
+    stated = len({(field, value) for field, _, value in leaves(c.text)})
     return (float(c.reward), -(c.n_searches or 1), float(m.get("recall@100", 0.0)), float(m.get("mrr", 0.0)),
-            -len(c.text or ""), -c.sample_idx)
+            stated, -len(c.text or ""), -c.sample_idx)
 
 
 def _row_text(row: dict) -> str:

@@ -102,9 +102,7 @@ def system_prompt(schema: IndexSchema, instruction: str | None = None, examples:
 
 def _linked(schema: IndexSchema, text: str, what: str) -> str:
     """A line naming the index values `text` mentions (schema linking), or "" when it names none."""
-    found = schema.mentioned_values(text) if text.strip() else []
-    return (f"\nIndex values named in the {what}: "
-            + ", ".join(f"{name} {json.dumps(value)}" for name, value in found) + ".") if found else ""
+    return _values_line(schema.mentioned_values(text) if text.strip() else [], what)
 
 
 def _instructions(schema: IndexSchema, instruction: str | None) -> str:
@@ -114,13 +112,27 @@ def _instructions(schema: IndexSchema, instruction: str | None) -> str:
     return (text or "(none)") + _linked(schema, text, "instructions")
 
 
+def _values_line(found: Sequence[tuple[str, str]], what: str) -> str:
+    return (f"\nIndex values named in the {what}: "
+            + ", ".join(f"{name} {json.dumps(value)}" for name, value in found) + ".") if found else ""
+
+
 def _request_turn(schema: IndexSchema, query: str, instruction: str | None) -> str:
     """The request as a user turn: query, instructions, and the index values the whole request names
-    (its query's product type and colour as well as what the instructions require or exclude): the
-    values the request's decoding schema (`rewards.plan.request_plan_schema`) lets a filter use."""
+    (the values the request's decoding schema, `rewards.plan.request_plan_schema`, lets a filter use),
+    listed by where they are named: the query's own (its product type and colour) apart from the
+    instructions' (what to require or exclude). A small planner that sees "color "brown", color "blue""
+    under one heading has to work out which colour the instruction said to avoid; by heading, the
+    instruction's wording decides the op of its own values and the query's values are what is asked for.
+    A value named in both is listed under both."""
     text = instruction.strip() if instruction and instruction.strip() else ""
+    named = schema.mentioned_values(f"{query}\n{text}")  # exactly the values decoding allows
+    in_instructions = set(schema.mentioned_values(text)) if text else set()
+    in_query = set(schema.mentioned_values(query)) if query.strip() else set()
+    query_values = [v for v in named if v in in_query or v not in in_instructions]
     return (f"Request: {query.strip()}\nUser instructions: {text or '(none)'}"
-            + _linked(schema, f"{query}\n{text}", "request"))
+            + _values_line(query_values, "query")
+            + _values_line([v for v in named if v in in_instructions], "instructions"))
 
 
 def build_messages(schema: IndexSchema, query: str, instruction: str | None = None,

@@ -139,8 +139,8 @@ def test_request_turn_lists_the_values_of_the_whole_request():
     from rewards.prompts import build_messages
 
     turn = build_messages(SCHEMA, "a crimson tent", "Nothing from Lumia.", mode="compact")[-1]["content"]
-    assert turn.endswith('Index values named in the request: brand "lumia", category "tents", '
-                         'category "camping", color "red".')
+    assert turn.endswith('Index values named in the query: category "tents", category "camping", color "red".\n'
+                         'Index values named in the instructions: brand "lumia".')
     plain = build_messages(SCHEMA, "a sturdy pack", None, mode="compact")[-1]["content"]
     assert "Index values" not in plain
 

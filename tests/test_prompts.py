@@ -127,9 +127,11 @@ def test_index_values_the_request_names_are_linked_in_the_prompt():
     schema = product_schema(dt.date(2024, 2, 29), ["trailforge"], ["red"], ["tents"],
                             {"brand": ["trailforge", "acme"], "color": ["red", "tan"]})
     msgs = build_messages(schema, "a tan tank top", "Only TrailForge, nothing in red.", (), mode="chat")
-    # the request turn names the values of the whole request, the query's as well as the instructions'
-    assert msgs[-1]["content"].endswith('Index values named in the request: brand "trailforge", color "tan", '
-                                        'color "red".')
+    # the request turn names the values of the whole request, the query's apart from the instructions'
+    assert msgs[-1]["content"].endswith('Index values named in the query: color "tan".\n'
+                                        'Index values named in the instructions: brand "trailforge", color "red".')
+    both = build_messages(schema, "a red tent", "Only red ones.", (), mode="request")[-1]["content"]
+    assert both.endswith('named in the query: color "red".\nIndex values named in the instructions: color "red".')
     system = build_messages(schema, "a tank top", "No tanks.")[0]["content"]  # "tan" is not in "tanks"
     assert "Index values named" not in system
     system = build_messages(schema, "a tan tank top", "Only TrailForge.")[0]["content"]  # separate mode

@@ -90,11 +90,25 @@ def test_files_load_with_datasets(tmp_path):
 
 def test_tied_best_goes_to_the_shortest_plan():
     scored = _cands("a", [0.6, 0.6, 0.6, 0.1])
-    scored[0]["text"] = '{"searches": [{"query": "tent", "filter": {"field": "color", "op": "ne", "value": "x"}}]}'
+    scored[0]["text"] = '{"searches": [{"query": "tent", "filter": null}, {"query": "tents"}]}'
     scored[1]["text"] = '{"searches": [{"query": "tent"}, {"query": "tents"}]}'
     scored[2]["text"] = '{"searches": [{"query": "tent"}]}'
     rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
     assert [r["completion"][0]["content"] for r in rows] == [scored[2]["text"]]
+
+
+def test_among_plans_that_rank_the_same_the_one_stating_more_of_the_request_wins():
+    # "blue tents, nothing red": `color eq blue` already keeps red out, so both plans retrieve the same;
+    # the row must still teach the instruction's own leaf, not drop it for brevity
+    scored = _cands("a", [0.6, 0.6, 0.6, 0.1])
+    scored[0]["text"] = _plan_text(("color", "eq", "blue"))
+    scored[1]["text"] = _plan_text(("color", "eq", "blue"), ("color", "ne", "red"))
+    scored[2]["text"] = _plan_text(("color", "eq", "blue"), ("color", "eq", "blue"))  # a repeated leaf adds nothing
+    rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
+    assert [r["completion"][0]["content"] for r in rows] == [scored[1]["text"]]
+    scored[0]["metrics"] = {"recall@100": 0.9}  # but a plan that ranks the rest higher still comes first
+    rows, _ = select(scored, _prompts("a"), "best-of-n", threshold=0.1)
+    assert [r["completion"][0]["content"] for r in rows] == [scored[0]["text"]]
 
 
 def test_a_sample_must_beat_the_raw_query_baseline_by_the_margin():
