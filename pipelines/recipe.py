@@ -48,7 +48,8 @@ LOOP: dict[str, Any] = {  # TaoConfig's fields
     # (drop a leaf, change its op or value, add a linked leaf), scored with the same reward (pipelines/explore.py)
     "explore_steps": 3,
     # selection: best-of-n SFT on each prompt's best plan, samples and edits alike (at least as good as the
-    # prompt's raw query: margin 0); prompts whose plans all score the same teach nothing and are dropped.
+    # prompt's raw query: margin 0); prompts whose plans all score the same teach nothing and are dropped;
+    # among plans that rank the same, the one stating more of the request (docs/tao.md, seventh pass).
     # Chosen on dev (docs/tao.md, sixth pass): on the same round-2 samples SFT reached dev R@20 0.641
     # instructed / 0.480 base against DPO's 0.534 / 0.496 (DPO wrote `ne` on the query's own colour too)
     "strategy": "best-of-n",
