@@ -340,6 +340,32 @@ def test_soup_endpoints_are_the_two_models_and_the_midpoint_is_their_average(tmp
         soup_encoders(anchor, anchor, 1.5, tmp_path / "bad")
 
 
+def test_task_arithmetic_soup_adds_part_of_the_tuned_shift_to_the_anchor(tmp_path):
+    import torch
+
+    from pipelines.dualview.soup import soup_encoders
+    from rewards.rerank import default_base_model, load_encoder
+
+    base = default_base_model()
+    for i, name in enumerate(("anchor", "tuned")):
+        m = load_encoder(None, 32)
+        torch.manual_seed(i)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+        m.save(str(tmp_path / name))
+    states = {n: load_encoder(p).state_dict() for n, p in
+              (("base", base), ("anchor", str(tmp_path / "anchor")), ("tuned", str(tmp_path / "tuned")))}
+    info = soup_encoders(tmp_path / "anchor", tmp_path / "tuned", 0.4, tmp_path / "ta", method="task_arithmetic",
+                         base=base)
+    for name, value in load_encoder(info["model"]).state_dict().items():
+        if value.is_floating_point():
+            want = states["anchor"][name] + 0.4 * (states["tuned"][name] - states["base"][name])
+            torch.testing.assert_close(value, want, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="base model"):
+        soup_encoders(tmp_path / "anchor", tmp_path / "tuned", 0.4, tmp_path / "x", method="task_arithmetic")
+
+
 def test_soup_options_name_models_and_refuse_what_cannot_be_souped():
     from pipelines.dualview.run import model_label, parse_config, soup_comparisons, soup_models
 
@@ -362,3 +388,7 @@ def test_soup_options_name_models_and_refuse_what_cannot_be_souped():
         parse_config(["--soup", "base", "--freeze-documents"])
     with pytest.raises(ValueError, match="--soup_arms"):
         parse_config(["--soup", "plain", "--soup-arms", "plain"])
+    with pytest.raises(ValueError, match="--soup_method"):
+        parse_config(["--soup", "base", "--soup-method", "task_arithmetic"])
+    ta = vars(parse_config(["--soup", "plain", "--soup-method", "task_arithmetic", "--soup-weight", "1"]))
+    assert model_label("dual_soup", ta) == "dual-view + plain (1)"

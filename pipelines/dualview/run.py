@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.dualview.pairs import ARMS
+from pipelines.dualview.soup import METHODS as SOUP_METHODS
 from pipelines.dualview.train import BATCHINGS
 from rewards.rerank import FUSIONS
 
@@ -58,7 +59,8 @@ def model_label(name: str, cfg: dict) -> str:
     souped = soup_models(cfg).get(name)
     if souped:
         arm, w = souped
-        return f"{LABELS[arm]} ⊕ {LABELS.get(cfg['soup'], cfg['soup'])} ({w:g})"
+        op = "+" if cfg.get("soup_method") == "task_arithmetic" else "⊕"
+        return f"{LABELS[arm]} {op} {LABELS.get(cfg['soup'], cfg['soup'])} ({w:g})"
     return LABELS.get(name, name)
 
 
@@ -98,6 +100,9 @@ class DualViewConfig:
     soup_weight: list[float] = field(default_factory=lambda: [0.5], metadata={
         "help": "weight of the trained arm in the soup: theta = (1 - w) theta_anchor + w theta_arm; several "
                 "weights evaluate a grid (models <arm>_soup@<w>)"})
+    soup_method: str = field(default="linear", metadata={
+        "help": "linear: (1 - w) theta_anchor + w theta_arm; task_arithmetic (--soup plain): theta_plain + "
+                "w (theta_arm - theta_base), the plain arm's whole shift plus part of the arm's"})
     soup_arms: list[str] = field(default_factory=lambda: ["single", "dual"], metadata={
         "help": f"trained arms to soup (of {SOUP_ARMS}); single souped at the same weight is dual's matched control"})
     split: str = field(default="test", metadata={"help": "held-out split for evaluation"})
@@ -145,6 +150,8 @@ class DualViewConfig:
                 raise ValueError(f"--soup_arms: {bad or 'none given'}; choose trained arms of {', '.join(SOUP_ARMS)}")
             if self.soup == "plain" and "plain" not in self.arms:
                 raise ValueError("--soup plain needs the plain arm in --arms")
+            if self.soup_method not in SOUP_METHODS or (self.soup_method == "task_arithmetic" and self.soup != "plain"):
+                raise ValueError(f"--soup_method: linear, or task_arithmetic with --soup plain; got {self.soup_method!r}")
         souped = soup_models(asdict(self))
         bad = [m for m in self.rerank_models if m not in ("best", "base", *self.arms, *souped)]
         if bad:
@@ -216,7 +223,8 @@ def run(cfg: dict) -> dict:
     souped = soup_models(cfg)
     for name, (arm, w) in souped.items():
         train_info[name] = {**rd.stage(f"soup-{name}", lambda name=name, arm=arm, w=w: soup_encoders(
-            anchor, rd / f"models/{arm}/model", w, rd / f"models/{name}")), "seconds": None}
+            anchor, rd / f"models/{arm}/model", w, rd / f"models/{name}", method=cfg.get("soup_method", "linear"),
+            base=base_model)), "seconds": None}
 
     # 3. FollowIR-format evaluation on the held-out split
     from eval.followir import (
