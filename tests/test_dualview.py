@@ -306,3 +306,89 @@ def test_plain_view_masks_the_base_answers_of_its_own_query():
                           base.compute_loss_from_embeddings([q, p, n, n2], groups) + 0.5 * want)
     with pytest.raises(ValueError):
         loss.compute_loss_from_embeddings([q, p, og], groups)
+
+
+def test_soup_endpoints_are_the_two_models_and_the_midpoint_is_their_average(tmp_path):
+    import torch
+
+    from pipelines.dualview.soup import soup_encoders
+    from rewards.rerank import DOCUMENT_ENCODER_FILE, default_base_model, load_encoder
+
+    tuned = load_encoder(None, 32)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    tuned.save(str(tmp_path / "tuned"))
+    anchor, probe = default_base_model(), ["phone cases", "phone cases, not by Lumia"]
+    emb = {name: load_encoder(path, 32).encode(probe) for name, path in (("a", anchor), ("t", str(tmp_path / "tuned")))}
+    assert np.abs(emb["a"] - emb["t"]).max() > 1e-3
+    for w, want in ((0.0, emb["a"]), (1.0, emb["t"])):
+        info = soup_encoders(anchor, tmp_path / "tuned", w, tmp_path / f"soup{w}")
+        np.testing.assert_allclose(load_encoder(info["model"], 32).encode(probe), want, atol=1e-5)
+    mid = load_encoder(soup_encoders(anchor, tmp_path / "tuned", 0.5, tmp_path / "mid")["model"], 32)
+    got = mid.encode(probe)
+    assert min(np.abs(got - emb["a"]).max(), np.abs(got - emb["t"]).max()) > 1e-4
+    a_state, t_state = load_encoder(anchor).state_dict(), load_encoder(str(tmp_path / "tuned")).state_dict()
+    for name, value in mid.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (a_state[name] + t_state[name]) / 2)
+    (tmp_path / "tuned" / DOCUMENT_ENCODER_FILE).write_text('{"document_encoder": "x"}')
+    with pytest.raises(ValueError, match="query side only"):
+        soup_encoders(anchor, tmp_path / "tuned", 0.5, tmp_path / "bad")
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        soup_encoders(anchor, anchor, 1.5, tmp_path / "bad")
+
+
+def test_task_arithmetic_soup_adds_part_of_the_tuned_shift_to_the_anchor(tmp_path):
+    import torch
+
+    from pipelines.dualview.soup import soup_encoders
+    from rewards.rerank import default_base_model, load_encoder
+
+    base = default_base_model()
+    for i, name in enumerate(("anchor", "tuned")):
+        m = load_encoder(None, 32)
+        torch.manual_seed(i)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+        m.save(str(tmp_path / name))
+    states = {n: load_encoder(p).state_dict() for n, p in
+              (("base", base), ("anchor", str(tmp_path / "anchor")), ("tuned", str(tmp_path / "tuned")))}
+    info = soup_encoders(tmp_path / "anchor", tmp_path / "tuned", 0.4, tmp_path / "ta", method="task_arithmetic",
+                         base=base)
+    for name, value in load_encoder(info["model"]).state_dict().items():
+        if value.is_floating_point():
+            want = states["anchor"][name] + 0.4 * (states["tuned"][name] - states["base"][name])
+            torch.testing.assert_close(value, want, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="base model"):
+        soup_encoders(tmp_path / "anchor", tmp_path / "tuned", 0.4, tmp_path / "x", method="task_arithmetic")
+
+
+def test_soup_options_name_models_and_refuse_what_cannot_be_souped():
+    from pipelines.dualview.run import model_label, parse_config, soup_comparisons, soup_models
+
+    cfg = parse_config(["--soup", "plain", "--soup-weight", "0.6", "--arms", "plain", "single", "dual",
+                        "--rerank-models", "dual_soup"])
+    names = soup_models(vars(cfg))
+    assert names == {"single_soup": ("single", 0.6), "dual_soup": ("dual", 0.6)}
+    assert model_label("dual_soup", vars(cfg)) == "dual-view ⊕ plain (0.6)"
+    pmrr, ndcg = soup_comparisons(vars(cfg))
+    assert ("dual_soup", "single_soup") in pmrr and ("single_soup", "base") in pmrr
+    assert ("dual_soup", "plain") in ndcg
+    grid = soup_models(vars(parse_config(["--soup", "base", "--soup-weight", "0.3", "0.7"])))
+    assert set(grid) == {"single_soup@0.3", "single_soup@0.7", "dual_soup@0.3", "dual_soup@0.7"}
+    assert soup_models(vars(parse_config([]))) == {}
+    with pytest.raises(ValueError, match="plain arm"):
+        parse_config(["--soup", "plain", "--arms", "single", "dual"])
+    with pytest.raises(ValueError, match="--soup_weight"):
+        parse_config(["--soup", "base", "--soup-weight", "1.2"])
+    with pytest.raises(ValueError, match="full encoders"):
+        parse_config(["--soup", "base", "--freeze-documents"])
+    with pytest.raises(ValueError, match="--soup_arms"):
+        parse_config(["--soup", "plain", "--soup-arms", "plain"])
+    with pytest.raises(ValueError, match="--soup_method"):
+        parse_config(["--soup", "base", "--soup-method", "task_arithmetic"])
+    ta = vars(parse_config(["--soup", "plain", "--soup-method", "task_arithmetic", "--soup-weight", "1"]))
+    assert model_label("dual_soup", ta) == "dual-view + plain (1)"

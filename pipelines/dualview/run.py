@@ -1,9 +1,10 @@
-"""`make dual-view`: pair synthesis -> three training arms at a matched budget -> evaluation -> report.
+"""`make dual-view`: pair synthesis -> training arms at a matched budget -> optional soups -> evaluation -> report.
 
 Everything lives in one run directory (default runs/dualview) with a manifest; each stage leaves a
 marker and is skipped when the run is resumed with the same config (a different config needs --force
 or another --out, so results never mix settings). Outputs: pairs/train.jsonl (all synthesised rows),
-arms/<arm>.jsonl (the matched-budget training sets), models/<arm>/model, followir/ (the test set in
+arms/<arm>.jsonl (the matched-budget training sets), models/<arm>/model (and models/<arm>_soup/model, a
+trained arm's weights interpolated with the plain arm's or the base's), followir/ (the test set in
 mteb's FollowIR layout), eval/<model>.json, rerank/ (harness reports) and results.md / results.json.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.dualview.pairs import ARMS
+from pipelines.dualview.soup import METHODS as SOUP_METHODS
 from pipelines.dualview.train import BATCHINGS
 from rewards.rerank import FUSIONS
 
@@ -35,6 +37,31 @@ PMRR_COMPARISONS = (("single", "base"), ("dual", "single"), ("dual", "base"), ("
 NDCG_COMPARISONS = (("dual", "plain"), ("dual_plain", "plain"), ("single", "plain"))
 LABELS = {"bm25": "BM25 (candidate order)", "base": "MiniLM (base)", "plain": "plain", "single": "single-view",
           "dual": "dual-view", "dual_plain": "dual-view + plain"}
+SOUPS = ("none", "plain", "base")  # what a trained arm's weights are interpolated with
+SOUP_ARMS = ("single", "dual", "dual_plain")
+
+
+def soup_key(arm: str, weight: float, n_weights: int = 1) -> str:
+    """Model name of `arm` souped at `weight`: `<arm>_soup`, or `<arm>_soup@<weight>` when a grid is run."""
+    return f"{arm}_soup" if n_weights == 1 else f"{arm}_soup@{weight:g}"
+
+
+def soup_models(cfg: dict) -> dict[str, tuple[str, float]]:
+    """{model name: (souped arm, weight)} for a run config (empty without --soup)."""
+    if cfg.get("soup", "none") == "none":
+        return {}
+    weights = cfg["soup_weight"]
+    return {soup_key(arm, w, len(weights)): (arm, w) for arm in cfg["soup_arms"] for w in weights}
+
+
+def model_label(name: str, cfg: dict) -> str:
+    """Table label of a model name: a soup says what it mixes and the trained arm's weight."""
+    souped = soup_models(cfg).get(name)
+    if souped:
+        arm, w = souped
+        op = "+" if cfg.get("soup_method") == "task_arithmetic" else "⊕"
+        return f"{LABELS[arm]} {op} {LABELS.get(cfg['soup'], cfg['soup'])} ({w:g})"
+    return LABELS.get(name, name)
 
 
 @dataclass
@@ -67,6 +94,17 @@ class DualViewConfig:
         "help": "weight of each row's plain view (base query -> positive vs negative_2; needs --hard_negatives 2)"})
     hard_negatives: int = field(default=1, metadata={
         "help": "1: the instruction's hard negative; 2: plus a BM25 non-answer of the base query"})
+    soup: str = field(default="none", metadata={
+        "help": "weight-space ensembling (WiSE-FT): interpolate each --soup_arms model with the plain arm "
+                "('plain', which must be trained) or the base encoder ('base'); 'none' turns it off"})
+    soup_weight: list[float] = field(default_factory=lambda: [0.5], metadata={
+        "help": "weight of the trained arm in the soup: theta = (1 - w) theta_anchor + w theta_arm; several "
+                "weights evaluate a grid (models <arm>_soup@<w>)"})
+    soup_method: str = field(default="linear", metadata={
+        "help": "linear: (1 - w) theta_anchor + w theta_arm; task_arithmetic (--soup plain): theta_plain + "
+                "w (theta_arm - theta_base), the plain arm's whole shift plus part of the arm's"})
+    soup_arms: list[str] = field(default_factory=lambda: ["single", "dual"], metadata={
+        "help": f"trained arms to soup (of {SOUP_ARMS}); single souped at the same weight is dual's matched control"})
     split: str = field(default="test", metadata={"help": "held-out split for evaluation"})
     k: int = field(default=20, metadata={"help": "FollowIR candidates per query (BM25 top-k)"})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N og/changed pairs"})
@@ -100,7 +138,22 @@ class DualViewConfig:
         bad = [f for f in self.rerank_fusion if f not in FUSIONS]
         if bad:
             raise ValueError(f"--rerank_fusion: {bad}; choose from {', '.join(FUSIONS)}")
-        bad = [m for m in self.rerank_models if m not in ("best", "base", *self.arms)]
+        if self.soup not in SOUPS:
+            raise ValueError(f"--soup: one of {', '.join(SOUPS)}, got {self.soup!r}")
+        if self.soup != "none":
+            if self.freeze_documents:
+                raise ValueError("--soup needs full encoders (not --freeze_documents)")
+            if not self.soup_weight or any(not 0.0 <= w <= 1.0 for w in self.soup_weight):
+                raise ValueError(f"--soup_weight: one or more weights in [0, 1], got {self.soup_weight}")
+            bad = [a for a in self.soup_arms if a not in SOUP_ARMS or a not in self.arms]
+            if bad or not self.soup_arms:
+                raise ValueError(f"--soup_arms: {bad or 'none given'}; choose trained arms of {', '.join(SOUP_ARMS)}")
+            if self.soup == "plain" and "plain" not in self.arms:
+                raise ValueError("--soup plain needs the plain arm in --arms")
+            if self.soup_method not in SOUP_METHODS or (self.soup_method == "task_arithmetic" and self.soup != "plain"):
+                raise ValueError(f"--soup_method: linear, or task_arithmetic with --soup plain; got {self.soup_method!r}")
+        souped = soup_models(asdict(self))
+        bad = [m for m in self.rerank_models if m not in ("best", "base", *self.arms, *souped)]
         if bad:
             raise ValueError(f"--rerank_models: {bad} are neither 'best', 'base' nor a trained arm")
 
@@ -163,6 +216,16 @@ def run(cfg: dict) -> dict:
             doc_to_query=cfg["doc_to_query"], freeze_documents=cfg["freeze_documents"],
             twin_weight=cfg.get("twin_weight", 0.0), og_weight=cfg.get("og_weight", 0.0)))
 
+    # 2b. soups: a trained arm interpolated with the plain arm (or the base), no training
+    from pipelines.dualview.soup import soup_encoders
+
+    anchor = base_model if cfg.get("soup") == "base" else str(rd / "models/plain/model")
+    souped = soup_models(cfg)
+    for name, (arm, w) in souped.items():
+        train_info[name] = {**rd.stage(f"soup-{name}", lambda name=name, arm=arm, w=w: soup_encoders(
+            anchor, rd / f"models/{arm}/model", w, rd / f"models/{name}", method=cfg.get("soup_method", "linear"),
+            base=base_model)), "seconds": None}
+
     # 3. FollowIR-format evaluation on the held-out split
     from eval.followir import (
         build_followir_set,
@@ -184,7 +247,7 @@ def run(cfg: dict) -> dict:
         save_followir_set(fs, rd / "followir")
     timings["followir_set"] = round(time.perf_counter() - t0, 1)
     texts = DocTexts(bench)
-    models = {"base": base_model, **{arm: str(rd / f"models/{arm}/model") for arm in cfg["arms"]}}
+    models = {"base": base_model, **{arm: str(rd / f"models/{arm}/model") for arm in [*cfg["arms"], *souped]}}
     caches: dict[str, Any] = {}
 
     def cache_for(path: str) -> Any:
@@ -207,7 +270,8 @@ def run(cfg: dict) -> dict:
     atomic_write_json(rd / "eval/followir.json", evals)
 
     # 4. reranking inside the search tool: raw / oracle (/ a planner) with and without the encoder
-    best = max(cfg["arms"], key=lambda a: evals[a]["p-MRR"]) if cfg["arms"] else "base"
+    trained = [*cfg["arms"], *souped]
+    best = max(trained, key=lambda a: evals[a]["p-MRR"]) if trained else "base"
     rerank: dict[str, dict] = {}
     names = list(dict.fromkeys(best if m == "best" else m for m in cfg["rerank_models"]))
 
@@ -269,7 +333,7 @@ def method_name(spec: str) -> str:
     return recorded_plans_name(path) if prefix == RECORDED else spec
 
 
-def paired_cis(evals: dict, key: str, pairs: Sequence[tuple[str, str]]) -> dict[str, dict]:
+def paired_cis(evals: dict, key: str, pairs: Sequence[tuple[str, str]], cfg: dict | None = None) -> dict[str, dict]:
     """Paired bootstrap 95% CIs (eval.stats.compare, over queries) of a per-query metric between models."""
     from eval.stats import compare
 
@@ -277,13 +341,33 @@ def paired_cis(evals: dict, key: str, pairs: Sequence[tuple[str, str]]) -> dict[
     for a, b in pairs:
         pa, pb = (evals.get(a) or {}).get(key), (evals.get(b) or {}).get(key)
         if pa and pb:
-            out[f"{LABELS.get(a, a)} − {LABELS.get(b, b)}"] = compare(pa, pb)
+            out[f"{model_label(a, cfg or {})} − {model_label(b, cfg or {})}"] = compare(pa, pb)
     return out
 
 
-def pmrr_cis(evals: dict) -> dict[str, dict]:
+def soup_comparisons(cfg: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(p-MRR, og nDCG@5) comparisons of the souped models: dual against single souped at the same
+    weight (the matched control), against the unsouped arms and the base; og against the plain arm."""
+    by_weight: dict[float, dict[str, str]] = {}
+    for name, (arm, w) in soup_models(cfg).items():
+        by_weight.setdefault(w, {})[arm] = name
+    pmrr, ndcg = [], []
+    for names in by_weight.values():
+        d, s = names.get("dual"), names.get("single")
+        if s:
+            pmrr.append((s, "base"))
+        if d and s:
+            pmrr.append((d, s))
+        if d:
+            pmrr += [(d, "single"), (d, "dual"), (d, "base")]
+        ndcg += [(n, "plain") for n in names.values()]
+    return pmrr, ndcg
+
+
+def pmrr_cis(evals: dict, cfg: dict | None = None) -> dict[str, dict]:
     """p-MRR differences between models, paired over og/changed pairs."""
-    return paired_cis(evals, "per_query", PMRR_COMPARISONS)
+    extra = soup_comparisons(cfg)[0] if cfg else []
+    return paired_cis(evals, "per_query", [*PMRR_COMPARISONS, *extra], cfg)
 
 
 def _ci_rows(cis: dict[str, dict], points: bool = False) -> list[str]:
@@ -343,23 +427,23 @@ def render(results: dict) -> str:
     lines += [f"## FollowIR-format evaluation (candidates: top-{cfg['k']} BM25 of the base query)", "",
               "| model | p-MRR | p-MRR incl. | p-MRR excl. | p-MRR recency | og nDCG@5 | og MAP | changed nDCG@5 | changed MAP | train s |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    for key, label in LABELS.items():
+    for key in [*LABELS, *soup_models(cfg)]:
         r = results["followir"].get(key)
         if r is None:
             continue
         secs = results["train"].get(key, {}).get("seconds")
         lines.append("| " + " | ".join([
-            label, _fmt(r["p-MRR"]), _fmt(r.get("p-MRR/inclusion")), _fmt(r.get("p-MRR/exclusion")),
+            model_label(key, cfg), _fmt(r["p-MRR"]), _fmt(r.get("p-MRR/inclusion")), _fmt(r.get("p-MRR/exclusion")),
             _fmt(r.get("p-MRR/recency")), _fmt(r["og/nDCG@5"], True), _fmt(r["og/MAP"], True),
             _fmt(r["changed/nDCG@5"], True), _fmt(r["changed/MAP"], True), "–" if secs is None else f"{secs:.0f}"]) + " |")
     any_eval = next(iter(results["followir"].values()))
     lines += ["", f"p-MRR in [-1, 1] (0: ignores the instruction), over {any_eval['n_pairs']} og/changed pairs; "
               f"nDCG@5 / MAP in % over {any_eval['og/n']} base queries (og) and the instructed queries (changed).", ""]
-    ndcg = paired_cis(results["followir"], "og/per_query_nDCG@5", NDCG_COMPARISONS)
+    ndcg = paired_cis(results["followir"], "og/per_query_nDCG@5", [*NDCG_COMPARISONS, *soup_comparisons(cfg)[1]], cfg)
     if ndcg:
         lines += ["og nDCG@5 differences, points (paired bootstrap 95% CI over base queries):", "",
                   "| comparison | Δ og nDCG@5 [95% CI] | P(Δ ≤ 0) |", "|---|---|---|", *_ci_rows(ndcg, points=True), ""]
-    cis = pmrr_cis(results["followir"])
+    cis = pmrr_cis(results["followir"], cfg)
     if cis:
         lines += ["p-MRR differences (paired bootstrap 95% CI over og/changed pairs):", "",
                   "| comparison | Δ p-MRR [95% CI] | P(Δ ≤ 0) |", "|---|---|---|", *_ci_rows(cis), ""]
