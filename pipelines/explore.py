@@ -134,13 +134,15 @@ def explore_prompt(prompt: dict, cands: Sequence[ScoredCandidate], score: Callab
     return new
 
 
-def explore_stage(scored_path: str | Path, prompts: Sequence[dict], out_path: str | Path,
+def explore_stage(scored: Sequence[dict], prompts: Sequence[dict], out_path: str | Path,
                   score: Callable[[str | None, dict], dict], steps: int, progress: bool = True) -> dict:
-    """Append every prompt's edit-search plans to `out_path` (a prompt already there is skipped)."""
+    """Append every prompt's edit-search plans, searched from its scored rows (`scored`, the score stage's
+    rows), to `out_path` (a prompt already there is skipped)."""
     by_prompt: dict[str, list[ScoredCandidate]] = defaultdict(list)
-    for r in read_jsonl(scored_path):
+    for r in scored:
         by_prompt[r["prompt_id"]].append(ScoredCandidate.from_dict(r))
-    done = {r["prompt_id"] for r in read_jsonl(out_path)} if Path(out_path).exists() else set()
+    before = read_jsonl(out_path) if Path(out_path).exists() else []
+    done = {r["prompt_id"] for r in before}
     added = improved = 0
     with JsonlAppender(out_path, row_key) as out:
         for p in tqdm(prompts, desc="explore", unit="prompt", disable=not progress):
@@ -150,5 +152,4 @@ def explore_stage(scored_path: str | Path, prompts: Sequence[dict], out_path: st
             rows = explore_prompt(p, cands, score, steps)
             added += sum(out.append(r.to_dict()) for r in rows)
             improved += bool(rows) and max(r.reward for r in rows) > max(c.reward for c in cands)
-    rows = read_jsonl(out_path)
-    return {"rows": len(rows), "added": added, "prompts_improved": improved, "steps": steps}
+    return {"rows": len(before) + added, "added": added, "prompts_improved": improved, "steps": steps}

@@ -123,7 +123,7 @@ def run_tao(setup: TaoSetup, planner_factory: PlannerFactory = make_planner, sto
                 scored = read_jsonl(rd / SCORED)
                 if cfg.explore_steps:  # edit search: improve each prompt's best sample, one edit at a time
                     score["explore"] = _strip(rd.stage("explore", partial(
-                        explore_stage, rd / SCORED, prompts, rd / EXPLORED, scorer, cfg.explore_steps,
+                        explore_stage, scored, prompts, rd / EXPLORED, scorer, cfg.explore_steps,
                         progress=progress)))
                     scored += read_jsonl(rd / EXPLORED)
 

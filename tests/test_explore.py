@@ -87,12 +87,12 @@ def test_stage_appends_and_resumes(tmp_path):
         return {"reward": 0.5 if ("color", "eq", "red") in plan_leaves(text) else 0.1, "valid": True}
 
     write_jsonl(tmp_path / "scored.jsonl", [_cand(0, (), 0.1), _cand(1, (("brand", "eq", "acme"),), 0.1)])
-    stats = explore_stage(tmp_path / "scored.jsonl", [_prompt()], tmp_path / "explored.jsonl", score, 2,
+    stats = explore_stage(read_jsonl(tmp_path / "scored.jsonl"), [_prompt()], tmp_path / "explored.jsonl", score, 2,
                           progress=False)
     rows = read_jsonl(tmp_path / "explored.jsonl")
     assert stats["added"] == len(rows) > 0 and stats["prompts_improved"] == 1
     assert max(r["reward"] for r in rows) == 0.5
-    again = explore_stage(tmp_path / "scored.jsonl", [_prompt()], tmp_path / "explored.jsonl", score, 2,
+    again = explore_stage(read_jsonl(tmp_path / "scored.jsonl"), [_prompt()], tmp_path / "explored.jsonl", score, 2,
                           progress=False)
     assert again["added"] == 0 and again["rows"] == len(rows)
 
