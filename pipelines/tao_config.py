@@ -118,8 +118,9 @@ class TaoConfig:
     continue_from: Literal["best", "last", "base"] = help_field(
         "next round starts from the best or the last checkpoint, or retrains the base model (ReST-EM)",
         default=LOOP["continue_from"])
-    train_launcher: str | None = help_field("run training as a subprocess, e.g. 'accelerate launch --config_file "
-                                            "launch/accelerate/ddp.yaml'", default=None)
+    train_launcher: str | None = help_field(
+        "run training as a subprocess: 'python' (this interpreter), 'accelerate launch --config_file "
+        "launch/accelerate/ddp.yaml', ...; None: inside the loop's process", default=LOOP["train_launcher"])
     # evaluation
     eval_dev_limit: int | None = help_field("dev queries per evaluation (None: all)", default=None)
     eval_test_limit: int | None = help_field("test queries per evaluation (None: all)", default=None)

@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -243,13 +244,18 @@ def for_round(training: Any, model_args: Any, policy: Policy, out_dir: Path, see
 
 
 def launch_training(args: TrainArgs, training: Any, model_args: Any, launcher: str | None) -> dict:
-    """:func:`train` in this process, or under ``launcher`` (e.g. ``accelerate launch ...``) on a config file."""
+    """:func:`train` in this process, or under ``launcher`` (e.g. ``accelerate launch ...``) on a config file.
+    A launcher whose first word is ``python`` runs this interpreter (the venv the loop runs in), whatever
+    ``python`` on PATH is."""
     if not launcher:
         return train(args, training, model_args)
+    command = shlex.split(launcher)
+    if command[0] == "python":
+        command[0] = sys.executable
     flat = {**dataclasses.asdict(args), **nondefault(training, training_defaults(type(training))),
             **nondefault(model_args, model_defaults())}
     cfg_path = atomic_write_json(Path(training.output_dir).with_name("train_config.json"), flat)
-    subprocess.run([*shlex.split(launcher), "-m", "pipelines.train", "--config", str(cfg_path)], check=True)
+    subprocess.run([*command, "-m", "pipelines.train", "--config", str(cfg_path)], check=True)
     return read_json(Path(training.output_dir) / "train_metrics.json")
 
 

@@ -97,6 +97,8 @@ def test_one_round_end_to_end(bench_path, tmp_path, monkeypatch):
     assert stats["rows"] + stats["dropped_tie"] + stats["dropped_threshold"] == 12
     assert stats["rows"] > 0
     assert (rd / "train" / "adapter" / "adapter_config.json").exists()
+    # the recipe trains in a fresh interpreter, from the config file the loop wrote for it
+    assert read_json(rd / "train_config.json")["data_path"] == str(rd / "train.jsonl")
     # the trained adapter is what round 1 evaluates
     assert (str(model), str(rd / "train" / "adapter")) in calls
     rows = read_jsonl(run / "rounds.jsonl")
@@ -197,6 +199,7 @@ def test_context_distillation_trains_and_asks_the_policy_with_the_request_only_p
         per_device_train_batch_size=4, lora_r=4, lora_alpha=8, eval_dev_limit=8, eval_test=False,
         report_to="none", mode="compact", examples="none", policy_mode="request", continue_from="last",
         merge=False,  # the trained policy is told apart from the base by its adapter
+        train_launcher=None,  # in the loop's process (test_one_round_end_to_end runs the default subprocess)
     ))
     calls: list = []
     run_tao(setup, planner_factory=lambda spec: Recording(spec.model, spec.adapter, calls), progress=False)
@@ -259,6 +262,7 @@ def test_edit_search_and_a_round_schedule_end_to_end(bench_path, tmp_path):
         report_to="none", mode="compact", examples="none", constrained=True, link_values=True, link_request=True,
         max_searches=1, max_filter_depth=2, explore_steps=2, continue_from="last",
         round_strategies=["best-of-n", "dpo"], round_learning_rates=[1e-3, 5e-4],
+        train_launcher=None,  # in the loop's process (test_one_round_end_to_end runs the default subprocess)
     ))
     calls: list = []
     run_tao(setup, planner_factory=lambda spec: FakePolicy(spec.model, spec.adapter, calls), progress=False)
