@@ -1,7 +1,7 @@
 """The recipe: what a TAO run does when its config file says nothing, in one place.
 
 The defaults are the recipe that works, `make demo`'s: two rounds of SmolLM2-135M-Instruct on the embedded
-benchmark, sized for ~30 minutes on a 2-core CPU (39 min measured after the seventh pass; docs/tao.md has the
+benchmark, sized for ~30 minutes on a 2-core CPU (36 min measured after the eighth pass; docs/tao.md has the
 measurements behind each value).
 `TaoConfig` (pipelines/tao_config.py) takes its defaults from ``LOOP``, TRL's trainer config
 (`SFTConfig`/`DPOConfig`/`KTOConfig`) from ``TRAINING`` and `trl.ModelConfig` from ``MODEL``, each under its
