@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants:
             calls, options = VARIANTS[name]
+            per_call = calls or cfg.sample_batch_size
             load = os.getloadavg()[0]
             t0 = time.perf_counter()
             planner = make_planner(dataclasses.replace(spec, options={**spec.options, **options}))
@@ -83,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(tmp) / f"{name}.jsonl"
             try:
                 sample_stage(planner, prompts, out, cfg.n, cfg.temperature, cfg.top_p, setup.training.seed + args.round,
-                             batch_size=calls or cfg.sample_batch_size, progress=False)
+                             batch_size=per_call, progress=False)
             finally:
                 t2 = time.perf_counter()
                 release(planner)
             plans = read_jsonl(out)
             tokens = sum((p.get("usage") or {}).get("output_tokens", 0) for p in plans)
-            row = {"variant": name, "prompts_per_call": calls or cfg.sample_batch_size, "plans": len(plans),
+            row = {"variant": name, "prompts_per_call": per_call, "plans": len(plans),
                    "engine_start_s": round(t1 - t0, 1), "sample_s": round(t2 - t1, 1),
                    "plans_per_min": round(len(plans) / (t2 - t1) * 60), "output_tokens_per_plan":
                    round(tokens / max(1, len(plans)), 1), "output_tok_per_s": round(tokens / (t2 - t1), 1),
